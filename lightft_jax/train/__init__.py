@@ -1,0 +1,1 @@
+"""lightft_jax.train."""
