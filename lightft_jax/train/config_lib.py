@@ -1,0 +1,177 @@
+"""Config helpers shared by every file in configs/: the base training config, `key=value` arguments, locking.
+
+Configs follow big_vision: `get_config(arg)` where `arg` is `"key=value,key2=value2"`; values are parsed as
+Python literals when they can be (`lr=1e-3`, `targets=qv`, `steps=100`). Dotted keys reach into sections.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from typing import Any
+
+import ml_collections
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Every dotted key of `cfg`, sections included: ["model", "model.name", ...]."""
+  keys = []
+  for k, v in cfg.items():
+    keys.append(prefix + k)
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += flat_keys(v, prefix + k + ".")
+  return keys
+
+
+def unknown_key_error(cfg: ml_collections.ConfigDict, key: str) -> KeyError:
+  """KeyError naming `key` and the nearest valid keys of `cfg`."""
+  valid = flat_keys(cfg)
+  near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+  hint = f"; did you mean {', '.join(near)}?" if near else ""
+  return KeyError(f"unknown config key {key!r}{hint} Valid keys: {', '.join(valid)}")
+
+
+def check_key(cfg: ml_collections.ConfigDict, key: str) -> None:
+  """Raises `unknown_key_error` unless the dotted `key` exists in `cfg`."""
+  node: Any = cfg
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise unknown_key_error(cfg, key)
+    node = node[part]
+
+
+def parse_value(text: str) -> Any:
+  """Python literal when `text` is one (1, 1e-3, True, None, (1, 2)), else the string itself."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """`"a=1,b=x"` -> ConfigDict(a=1, b="x") over `defaults`; an unknown name is a clear error."""
+  out = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(","):
+    if not item.strip():
+      continue
+    if "=" not in item:
+      raise ValueError(f"config argument {item!r} is not key=value; valid keys: {sorted(defaults)}")
+    key, value = (s.strip() for s in item.split("=", 1))
+    if key not in defaults:
+      near = difflib.get_close_matches(key, list(defaults), n=3, cutoff=0.5)
+      hint = f"; did you mean {', '.join(near)}?" if near else ""
+      raise KeyError(f"unknown config argument {key!r}{hint} Valid arguments: {sorted(defaults)}")
+    out[key] = type(defaults[key])(parse_value(value)) if isinstance(defaults[key], (int, float)) \
+        and not isinstance(defaults[key], bool) else parse_value(value)
+  return out
+
+
+def set_key(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """cfg["a.b.c"] = value, with the nearest-key error for a misspelled key."""
+  check_key(cfg, key)
+  *parents, last = key.split(".")
+  node = cfg
+  for p in parents:
+    node = node[p]
+  node[last] = value
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every section and top-level key a training config has, with defaults; configs override what they need."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 100
+  c.batch_size = 32
+  c.log_every = 10
+  c.eval_every = 0  # 0: evaluate only at the end
+  c.checkpoint_every = 0  # 0: save only at the end (and on SIGTERM)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "tiny-bert"  # a preset of lightft_jax.models.PRESETS or an HF checkpoint directory
+  c.model.overrides = ml_collections.ConfigDict()  # TransformerConfig fields for presets (vocab_size=...)
+  c.model.tokenizer = ""  # tokenizer.json file or directory; default: the HF directory
+  c.model.dtype = "float32"
+  c.model.max_length = 128
+
+  c.peft = ml_collections.ConfigDict({"method": "full"})
+
+  c.task = ml_collections.ConfigDict()
+  c.task.name = "rotten_tomatoes"
+  c.task.options = ml_collections.ConfigDict()  # keyword options for data.get_task
+  c.task.data_dir = ""
+  c.task.train_split = "train"
+  c.task.eval_split = "validation"
+  c.task.test_split = "test"  # evaluated once at the end; "" to skip
+  c.task.eval_limit = 0  # 0: the whole split
+  c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adamw"  # adamw | adafactor | sgd | lion
+  c.optimizer.lr = 1e-3
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.momentum = 0.9  # sgd
+  c.optimizer.clip_norm = 1.0  # 0: no clipping
+  c.optimizer.grad_accum_steps = 1
+  c.optimizer.lr_groups = ()  # ((regex over parameter paths, lr multiplier), ...)
+  c.optimizer.no_decay = r"(^|\.)(bias|scale|embedding)$|norm"  # regex: parameters without weight decay
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "cosine"  # cosine | linear | constant
+  c.schedule.warmup_steps = 0
+  c.schedule.end_factor = 0.0  # final lr as a fraction of the peak (cosine / linear)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1: every device not used by the other axes
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  c.mesh.rules = ()  # ((logical axis, mesh axis or None), ...) overriding train.sharding.DEFAULT_RULES
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.max_to_keep = 2
+  c.checkpoint.async_save = True
+  c.checkpoint.keep_best = True
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metric = ""  # metric for keep-best; "" = the task's first metric
+  c.eval.mode = "max"  # max | min
+  c.eval.batch_size = 0  # 0: batch_size
+
+  c.logging = ml_collections.ConfigDict()
+  c.logging.progress = True
+  c.logging.plots = True
+
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.mode = "offline"
+  c.wandb.project = "lightft_jax"
+  c.wandb.name = ""
+  c.wandb.tags = ()
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = ""  # "" = from the environment (or single process)
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+  return c
+
+
+def finalize(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Validates the values everyone relies on and locks the config (unknown keys become errors).
+
+  `peft`, `model.overrides` and `task.options` stay open: their keys are checked by the PEFT method,
+  `TransformerConfig.replace` and `data.get_task`, which know the valid names.
+  """
+  if cfg.wandb.mode not in WANDB_MODES:
+    raise ValueError(f"wandb.mode must be one of {WANDB_MODES}, got {cfg.wandb.mode!r}")
+  for k in ("total_steps", "batch_size"):
+    if cfg[k] <= 0:
+      raise ValueError(f"{k} must be positive, got {cfg[k]}")
+  cfg.lock()
+  for free in (cfg.peft, cfg.model.overrides, cfg.task.options):  # validated by peft / models / data
+    free.unlock()
+  return cfg

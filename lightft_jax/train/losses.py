@@ -1,0 +1,62 @@
+"""Loss and predictions per task kind, from the model's output dict and a batch.
+
+Kinds follow `data` tasks: classification, regression, token_classification, qa, lm, seq2seq,
+icl_regression. Label value -100 marks ignored positions. Every loss is a weighted mean where the
+optional `batch["weights"]` [B] (0 for padding rows of a last eval batch) weights examples.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+KINDS = ("classification", "regression", "token_classification", "qa", "lm", "seq2seq", "icl_regression")
+IGNORE = -100
+
+MODEL_TASK = {"classification": "classification", "regression": "regression",
+              "token_classification": "token_classification", "qa": "qa", "lm": "lm", "seq2seq": "lm",
+              "icl_regression": "regression"}
+
+
+def _weights(batch, b: int) -> jax.Array:
+  return batch["weights"].astype(jnp.float32) if "weights" in batch else jnp.ones((b,), jnp.float32)
+
+
+def _token_ce(logits: jax.Array, labels: jax.Array, w: jax.Array):
+  """logits [B,T,V], labels [B,T] with -100 ignored -> (sum of weighted CE, weighted token count)."""
+  valid = (labels != IGNORE).astype(jnp.float32) * w[:, None]
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.maximum(labels, 0))
+  return jnp.sum(ce * valid), jnp.sum(valid)
+
+
+def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, dict]:
+  """Returns (scalar loss, aux) where aux holds `predictions` and the `weight` the loss was averaged over.
+
+  classification: logits [B,C], labels [B] -> argmax [B]. regression: logits [B,1], labels [B] float -> [B].
+  token_classification: logits [B,T,C], labels [B,T] -> argmax [B,T]. qa: logits [B,T,2] with
+  start_positions/end_positions [B] -> [B,2]. lm: labels [B,T] are the inputs (shifted here, HF style).
+  seq2seq: labels [B,T] aligned with decoder_input_ids (not shifted).
+  """
+  if kind not in KINDS:
+    raise ValueError(f"unknown task kind {kind!r}; choose from {KINDS}")
+  logits = out["logits"]
+  w = _weights(batch, logits.shape[0])
+  denom = jnp.maximum(jnp.sum(w), 1e-9)
+  if kind == "classification":
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["labels"])
+    return jnp.sum(ce * w) / denom, {"predictions": jnp.argmax(logits, -1), "weight": jnp.sum(w)}
+  if kind in ("regression", "icl_regression"):
+    pred = logits[..., 0].astype(jnp.float32)
+    return jnp.sum(jnp.square(pred - batch["labels"]) * w) / denom, {"predictions": pred, "weight": jnp.sum(w)}
+  if kind == "qa":
+    start, end = logits[..., 0].astype(jnp.float32), logits[..., 1].astype(jnp.float32)
+    ce = (optax.softmax_cross_entropy_with_integer_labels(start, batch["start_positions"])
+          + optax.softmax_cross_entropy_with_integer_labels(end, batch["end_positions"])) / 2
+    pred = jnp.stack([jnp.argmax(start, -1), jnp.argmax(end, -1)], -1)
+    return jnp.sum(ce * w) / denom, {"predictions": pred, "weight": jnp.sum(w)}
+  labels = batch["labels"]
+  if kind == "lm":
+    logits, labels = logits[:, :-1], labels[:, 1:]
+  total, count = _token_ce(logits, labels, w)
+  return total / jnp.maximum(count, 1e-9), {"predictions": jnp.argmax(logits, -1), "weight": count}

@@ -1,0 +1,179 @@
+"""Sharded, jitted train and eval steps over the trainable part of an NNX model.
+
+The model is split once into (graphdef, trainable params, frozen params, other state). The train state is
+a pure-dict pytree {"step", "params", "opt_state", "rng"}: only trainable parameters get gradients and
+optimizer state; the frozen parameters are a separate, sharded, never-donated argument (one copy, reused
+every step). Both steps are `jax.jit`ted with explicit in/out shardings; the train state is donated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lightft_jax.train import sharding as shd
+from lightft_jax.train.losses import loss_and_predictions
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "positions", "decoder_input_ids",
+                "decoder_attention_mask")
+TARGETS = ("labels", "start_positions", "end_positions", "weights")
+
+
+class PureState:
+  """Converts between an nnx.State and its pure-dict tree (same leaf order), traceable inside jit."""
+
+  def __init__(self, state: nnx.State):
+    self.pure = nnx.to_pure_dict(state)
+    self.treedef = jax.tree.structure(state)
+    state_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    pure_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(self.pure)[0]]
+    if [tuple(str(k) for k in p[:len(q)]) for p, q in zip(state_paths, pure_paths)] != \
+        [tuple(str(k) for k in q) for q in pure_paths]:
+      raise AssertionError("nnx.State and its pure dict flatten in different orders")
+
+  def to_state(self, pure: Any) -> nnx.State:
+    return jax.tree.unflatten(self.treedef, jax.tree.leaves(pure))
+
+
+def split_inputs(batch: dict) -> tuple[dict, dict | None]:
+  """Model keyword inputs, and the per-call `ctx` (every other non-target key, e.g. task_ids)."""
+  inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+  ctx = {k: v for k, v in batch.items() if k not in MODEL_INPUTS and k not in TARGETS}
+  return inputs, ctx or None
+
+
+@dataclasses.dataclass
+class Program:
+  """Everything needed to run steps: model pieces, shardings, optimizer, jitted steps."""
+
+  mesh: Mesh
+  kind: str
+  tx: optax.GradientTransformation
+  params: PureState
+  frozen: PureState
+  rest: PureState
+  graphdef: Any
+  eval_graphdef: Any
+  state_shardings: Any
+  frozen_shardings: Any
+  batch_sharding: NamedSharding
+  accum_steps: int = 1
+  train_step: Callable = None
+  eval_step: Callable = None
+
+  def model(self, params: Any, frozen: Any, rest: Any, *, train: bool = True) -> nnx.Module:
+    graphdef = self.graphdef if train else self.eval_graphdef
+    return nnx.merge(graphdef, self.params.to_state(params), self.frozen.to_state(frozen),
+                     self.rest.to_state(rest))
+
+
+def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransformation, *, kind: str,
+                  mesh: Mesh, rules=shd.DEFAULT_RULES, accum_steps: int = 1) -> Program:
+  """Splits `model`, derives every sharding from logical axis names and jits the steps."""
+  model.train()
+  graphdef, params, frozen, rest = nnx.split(model, trainable_filter, nnx.Param, ...)
+  model.eval()
+  eval_graphdef = nnx.graphdef(model)
+  model.train()
+  p_specs, f_specs = shd.state_specs(params, mesh, rules), shd.state_specs(frozen, mesh, rules)
+  pure_params = nnx.to_pure_dict(params)
+  opt_shape = jax.eval_shape(tx.init, pure_params)
+  param_shapes = jax.tree.map(lambda x: x.shape, pure_params)
+
+  def opt_spec(leaf, spec, shape):
+    return spec if getattr(leaf, "shape", None) == shape else P()
+
+  opt_specs = optax.tree_map_params(tx, opt_spec, opt_shape, p_specs, param_shapes,
+                                    transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P))
+  state_specs = {"step": P(), "params": p_specs, "opt_state": opt_specs, "rng": P()}
+  prog = Program(mesh=mesh, kind=kind, tx=tx, params=PureState(params), frozen=PureState(frozen),
+                 rest=PureState(rest), graphdef=graphdef, eval_graphdef=eval_graphdef,
+                 state_shardings=shd.named(mesh, state_specs), frozen_shardings=shd.named(mesh, f_specs),
+                 batch_sharding=NamedSharding(mesh, shd.batch_spec(mesh, rules)), accum_steps=accum_steps)
+  prog.train_step, prog.eval_step = _jit_steps(prog)
+  return prog
+
+
+def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
+  model = prog.model(params, frozen, rest, train=train)
+  if train and rng is not None:
+    nnx.reseed(model, default=rng)
+  inputs, ctx = split_inputs(batch)
+  out = model(**inputs, ctx=ctx)
+  return loss_and_predictions(prog.kind, out, batch)
+
+
+def _jit_steps(prog: Program):
+  k = prog.accum_steps
+
+  def train_step(state, frozen, rest, batch):
+    rng = jax.random.fold_in(state["rng"], state["step"])
+    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_fn(prog, p, frozen, rest, b, r, True)[0])
+    if k == 1:
+      loss, grads = grad_fn(state["params"], batch, rng)
+    else:
+      micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+
+      def body(carry, i):
+        mb = jax.tree.map(lambda x: x[i], micro)
+        l, g = grad_fn(state["params"], mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (l, g)), None
+
+      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state["params"]))
+      (loss, grads), _ = jax.lax.scan(body, zeros, jnp.arange(k))
+      loss, grads = loss / k, jax.tree.map(lambda g: g / k, grads)
+    updates, opt_state = prog.tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "rng": state["rng"]}
+    return new, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+  def eval_step(params, frozen, rest, batch):
+    loss, aux = _loss_fn(prog, params, frozen, rest, batch, None, False)
+    return {"loss_sum": loss * aux["weight"], "weight": aux["weight"], "predictions": aux["predictions"]}
+
+  repl = shd.replicated(prog.mesh)
+  rest_sh = jax.tree.map(lambda _: repl, prog.rest.pure)
+  jtrain = jax.jit(train_step, in_shardings=(prog.state_shardings, prog.frozen_shardings, rest_sh,
+                                             prog.batch_sharding),
+                   out_shardings=(prog.state_shardings, repl), donate_argnums=(0,))
+  jeval = jax.jit(eval_step, in_shardings=(prog.state_shardings["params"], prog.frozen_shardings, rest_sh,
+                                           prog.batch_sharding), out_shardings=repl)
+  return jtrain, jeval
+
+
+def init_state(prog: Program, seed: int) -> dict:
+  """Fresh train state, placed with its shardings."""
+  params = prog.params.pure
+
+  def make(params):
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": prog.tx.init(params),
+            "rng": jax.random.PRNGKey(seed)}
+
+  return jax.jit(make, out_shardings=prog.state_shardings)(params)
+
+
+def place_frozen(prog: Program) -> tuple[Any, Any]:
+  """(frozen params, other state) as device arrays with their shardings."""
+  frozen = jax.device_put(prog.frozen.pure, prog.frozen_shardings)
+  rest = jax.device_put(prog.rest.pure, shd.replicated(prog.mesh))
+  return frozen, rest
+
+
+def params_digest(params: Any) -> str:
+  """sha256 over (path, dtype, shape, bytes) of every parameter, in sorted path order."""
+  import hashlib
+  from lightft_jax.train.optim import param_paths
+  h = hashlib.sha256()
+  paths, leaves = jax.tree.leaves(param_paths(params)), jax.tree.leaves(params)
+  for path, x in sorted(zip(paths, leaves), key=lambda t: t[0]):
+    a = np.ascontiguousarray(np.asarray(jax.device_get(x)))
+    h.update(f"{path}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
