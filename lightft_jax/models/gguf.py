@@ -1,0 +1,140 @@
+"""llama.cpp GGUF files (llama architecture): weights, config and tokenizer.
+
+`read_gguf(path)` dequantizes every tensor with `gguf.quants.dequantize`, renames it to the Hugging
+Face llama name (torch layout [out, in]), undoes llama.cpp's RoPE permutation of the q/k projections,
+and turns the `llama.*` metadata into an HF-style config dict, so `hf.from_pretrained` loads it through
+the same table as a safetensors llama. `gguf_tokenizer(path)` rebuilds the byte-level BPE tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gguf
+import numpy as np
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer as _HFTokenizer
+
+from lightft_jax.models.tokenizer import Tokenizer
+
+SUPPORTED_ARCHITECTURES = ("llama",)
+
+# llama.* metadata key -> HF LlamaConfig key
+_CONFIG_KEYS = (("context_length", "max_position_embeddings"), ("embedding_length", "hidden_size"),
+                ("block_count", "num_hidden_layers"), ("feed_forward_length", "intermediate_size"),
+                ("attention.head_count", "num_attention_heads"), ("attention.head_count_kv", "num_key_value_heads"),
+                ("attention.key_length", "head_dim"), ("rope.freq_base", "rope_theta"),
+                ("attention.layer_norm_rms_epsilon", "rms_norm_eps"), ("vocab_size", "vocab_size"))
+_TOKEN_IDS = (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+              ("padding_token_id", "pad_token_id"))
+
+# GGUF tensor name -> HF llama name ("{i}" is the layer)
+_TENSOR_NAMES = {
+    "token_embd.weight": "embed_tokens.weight", "output_norm.weight": "norm.weight", "output.weight": "lm_head.weight",
+    "blk.{i}.attn_norm.weight": "layers.{i}.input_layernorm.weight",
+    "blk.{i}.attn_q.weight": "layers.{i}.self_attn.q_proj.weight",
+    "blk.{i}.attn_k.weight": "layers.{i}.self_attn.k_proj.weight",
+    "blk.{i}.attn_v.weight": "layers.{i}.self_attn.v_proj.weight",
+    "blk.{i}.attn_output.weight": "layers.{i}.self_attn.o_proj.weight",
+    "blk.{i}.ffn_norm.weight": "layers.{i}.post_attention_layernorm.weight",
+    "blk.{i}.ffn_gate.weight": "layers.{i}.mlp.gate_proj.weight",
+    "blk.{i}.ffn_up.weight": "layers.{i}.mlp.up_proj.weight",
+    "blk.{i}.ffn_down.weight": "layers.{i}.mlp.down_proj.weight",
+}
+
+# tokenizer.ggml.pre values whose merges were learned on the Llama-3 split (others use GPT-2's).
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_PRE_SPLITS = {"llama3": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT, "llama-bpe": _LLAMA3_SPLIT,
+               "smaug-bpe": _LLAMA3_SPLIT, "dbrx": _LLAMA3_SPLIT}
+_CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
+
+
+def _metadata(reader: gguf.GGUFReader) -> dict:
+  """Scalar and string fields as python values; arrays as lists."""
+  return {k: f.contents() for k, f in reader.fields.items()}
+
+
+def _reader(path: Path) -> gguf.GGUFReader:
+  if not Path(path).is_file():
+    raise FileNotFoundError(f"no GGUF file at {path}")
+  reader = gguf.GGUFReader(str(path))
+  arch = reader.fields["general.architecture"].contents()
+  if arch not in SUPPORTED_ARCHITECTURES:
+    raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: {list(SUPPORTED_ARCHITECTURES)}")
+  return reader
+
+
+def unpermute_rope(w: np.ndarray, n_heads: int) -> np.ndarray:
+  """Undoes llama.cpp's q/k row permutation: w [n_heads*Dh, D] interleaved pairs -> HF rotate-half halves."""
+  dh2 = w.shape[0] // n_heads // 2
+  return w.reshape(n_heads, dh2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _hf_name(name: str) -> str | None:
+  m = re.match(r"^blk\.(\d+)\.(.*)$", name)
+  key = f"blk.{{i}}.{m[2]}" if m else name
+  return _TENSOR_NAMES[key].format(i=m[1] if m else "") if key in _TENSOR_NAMES else None
+
+
+def gguf_config(meta: dict) -> dict:
+  """GGUF metadata -> HF LlamaConfig-style dict (tied embeddings decided by the caller)."""
+  hf = {"model_type": "llama"}
+  for key, theirs in _CONFIG_KEYS:
+    if f"llama.{key}" in meta:
+      hf[theirs] = meta[f"llama.{key}"]
+  for key, theirs in _TOKEN_IDS:
+    if f"tokenizer.ggml.{key}" in meta:
+      hf[theirs] = meta[f"tokenizer.ggml.{key}"]
+  hf.setdefault("vocab_size", len(meta.get("tokenizer.ggml.tokens", ())))
+  return hf
+
+
+def read_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+  """(HF-style config dict, {HF llama tensor name: float32 array in torch layout}) of a llama GGUF."""
+  reader = _reader(Path(path))
+  hf = gguf_config(_metadata(reader))
+  heads = {"q_proj": hf["num_attention_heads"], "k_proj": hf.get("num_key_value_heads", hf["num_attention_heads"])}
+  arrays, unknown = {}, []
+  for t in reader.tensors:
+    name = _hf_name(t.name)
+    if name is None:
+      unknown.append(t.name)
+      continue
+    w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
+    proj = name.split(".")[-2]
+    arrays[name] = unpermute_rope(w, heads[proj]) if proj in heads else w
+  if unknown:
+    raise ValueError(f"GGUF tensors with no llama mapping: {unknown[:8]}")
+  hf["tie_word_embeddings"] = "lm_head.weight" not in arrays
+  return hf, arrays
+
+
+def gguf_tokenizer(path: str | Path) -> Tokenizer:
+  """Byte-level BPE tokenizer (GPT-2 style, as in SmolLM2) from `tokenizer.ggml.*` metadata."""
+  meta = _metadata(_reader(Path(path)))
+  kind = meta.get("tokenizer.ggml.model")
+  if kind != "gpt2":
+    raise ValueError(f"GGUF tokenizer model {kind!r} is not supported; supported: ['gpt2'] (byte-level BPE)")
+  tokens = list(meta["tokenizer.ggml.tokens"])
+  merges = [tuple(m.split(" ")) for m in meta["tokenizer.ggml.merges"]]
+  tok = _HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
+  split = _PRE_SPLITS.get(meta.get("tokenizer.ggml.pre"))
+  tok.pre_tokenizer = (pre_tokenizers.ByteLevel(add_prefix_space=False) if split is None else
+                       pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split), behavior="isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))
+  tok.decoder = decoders.ByteLevel()
+  alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+  types = list(meta.get("tokenizer.ggml.token_type", ()))
+  tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t, ty in zip(tokens, types)
+                          if ty == _CONTROL and set(t) <= alphabet])
+  tok.add_tokens([AddedToken(t, normalized=False, special=False) for t, ty in zip(tokens, types)
+                  if ty == _USER_DEFINED])
+  ids = {theirs: meta.get(f"tokenizer.ggml.{key}") for key, theirs in _TOKEN_IDS}
+  if meta.get("tokenizer.ggml.add_bos_token") and ids["bos_token_id"] is not None:
+    bos = tokens[ids["bos_token_id"]]
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                       special_tokens=[(bos, ids["bos_token_id"])])
+  pad = ids["pad_token_id"] if ids["pad_token_id"] is not None else ids["eos_token_id"]
+  return Tokenizer(tok, pad_token_id=pad or 0, bos_token_id=ids["bos_token_id"], eos_token_id=ids["eos_token_id"])
