@@ -1,1 +1,26 @@
-"""lightft_jax.data."""
+"""Tasks, Grain / TFDS input pipelines, synthetic and discrete in-context-learning tasks.
+
+Names are imported on first use, so importing `lightft_jax.data` pulls in neither TensorFlow nor Grain:
+`get_task` / `Task` (registry), `make_loader` / `Loader` (Grain pipelines), `Curriculum`, `sample_icl_batch`,
+`FUNCTION_CLASSES` (Garg et al. regression tasks, pure JAX), `associative_recall`, `few_shot_classification`,
+`FewShotPrompt` (discrete ICL prompts).
+"""
+
+import importlib
+
+_EXPORTS = {
+    "Task": "tasks", "get_task": "tasks", "register": "tasks", "REGISTRY": "tasks",
+    "make_loader": "pipeline", "Loader": "pipeline",
+    "Curriculum": "icl_synthetic", "sample_icl_batch": "icl_synthetic", "FUNCTION_CLASSES": "icl_synthetic",
+    "associative_recall": "icl_discrete", "few_shot_classification": "icl_discrete",
+    "FewShotPrompt": "icl_discrete",
+    "DatasetNotPreparedError": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'lightft_jax.data' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"lightft_jax.data.{_EXPORTS[name]}"), name)

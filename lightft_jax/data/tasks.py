@@ -1,0 +1,292 @@
+"""Task registry: where a task's data comes from, how a record becomes an example, labels and metrics.
+
+An example is a plain dict with the fields named by the task: `text_fields` (strings) and `label`
+(int / float) for classification and regression; `tokens` + `labels` (per-word ids) for NER; `question`,
+`context`, `answers` {"text": [...], "answer_start": [...]} for QA; `source` + `target` for seq2seq;
+`text` for LM. `get_task(name, **options)` returns a `Task`; unknown names list the registered ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lightft_jax import metrics as M
+from lightft_jax.data import sources
+
+KINDS = ("classification", "regression", "token_classification", "qa", "seq2seq", "lm", "icl_regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One task. `open(split, data_dir)` -> random-access source of examples; see the module docstring.
+
+  encoder_inputs(example) -> (text,) or (text_a, text_b): what an encoder classifier reads (defaults to
+  the text fields). template / verbalizer: the text-to-text form for decoders and T5-style models
+  (`template.format(**example)` -> source text, `verbalizer[label]` -> target text).
+  """
+  name: str
+  kind: str
+  text_fields: tuple[str, ...]
+  label_names: list[str] | None
+  metric_names: tuple[str, ...]
+  open_split: Callable[[str, str | None], object]
+  splits: tuple[str, ...] = ("train", "validation", "test")
+  encoder_inputs_fn: Callable[[dict], tuple[str, ...]] | None = None
+  template: str | None = None
+  verbalizer: tuple[str, ...] | None = None
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"task kind must be one of {KINDS}, got {self.kind!r}")
+
+  @property
+  def num_labels(self) -> int | None:
+    return None if self.label_names is None else len(self.label_names)
+
+  def open(self, split: str, data_dir: str | None = None):
+    """Random-access source (len / getitem) of examples for `split`."""
+    if split not in self.splits:
+      raise ValueError(f"task {self.name!r} has no split {split!r}; splits: {list(self.splits)}")
+    return self.open_split(split, data_dir)
+
+  def examples(self, split: str, data_dir: str | None = None, limit: int | None = None) -> list[dict]:
+    """The first `limit` (default all) examples of `split` as a list of dicts."""
+    src = self.open(split, data_dir)
+    n = len(src) if limit is None else min(limit, len(src))
+    return [src[i] for i in range(n)]
+
+  def encoder_inputs(self, example: dict) -> tuple[str, ...]:
+    if self.encoder_inputs_fn is not None:
+      return self.encoder_inputs_fn(example)
+    return tuple(example[f] for f in self.text_fields)
+
+  def source_text(self, example: dict) -> str:
+    """The text-to-text input: the template, or `name field: value ...` over the text fields."""
+    if self.template is not None:
+      return self.template.format(**example)
+    return " ".join([self.name] + [f"{f}: {example[f]}" for f in self.text_fields])
+
+  def target_text(self, example: dict) -> str:
+    """The text-to-text target: label word (classification), "%.1f" (regression), first answer (QA)."""
+    if self.kind == "classification":
+      words = self.verbalizer or tuple(n.replace("_", " ") for n in self.label_names)
+      return words[int(example["label"])]
+    if self.kind == "regression":
+      return f"{float(example['label']):.1f}"
+    if self.kind == "qa":
+      return example["answers"]["text"][0] if example["answers"]["text"] else ""
+    if self.kind == "seq2seq":
+      return example["target"]
+    raise ValueError(f"task kind {self.kind!r} has no text target")
+
+  def metrics(self, predictions, references) -> dict[str, float]:
+    """The task's standard metrics. Classification: label ids; regression: floats; NER: per-word tag ids
+    or tag strings (-100 entries dropped); QA: answer strings vs lists of gold answers; seq2seq: strings;
+    LM: per-token NLL vs weights."""
+    if self.kind == "token_classification":
+      predictions, references = _tag_sequences(predictions, references, self.label_names)
+    return M.compute(self.metric_names, predictions, references)
+
+  def with_options(self, **changes) -> "Task":
+    return dataclasses.replace(self, **changes)
+
+
+def _tag_sequences(predictions, references, names):
+  """Per-word tag-id (or tag-string) sequences -> tag strings, dropping positions whose reference is -100."""
+  preds, refs = [], []
+  for p, r in zip(predictions, references):
+    keep = [i for i, t in enumerate(r) if not (isinstance(t, (int, np.integer)) and t == -100)]
+    name = lambda t: names[int(t)] if isinstance(t, (int, np.integer)) else str(t)
+    preds.append([name(p[i]) for i in keep])
+    refs.append([name(r[i]) for i in keep])
+  return preds, refs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TFDS tasks
+
+def _tfds_task(name, builder, kind, text_fields, label_names, metric_names, convert=None, split_map=None,
+               prepare=False, **kw) -> Callable[..., Task]:
+  """Factory for a TFDS-backed task. convert(raw python record) -> example (default: keep the record)."""
+  split_map = dict(split_map or {})
+
+  def make(data_dir: str | None = None, **builder_kwargs) -> Task:
+    default_dir = data_dir
+
+    def open_split(split, data_dir=None):
+      raw = sources.open_tfds(builder, split_map.get(split, split), data_dir or default_dir, prepare=prepare,
+                              **builder_kwargs)
+      fn = (lambda r: convert(sources.to_python(r))) if convert else sources.to_python
+      return sources.MappedSource(raw, fn)
+
+    return Task(name, kind, tuple(text_fields), None if label_names is None else list(label_names),
+                tuple(metric_names), open_split, splits=tuple(kw.pop("splits", ("train", "validation", "test"))),
+                **kw)
+
+  return make
+
+
+def _copa(r):
+  joiner = {"cause": "What was the cause?", "effect": "What happened as a result?"}[r["question"]]
+  return {**r, "text": f"{r['premise']} {joiner}", "choices": f"{r['choice1']} or {r['choice2']}"}
+
+
+def _squad(r):
+  return {"id": r["id"], "title": r["title"], "question": r["question"], "context": r["context"],
+          "answers": {"text": list(r["answers"]["text"]), "answer_start": list(r["answers"]["answer_start"])}}
+
+
+def _lm_text(field):
+  return lambda r: {"text": r[field]}
+
+
+NLI = ["entailment", "not_entailment"]
+NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+CLS, REG = "classification", "regression"
+ACC = ("accuracy",)
+
+_GLUE = {
+    "cola": (("sentence",), ["unacceptable", "acceptable"], ("matthews_corrcoef", "accuracy")),
+    "sst2": (("sentence",), ["negative", "positive"], ACC),
+    "mrpc": (("sentence1", "sentence2"), ["not_equivalent", "equivalent"], ("accuracy", "f1")),
+    "qqp": (("question1", "question2"), ["not_duplicate", "duplicate"], ("accuracy", "f1")),
+    "stsb": (("sentence1", "sentence2"), None, ("pearson_spearman",)),
+    "mnli": (("premise", "hypothesis"), ["entailment", "neutral", "contradiction"], ACC),
+    "qnli": (("question", "sentence"), NLI, ACC),
+    "rte": (("sentence1", "sentence2"), NLI, ACC),
+    "wnli": (("sentence1", "sentence2"), ["not_entailment", "entailment"], ACC),
+}
+
+REGISTRY: dict[str, Callable[..., Task]] = {}
+
+for _n, (_fields, _labels, _metrics) in _GLUE.items():
+  REGISTRY[_n] = _tfds_task(
+      _n, f"glue/{_n}", REG if _labels is None else CLS, _fields, _labels, _metrics,
+      split_map={"validation": "validation_matched", "test": "test_matched"} if _n == "mnli" else None)
+REGISTRY["mnli_mismatched"] = _tfds_task(
+    "mnli_mismatched", "glue/mnli", CLS, *_GLUE["mnli"],
+    split_map={"validation": "validation_mismatched", "test": "test_mismatched"}, splits=("validation", "test"))
+
+REGISTRY.update({
+    "boolq": _tfds_task("boolq", "super_glue/boolq", CLS, ("question", "passage"), ["False", "True"], ACC),
+    "cb": _tfds_task("cb", "super_glue/cb", CLS, ("premise", "hypothesis"),
+                     ["entailment", "contradiction", "neutral"], ("accuracy", "macro_f1")),
+    "copa": _tfds_task("copa", "super_glue/copa", CLS, ("text", "choices"), ["choice1", "choice2"], ACC,
+                       convert=_copa,
+                       template="copa premise: {premise} question: {question} choice1: {choice1} choice2: {choice2}"),
+    "superglue_rte": _tfds_task("superglue_rte", "super_glue/rte", CLS, ("premise", "hypothesis"), NLI, ACC),
+    "wic": _tfds_task("wic", "super_glue/wic", CLS, ("sentence1", "sentence2"), ["False", "True"], ACC,
+                      encoder_inputs_fn=lambda e: (f"{e['word']}: {e['sentence1']}", e["sentence2"]),
+                      template="wic word: {word} sentence1: {sentence1} sentence2: {sentence2}"),
+    "wsc": _tfds_task("wsc", "super_glue/wsc.fixed", CLS, ("text",), ["False", "True"], ACC,
+                      encoder_inputs_fn=lambda e: (e["text"], f"{e['span2_text']} refers to {e['span1_text']}"),
+                      template="wsc text: {text} does {span2_text} refer to {span1_text}?"),
+    "imdb_reviews": _tfds_task("imdb_reviews", "imdb_reviews", CLS, ("text",), ["neg", "pos"], ACC,
+                               splits=("train", "test", "unsupervised")),
+    "ag_news": _tfds_task("ag_news", "ag_news_subset", CLS, ("title", "description"),
+                          ["World", "Sports", "Business", "Sci/Tech"], ACC, splits=("train", "test")),
+    "conll2003": _tfds_task("conll2003", "conll2003", "token_classification", ("tokens",), NER_TAGS,
+                            ("ner_span_f1",), convert=lambda r: {"tokens": r["tokens"], "labels": r["ner"]}),
+    "squad": _tfds_task("squad", "squad/v1.1", "qa", ("question", "context"), None, ("squad",), convert=_squad,
+                        splits=("train", "validation"),
+                        template="question: {question} context: {context}"),
+    "wmt14_en_de": _tfds_task("wmt14_en_de", "wmt14_translate/de-en", "seq2seq", ("source",), None, ("bleu",),
+                              convert=lambda r: {"source": r["en"], "target": r["de"]},
+                              template="translate English to German: {source}"),
+    "cnn_dailymail": _tfds_task("cnn_dailymail", "cnn_dailymail", "seq2seq", ("source",), None, ("rouge",),
+                                convert=lambda r: {"source": r["article"], "target": r["highlights"]},
+                                template="summarize: {source}"),
+    "lm1b": _tfds_task("lm1b", "lm1b", "lm", ("text",), None, ("perplexity",), splits=("train", "test")),
+    "wikipedia": _tfds_task("wikipedia", "wikipedia/20230601.en", "lm", ("text",), None, ("perplexity",),
+                            convert=_lm_text("text"), splits=("train",)),
+    "wiki40b": _tfds_task("wiki40b", "wiki40b/en", "lm", ("text",), None, ("perplexity",),
+                          convert=_lm_text("text")),
+    "rotten_tomatoes": None,  # filled below (the builder module imports TFDS, so it is loaded on demand)
+})
+
+
+def _rotten_tomatoes(data_dir: str | None = None, csv_path: str | None = None) -> Task:
+  """Rotten Tomatoes sentence polarity (rotten / fresh review snippets), split by movie; prepared offline."""
+  kwargs = {} if csv_path is None else {"csv_path": str(csv_path)}
+
+  def open_split(split, dd=None):
+    from lightft_jax.data import rotten_tomatoes  # noqa: F401  (registers the TFDS builder)
+    raw = sources.open_tfds("rotten_tomatoes", split, dd or data_dir, prepare=True, **kwargs)
+    return sources.MappedSource(raw, sources.to_python)
+
+  return Task("rotten_tomatoes", CLS, ("text",), ["rotten", "fresh"], ("accuracy", "macro_f1"), open_split,
+              template="review: {text}", verbalizer=("negative", "positive"))
+
+
+REGISTRY["rotten_tomatoes"] = _rotten_tomatoes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# User data (JSONL / CSV)
+
+def _user_task(fmt: str):
+  def make(path: str | dict[str, str], text_fields: Sequence[str] = ("text",), label_field: str = "label",
+           kind: str = CLS, label_names: Sequence[str] | None = None, name: str | None = None,
+           metric_names: Sequence[str] | None = None, template: str | None = None) -> Task:
+    """path: one file (the "train" split) or {split: file}. Labels may be ints or strings; string labels
+    map through label_names (default: the sorted distinct labels of the first split)."""
+    paths = {"train": path} if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__") else dict(path)
+    for p in paths.values():
+      if not str(p).endswith((f".{fmt}", ".tsv" if fmt == "csv" else f".{fmt}")):
+        raise ValueError(f"{fmt} task expects .{fmt} files, got {p}")
+    if kind not in (CLS, REG):
+      raise ValueError(f"user data tasks support kind 'classification' or 'regression', got {kind!r}")
+    names = None if label_names is None else list(label_names)
+    if kind == CLS and names is None:
+      first = sources.read_records(next(iter(paths.values())))
+      labels = {r[label_field] for r in first if label_field in r}
+      if all(isinstance(l, int) or (isinstance(l, str) and l.lstrip("-").isdigit()) for l in labels):
+        names = [str(i) for i in range(max(int(l) for l in labels) + 1)]
+      else:
+        names = sorted(str(l) for l in labels)
+    cache = {}
+
+    def convert(r, where):
+      sources.check_fields(r, tuple(text_fields) + (label_field,), where)
+      label = r[label_field]
+      if kind == REG:
+        label = float(label)
+      elif isinstance(label, str) and not label.lstrip("-").isdigit():
+        if label not in names:
+          raise ValueError(f"{where}: label {label!r} is not one of {names}")
+        label = names.index(label)
+      else:
+        label = int(label)
+      return {**{f: str(r[f]) for f in text_fields}, "label": label}
+
+    def open_split(split, data_dir=None):
+      if split not in cache:
+        rows = sources.read_records(paths[split])
+        cache[split] = [convert(r, f"{paths[split]} row {i}") for i, r in enumerate(rows)]
+      return cache[split]
+
+    default_metrics = ("accuracy", "macro_f1") if kind == CLS else ("pearson_spearman",)
+    return Task(name or fmt, kind, tuple(text_fields), names, tuple(metric_names or default_metrics), open_split,
+                splits=tuple(paths), template=template)
+
+  return make
+
+
+REGISTRY["jsonl"] = _user_task("jsonl")
+REGISTRY["csv"] = _user_task("csv")
+
+
+def register(name: str, factory: Callable[..., Task]) -> None:
+  """Adds a task factory (**options -> Task) under `name`."""
+  REGISTRY[name] = factory
+
+
+def get_task(name: str, **options) -> Task:
+  """The task registered under `name`, built with `options` (e.g. data_dir=, path=, csv_path=)."""
+  if name not in REGISTRY:
+    raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(REGISTRY)}")
+  return REGISTRY[name](**options)
+
