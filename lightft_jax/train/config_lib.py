@@ -153,6 +153,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.wandb.name = ""
   c.wandb.tags = ()
 
+  c.baselines = ()  # ((name, {dotted key: value}), ...): extra runs compared with this one (see main.py)
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ""  # "" = from the environment (or single process)
   c.distributed.num_processes = 0

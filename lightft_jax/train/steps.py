@@ -136,7 +136,9 @@ def _jit_steps(prog: Program):
 
   def eval_step(params, frozen, rest, batch):
     loss, aux = _loss_fn(prog, params, frozen, rest, batch, None, False)
-    return {"loss_sum": loss * aux["weight"], "weight": aux["weight"], "predictions": aux["predictions"]}
+    out = {"loss_sum": loss * aux["weight"], "weight": aux["weight"], "predictions": aux["predictions"]}
+    out.update({k: batch[k] for k in TARGETS if k in batch})  # global (replicated) targets for metrics
+    return out
 
   repl = shd.replicated(prog.mesh)
   rest_sh = jax.tree.map(lambda _: repl, prog.rest.pure)

@@ -1,0 +1,104 @@
+"""Run logging: metrics.jsonl (always), W&B (offline by default), a tqdm progress bar, a summary table.
+
+Only process 0 writes or logs; other processes get a logger whose methods do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+
+def _jsonable(v: Any) -> Any:
+  try:
+    return float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool, str)) else v
+  except TypeError:
+    return v
+
+
+class MetricLogger:
+  """Appends {"step", "split", **metrics} lines to DIR/metrics.jsonl and mirrors them to W&B."""
+
+  def __init__(self, workdir: str | Path, config: ml_collections.ConfigDict, *, enabled: bool = True):
+    self.enabled = enabled
+    self.path = Path(workdir) / "metrics.jsonl"
+    self.run = None
+    if not enabled:
+      return
+    mode = os.environ.get("WANDB_MODE") if config.wandb.mode == "offline" and \
+        os.environ.get("WANDB_MODE") in ("online", "disabled") else config.wandb.mode
+    if mode != "disabled":
+      import wandb
+      id_file = Path(workdir) / "wandb_id.txt"
+      run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+      id_file.write_text(run_id)
+      self.run = wandb.init(project=config.wandb.project, name=config.wandb.name or Path(workdir).name,
+                            id=run_id, resume="allow", mode=mode, dir=str(workdir), config=config.to_dict(),
+                            tags=list(config.wandb.tags), reinit="finish_previous")
+
+  def truncate_after(self, step: int) -> None:
+    """Drops lines logged after `step` (a resumed run logs those steps again)."""
+    if not self.enabled or not self.path.exists():
+      return
+    lines = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
+    self.path.write_text("".join(l + "\n" for l in lines))
+
+  def log(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), "split": split, **{k: _jsonable(v) for k, v in metrics.items()}}
+    with self.path.open("a") as f:
+      f.write(json.dumps(row) + "\n")
+    if self.run is not None:
+      self.run.log({f"{split}/{k}": v for k, v in row.items() if k not in ("step", "split")}, step=int(step))
+
+  def summary(self, results: dict[str, Any]) -> None:
+    if self.run is not None:
+      flat = {k: v for k, v in results.items() if isinstance(v, (int, float, str))}
+      for split in ("eval", "test"):
+        flat.update({f"{split}/{k}": v for k, v in (results.get(split) or {}).items()})
+      self.run.summary.update(flat)
+
+  def close(self) -> None:
+    if self.run is not None:
+      self.run.finish()
+      self.run = None
+
+
+class Progress:
+  """tqdm bar over steps with loss, tokens/s, examples/s and ETA."""
+
+  def __init__(self, total: int, initial: int, *, enabled: bool):
+    from tqdm.auto import tqdm
+    self.bar = tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, unit="step")
+    self.t0, self.tokens, self.examples = time.perf_counter(), 0, 0
+
+  def update(self, loss: float, tokens: int, examples: int) -> dict[str, float]:
+    self.tokens += tokens
+    self.examples += examples
+    dt = max(time.perf_counter() - self.t0, 1e-9)
+    rates = {"tokens_per_s": self.tokens / dt, "examples_per_s": self.examples / dt}
+    self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rates['tokens_per_s']:.0f}",
+                         ex_s=f"{rates['examples_per_s']:.1f}", refresh=False)
+    self.bar.update(1)
+    return rates
+
+  def close(self) -> None:
+    self.bar.close()
+
+
+def summary_table(results: dict[str, Any]) -> str:
+  """Plain-text table of the final results."""
+  from tabulate import tabulate
+  rows = [("trainable params", f"{results['trainable_params']:,} ({results['trainable_percent']:.3f}%)"),
+          ("total params", f"{results['total_params']:,}"), ("steps", results["step"]),
+          ("final train loss", results.get("train_loss"))]
+  for split in ("eval", "test"):
+    rows += [(f"{split} {k}", v) for k, v in (results.get(split) or {}).items()]
+  rows += [("wall time (s)", results.get("wall_time_s")), ("params sha256", results["trainable_params_sha256"][:16])]
+  return tabulate(rows, headers=("", "value"), floatfmt=".4f")

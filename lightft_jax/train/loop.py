@@ -1,0 +1,196 @@
+"""`train(config, workdir)`: the whole run, from config to results.json, resumable.
+
+config -> task + tokenizer + model (+ PEFT) -> mesh + sharded program -> restore or init -> steps with
+logging, eval, keep-best and periodic checkpoints -> final eval on the eval and test splits -> results.json,
+metrics.jsonl, plots. SIGTERM saves a checkpoint and returns; a NaN/inf loss stops with `TrainingDiverged`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from lightft_jax.train import distributed, sharding as shd
+from lightft_jax.train.build import build_model, build_tokenizer, model_family
+from lightft_jax.train.checkpoint import Checkpointer, abstract_like
+from lightft_jax.train.evaluate import evaluate
+from lightft_jax.train.logger import MetricLogger, Progress, summary_table
+from lightft_jax.train.losses import MODEL_TASK
+from lightft_jax.train.optim import make_optimizer, make_schedule
+from lightft_jax.train.steps import build_program, init_state, params_digest, place_frozen
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FloatingPointError):
+  """The loss became NaN or infinite."""
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag checked between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self.previous = None
+
+  def __enter__(self):
+    try:
+      self.previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: no handler
+      self.previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self.previous is not None:
+      signal.signal(signal.SIGTERM, self.previous)
+
+
+def _make_loader(data, task, split, cfg, tokenizer, family, *, train: bool):
+  bs = cfg.batch_size if train else (cfg.eval.batch_size or cfg.batch_size)
+  return data.make_loader(task, split, tokenizer=tokenizer, batch_size=bs, max_length=cfg.model.max_length,
+                          seed=cfg.seed, shuffle=train, num_epochs=None if train else 1,
+                          process_index=jax.process_index(), process_count=jax.process_count(),
+                          model_family=cfg.task.model_family or family, data_dir=cfg.task.data_dir or None,
+                          drop_remainder=train)
+
+
+def _meta(cfg: ml_collections.ConfigDict, step: int, loader_states: list) -> dict:
+  """What a checkpoint needs beside the trainable state to rebuild the run: the base model reference."""
+  return {"step": step, "base_model": cfg.model.name, "model_overrides": cfg.model.overrides.to_dict(),
+          "peft": cfg.peft.to_dict(), "task": cfg.task.name, "seed": cfg.seed, "loader_states": loader_states}
+
+
+def write_json(path: Path, obj: Any) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+  tmp.replace(path)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+  """Runs (or resumes) training as `config` says, writing the run directory. Returns the results dict."""
+  from lightft_jax import data, peft  # data imports TensorFlow: only when a run starts
+  t0 = time.time()
+  workdir = Path(workdir).absolute()
+  distributed.initialize(config)
+  main = distributed.is_main()
+  if main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", config.to_dict())
+
+  task = data.get_task(config.task.name, **config.task.options.to_dict())
+  model = build_model(config.model, task=MODEL_TASK[task.kind], num_labels=task.num_labels, seed=config.seed)
+  peft.apply(model, config.peft)
+  trainable, total = peft.param_counts(model)
+  tokenizer = build_tokenizer(config.model)
+  family = model_family(model)
+
+  mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  rules = shd.merge_rules(config.mesh.rules)
+  filt = peft.trainable_filter(model)
+  tx = make_optimizer(config.optimizer, config.schedule, nnx.to_pure_dict(nnx.state(model, filt)),
+                      config.total_steps)
+  lr_at = make_schedule(config.schedule, config.optimizer.lr, config.total_steps)
+  prog = build_program(model, filt, tx, kind=task.kind, mesh=mesh, rules=rules,
+                       accum_steps=config.optimizer.grad_accum_steps)
+  state = init_state(prog, config.seed)
+  frozen, rest = place_frozen(prog)
+
+  ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
+                      async_save=config.checkpoint.async_save,
+                      best_mode=config.eval.mode if config.checkpoint.keep_best else None)
+  loader = _make_loader(data, task, config.task.train_split, config, tokenizer, family, train=True)
+  step = 0
+  restored = ckpt.restore_latest(abstract_like(state))
+  if restored is not None:
+    step, state, _, meta = restored
+    loader.set_state(meta["loader_states"][jax.process_index()])
+    log.info("resumed from step %d in %s", step, ckpt.directory)
+  logger = MetricLogger(workdir, config, enabled=main)
+  logger.truncate_after(step)
+  local_rows = (config.eval.batch_size or config.batch_size) // jax.process_count()
+
+  def run_eval(split: str, limit: int = 0) -> dict[str, float]:
+    batches = _make_loader(data, task, split, config, tokenizer, family, train=False)
+    return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit)
+
+  def save(at: int, force: bool = False) -> None:
+    ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state())), force=force)
+
+  best_name = config.eval.metric
+  status, train_loss = "completed", None
+  progress = Progress(config.total_steps, step, enabled=main and config.logging.progress)
+  batches = iter(loader)
+  try:
+    with _Preemption() as preemption:
+      while step < config.total_steps:
+        if preemption.requested:
+          save(step, force=True)
+          status = "preempted"
+          log.warning("SIGTERM: saved a checkpoint at step %d in %s; exiting", step, ckpt.directory)
+          break
+        batch = next(batches)
+        state, m = prog.train_step(state, frozen, rest, shd.global_batch(batch, mesh, rules))
+        train_loss = float(m["loss"])
+        if not math.isfinite(train_loss):
+          ckpt.wait()
+          good = ckpt.steps()
+          raise TrainingDiverged(f"loss is {train_loss} at step {step + 1}; stopped. The last good checkpoint "
+                                 f"is {'step %d' % good[-1] if good else 'none'} in {ckpt.directory}")
+        step += 1
+        tokens = int(np.sum(batch["attention_mask"])) * jax.process_count()
+        rates = progress.update(train_loss, tokens, config.batch_size)
+        if step % config.log_every == 0 or step == config.total_steps:
+          logger.log(step, "train", {"loss": train_loss, "grad_norm": float(m["grad_norm"]),
+                                     "lr": float(lr_at(step - 1)), **rates})
+        if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
+          metrics = run_eval(config.task.eval_split, config.task.eval_limit)
+          logger.log(step, "eval", metrics)
+          best_name = best_name or next((k for k in metrics if k not in ("loss", "examples")), "loss")
+          ckpt.save_best(step, state, None, _meta(config, step, []), metrics[best_name])
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+          save(step)
+    if status == "completed":
+      save(step, force=True)
+  finally:
+    progress.close()
+    ckpt.wait()
+
+  results: dict[str, Any] = {"status": status, "step": step, "train_loss": train_loss,
+                             "trainable_params": int(trainable), "total_params": int(total),
+                             "trainable_percent": 100.0 * trainable / max(total, 1),
+                             "trainable_params_sha256": params_digest(state["params"]),
+                             "model": config.model.name, "peft": config.peft.to_dict(), "task": task.name}
+  if status == "completed":
+    results["eval"] = run_eval(config.task.eval_split, config.task.eval_limit) if config.task.eval_split else {}
+    if results["eval"]:
+      logger.log(step, "eval", results["eval"])
+      best_name = best_name or next((k for k in results["eval"] if k not in ("loss", "examples")), "loss")
+      ckpt.save_best(step, state, None, _meta(config, step, []), results["eval"][best_name])
+    if config.task.test_split:
+      results["test"] = run_eval(config.task.test_split)
+      logger.log(step, "test", results["test"])
+  ckpt.wait()
+  ckpt.close()
+  results["wall_time_s"] = time.time() - t0
+  if main:
+    write_json(workdir / "results.json", results)
+    if config.logging.plots:
+      from lightft_jax.train.plots import plot_metrics
+      plot_metrics(workdir / "metrics.jsonl", workdir / "training.png")
+    print(summary_table(results), flush=True)
+  logger.summary(results)
+  logger.close()
+  return results
