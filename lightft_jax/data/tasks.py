@@ -130,13 +130,20 @@ def _tfds_task(name, builder, kind, text_fields, label_names, metric_names, conv
 
 
 def _copa(r):
-  joiner = {"cause": "What was the cause?", "effect": "What happened as a result?"}[r["question"]]
+  joiner = {"cause": "What was the cause?", "effect": "What happened as a result?"}.get(
+      r["question"], f"What was the {r['question']}?")
   return {**r, "text": f"{r['premise']} {joiner}", "choices": f"{r['choice1']} or {r['choice2']}"}
 
 
 def _squad(r):
   return {"id": r["id"], "title": r["title"], "question": r["question"], "context": r["context"],
           "answers": {"text": list(r["answers"]["text"]), "answer_start": list(r["answers"]["answer_start"])}}
+
+
+def _conll(r):
+  if len(r["tokens"]) != len(r["ner"]):
+    raise ValueError(f"NER record has {len(r['tokens'])} tokens but {len(r['ner'])} tags")
+  return {"tokens": r["tokens"], "labels": r["ner"]}
 
 
 def _lm_text(field):
@@ -189,7 +196,7 @@ REGISTRY.update({
     "ag_news": _tfds_task("ag_news", "ag_news_subset", CLS, ("title", "description"),
                           ["World", "Sports", "Business", "Sci/Tech"], ACC, splits=("train", "test")),
     "conll2003": _tfds_task("conll2003", "conll2003", "token_classification", ("tokens",), NER_TAGS,
-                            ("ner_span_f1",), convert=lambda r: {"tokens": r["tokens"], "labels": r["ner"]}),
+                            ("ner_span_f1",), convert=_conll),
     "squad": _tfds_task("squad", "squad/v1.1", "qa", ("question", "context"), None, ("squad",), convert=_squad,
                         splits=("train", "validation"),
                         template="question: {question} context: {context}"),
