@@ -1,0 +1,97 @@
+"""`run_icl_eval(config, workdir)`: few-shot evaluation of a language model into a run directory.
+
+Writes config.json, metrics.jsonl (one row per k), results.json (metrics per k, seeds averaged) and
+accuracy_vs_k.png. See configs/icl_eval.py for the keys.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from lightft_jax.icl.fewshot import FewShotOptions, evaluate_fewshot
+from lightft_jax.icl.plots import plot_curves
+from lightft_jax.icl.prompts import PromptTemplate
+from lightft_jax.models import Transformer, get_preset
+from lightft_jax.models.tokenizer import Tokenizer
+
+
+def load_lm(model_cfg: ml_collections.ConfigDict, seed: int = 0):
+  """(LM, tokenizer) from `model.name`: "smollm2" (the bundled GGUF), a preset (random weights, tokenizer
+  from `model.tokenizer`), an HF checkpoint directory or a .gguf file."""
+  from lightft_jax.models import assets, hf
+  name = model_cfg.name
+  overrides = dict(model_cfg.get("overrides", {}))
+  if name == "smollm2":
+    name = str(assets.smollm2_gguf())
+  if Path(name).exists():
+    return hf.from_pretrained(name, task="lm", dtype=model_cfg.get("dtype", "float32"), **overrides), \
+        hf.load_tokenizer(model_cfg.get("tokenizer") or name)
+  if not model_cfg.get("tokenizer"):
+    raise ValueError(f"model {name!r} is a preset with random weights: set model.tokenizer to a tokenizer.json "
+                     "file or directory, or set model.name to 'smollm2', a checkpoint directory or a .gguf file")
+  tokenizer = Tokenizer.from_file(model_cfg.tokenizer)
+  overrides.setdefault("vocab_size", tokenizer.vocab_size)
+  return Transformer(get_preset(name, **overrides), task="lm", rngs=nnx.Rngs(seed)), tokenizer
+
+
+def make_template(prompt_cfg: ml_collections.ConfigDict, task) -> PromptTemplate:
+  """The prompt template from config, falling back to the task's fields and verbalizer / label names."""
+  choice_scored = task.kind == "classification"
+  verbalizers = tuple(prompt_cfg.verbalizers) or (
+      (task.verbalizer or tuple(n.replace("_", " ") for n in task.label_names)) if choice_scored else None)
+  if prompt_cfg.choice_scored and not verbalizers:
+    raise ValueError(f"task {task.name!r} (kind {task.kind!r}) has no answer choices for a choice-scored eval; "
+                     "set prompt.verbalizers or prompt.choice_scored=False to score by generation")
+  template = prompt_cfg.input_template or "\n".join(f"{f}: {{{f}}}" for f in task.text_fields) + "\nAnswer:"
+  return PromptTemplate(template, verbalizers=verbalizers if prompt_cfg.choice_scored else None,
+                        label_delimiter=prompt_cfg.label_delimiter, example_delimiter=prompt_cfg.example_delimiter,
+                        instruction=prompt_cfg.instruction, answer_field=prompt_cfg.answer_field)
+
+
+def fewshot_options(icl: ml_collections.ConfigDict) -> FewShotOptions:
+  return FewShotOptions(ks=tuple(icl.ks), seeds=tuple(icl.seeds), selection=icl.selection,
+                        label_mode=icl.label_mode, order=icl.order, per_query_demos=icl.per_query_demos,
+                        calibrate=icl.calibrate, content_free_inputs=tuple(icl.content_free_inputs),
+                        add_bos=icl.add_bos, batch_size=icl.batch_size, stop_sequences=tuple(icl.stop_sequences),
+                        max_new_tokens=icl.max_new_tokens)
+
+
+def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  """Runs the few-shot evaluation described by `config` (configs/icl_eval.py) and writes `workdir`."""
+  from lightft_jax import data
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json(indent=2))
+  task = data.get_task(config.task.name, **dict(config.task.options))
+  template = make_template(config.prompt, task)
+  data_dir = config.task.data_dir or None
+  pool = task.examples(config.task.demo_split, data_dir, limit=config.task.pool_limit or None)
+  queries = task.examples(config.task.split, data_dir, limit=config.task.limit or None)
+  model, tokenizer = load_lm(config.model, config.seed)
+  embed_fn = None
+  if config.icl.selection == "knn":
+    from lightft_jax.icl.retrieval import minilm_embedder
+    embed_fn = minilm_embedder()
+  options = fewshot_options(config.icl)
+  out = evaluate_fewshot(model, tokenizer, template, pool, queries, options=options,
+                         metric_fn=None if template.verbalizers else task.metrics, embed_fn=embed_fn)
+  with open(workdir / "metrics.jsonl", "w") as f:
+    for k, row in out["per_k"].items():
+      f.write(json.dumps({"step": k, "split": config.task.split, "k": k, **row}) + "\n")
+  results = {"task": task.name, "split": config.task.split, "num_queries": len(queries), "pool_size": len(pool),
+             "model": config.model.name, "label_mode": options.label_mode, "selection": options.selection,
+             "seeds": list(options.seeds), "per_k": {str(k): v for k, v in out["per_k"].items()},
+             "per_seed": {str(k): v for k, v in out["per_seed"].items()}}
+  (workdir / "results.json").write_text(json.dumps(results, indent=2))
+  ks = sorted(out["per_k"])
+  names = [n for n in out["per_k"][ks[0]] if not n.endswith("_std")]
+  plot_curves(workdir / "accuracy_vs_k.png", ks, {n: [out["per_k"][k][n] for k in ks] for n in names},
+              xlabel="k (demonstrations)", ylabel="score",
+              title=f"{task.name}: {config.model.name}, {len(queries)} {config.task.split} examples",
+              chance=1.0 / len(template.verbalizers) if template.verbalizers else None)
+  return results
