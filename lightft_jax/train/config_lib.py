@@ -107,6 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.eval_split = "validation"
   c.task.test_split = "test"  # evaluated once at the end; "" to skip
   c.task.eval_limit = 0  # 0: the whole split
+  c.task.padding = "max_length"  # max_length | longest | bucket (data.make_loader)
   c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
 
   c.optimizer = ml_collections.ConfigDict()

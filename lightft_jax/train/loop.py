@@ -64,7 +64,7 @@ def _make_loader(data, task, split, cfg, tokenizer, family, *, train: bool):
                           seed=cfg.seed, shuffle=train, num_epochs=None if train else 1,
                           process_index=jax.process_index(), process_count=jax.process_count(),
                           model_family=cfg.task.model_family or family, data_dir=cfg.task.data_dir or None,
-                          drop_remainder=train)
+                          drop_remainder=train, padding=cfg.task.padding)
 
 
 def _meta(cfg: ml_collections.ConfigDict, step: int, loader_states: list) -> dict:

@@ -84,14 +84,7 @@ def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransfo
   model.train()
   p_specs, f_specs = shd.state_specs(params, mesh, rules), shd.state_specs(frozen, mesh, rules)
   pure_params = nnx.to_pure_dict(params)
-  opt_shape = jax.eval_shape(tx.init, pure_params)
-  param_shapes = jax.tree.map(lambda x: x.shape, pure_params)
-
-  def opt_spec(leaf, spec, shape):
-    return spec if getattr(leaf, "shape", None) == shape else P()
-
-  opt_specs = optax.tree_map_params(tx, opt_spec, opt_shape, p_specs, param_shapes,
-                                    transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P))
+  opt_specs = optimizer_specs(jax.eval_shape(tx.init, pure_params), pure_params, p_specs)
   state_specs = {"step": P(), "params": p_specs, "opt_state": opt_specs, "rng": P()}
   prog = Program(mesh=mesh, kind=kind, tx=tx, params=PureState(params), frozen=PureState(frozen),
                  rest=PureState(rest), graphdef=graphdef, eval_graphdef=eval_graphdef,
@@ -99,6 +92,25 @@ def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransfo
                  batch_sharding=NamedSharding(mesh, shd.batch_spec(mesh, rules)), accum_steps=accum_steps)
   prog.train_step, prog.eval_step = _jit_steps(prog)
   return prog
+
+
+def optimizer_specs(opt_state: Any, params: Any, param_specs: Any) -> Any:
+  """PartitionSpecs for optimizer state: a leaf whose key path ends with a parameter's path and has its
+  shape (Adam moments, momentum) takes that parameter's spec; anything else (counts, factored) replicates."""
+  table = {}
+  for (path, x), spec in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(
+      param_specs, is_leaf=lambda s: isinstance(s, P))):
+    table[tuple(jax.tree_util.keystr((k,)) for k in path)] = (x.shape, spec)
+
+  def spec_of(path, leaf):
+    keys = tuple(jax.tree_util.keystr((k,)) for k in path)
+    for i in range(len(keys)):
+      shape, spec = table.get(keys[i:], (None, None))
+      if shape is not None:
+        return spec if shape == getattr(leaf, "shape", None) else P()
+    return P()
+
+  return jax.tree_util.tree_map_with_path(spec_of, opt_state)
 
 
 def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
