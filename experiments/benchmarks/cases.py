@@ -35,37 +35,34 @@ class Case:
 
 LORA_QV = {"method": "lora", "r": 8, "alpha": 16, "targets": "qv"}
 PREFIX = {"method": "prefix", "num_tokens": 16}
-HYPER = {"method": "hyper_lora", "r": 8, "alpha": 16, "targets": "qv"}
+HYPER = {"method": "hyper_lora", "r": 8, "alpha": 16, "lora_targets": "qv", "n_tasks": 4}
 
 
 def _suite(b_dec: int, t_dec: int, b_enc: int, t_enc: int, *, gen: tuple[int, int, int], score: tuple[int, int],
-           tasks: int) -> list[Case]:
+           dec: str = "gpt2", enc: str = "bert-base") -> list[Case]:
   gb, gp, gn = gen
   sb, st = score
   return [
-      Case("a_lora_gpt2", "(a) LoRA r=8 q,v - GPT-2 small", "train", "gpt2", b_dec, t_dec, LORA_QV),
-      Case("b_full_gpt2", "(b) full fine-tuning - GPT-2 small", "train", "gpt2", b_dec, t_dec, None),
-      Case("c_prefix_gpt2", "(c) prefix tuning 16 tokens - GPT-2 small", "train", "gpt2", b_dec, t_dec, PREFIX),
-      Case("d_lora_bert", "(d) LoRA r=8 q,v - BERT-base classifier", "train", "bert-base", b_enc, t_enc, LORA_QV,
+      Case("a_lora_gpt2", f"(a) LoRA r=8 q,v - {dec}", "train", dec, b_dec, t_dec, LORA_QV),
+      Case("b_full_gpt2", f"(b) full fine-tuning - {dec}", "train", dec, b_dec, t_dec, None),
+      Case("c_prefix_gpt2", f"(c) prefix tuning 16 tokens - {dec}", "train", dec, b_dec, t_dec, PREFIX),
+      Case("d_lora_bert", f"(d) LoRA r=8 q,v - {enc} classifier", "train", enc, b_enc, t_enc, LORA_QV,
            task="classification"),
-      Case("e_hyper_gpt2", f"(e) hyper-LoRA, {tasks} tasks mixed in a batch - GPT-2 small", "train", "gpt2",
-           b_dec, t_dec, HYPER, num_tasks=tasks),
-      Case("f_generate_gpt2", f"(f) greedy generation, KV cache, {gn} new tokens - GPT-2 small", "generate",
-           "gpt2", gb, gp, new_tokens=gn),
-      Case("g_score_gpt2", "(g) multiple-choice log-likelihood scoring - GPT-2 small", "score", "gpt2", sb, st),
+      Case("e_hyper_gpt2", f"(e) hyper-LoRA, {HYPER['n_tasks']} tasks mixed in a batch - {dec}", "train", dec,
+           b_dec, t_dec, HYPER, num_tasks=HYPER["n_tasks"]),
+      Case("f_generate_gpt2", f"(f) greedy generation, KV cache, {gn} new tokens - {dec}", "generate",
+           dec, gb, gp, new_tokens=gn),
+      Case("g_score_gpt2", f"(g) multiple-choice log-likelihood scoring - {dec}", "score", dec, sb, st),
   ]
 
 
 SUITES: dict[str, list[Case]] = {
-    "cpu": _suite(4, 128, 4, 128, gen=(4, 32, 32), score=(8, 96), tasks=4),
-    "gpu": _suite(16, 1024, 32, 512, gen=(16, 128, 128), score=(64, 480), tasks=4) + [
+    "cpu": _suite(4, 128, 4, 128, gen=(4, 32, 32), score=(8, 96)),
+    "gpu": _suite(16, 1024, 32, 512, gen=(16, 128, 128), score=(64, 480)) + [
         Case("h_lora_llama1b", "(h) LoRA r=8 q,v - Llama-1B, seq 2048", "train", "llama-1b", 4, 2048, LORA_QV),
     ],
     # Tiny shapes for the smoke test and quick checks of the harness itself.
-    "smoke": [
-        Case("a_lora_tiny", "LoRA - tiny GPT-2", "train", "tiny-gpt2", 2, 16, LORA_QV),
-        Case("b_full_tiny", "full fine-tuning - tiny GPT-2", "train", "tiny-gpt2", 2, 16, None),
-    ],
+    "smoke": _suite(4, 16, 4, 16, gen=(2, 8, 8), score=(2, 24), dec="tiny-gpt2", enc="tiny-bert"),
 }
 
 

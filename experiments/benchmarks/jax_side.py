@@ -1,8 +1,8 @@
 """Our side: lightft_jax models, PEFT, a jitted training step, generation and choice scoring for a Case.
 
-The training step is the minimal one the training design prescribes (until `lightft_jax.train` has a
-reusable step): `nnx.split` into trainable / frozen with `peft.trainable_filter`, `jax.value_and_grad`
-over the trainable state only, optax AdamW, `jax.jit` with the trainable and optimizer state donated.
+Training uses the project's step (`lightft_jax.train.steps`: trainable / frozen split by
+`peft.trainable_filter`, gradients of the trainable part only, optax AdamW, train state donated) on a
+one-device mesh; `minimal` is the same recipe without the sharding machinery, to see its overhead.
 """
 
 from __future__ import annotations
@@ -42,23 +42,10 @@ def attach_peft(model: Transformer, case: Case) -> Transformer:
   return peft.apply(model, {"method": "full"} if case.method is None else dict(case.method))
 
 
-def count(state) -> int:
-  return int(sum(x.size for x in jax.tree.leaves(state)))
-
-
-def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray]):
-  """Builds the jitted step. Returns (step() -> None, first-step seconds, info dict).
-
-  info: trainable / total parameter counts and XLA's compiled memory analysis of the step (bytes).
-  """
+def _minimal_step(model: Transformer, kind: str, batch: dict, tx: optax.GradientTransformation):
+  """(jitted step, its arguments): trainable/frozen split, grads of the trainable part, donated state."""
   from lightft_jax import peft
   graphdef, trainable, frozen = nnx.split(model, peft.trainable_filter(model), ...)
-  tx = optax.adamw(1e-4, weight_decay=0.01)
-  opt_state = tx.init(trainable)
-  kind = "classification" if case.task == "classification" else "lm"
-  batch = {k: jnp.asarray(v) for k, v in batch.items()}
-  if kind == "lm":
-    batch["labels"] = batch["input_ids"]
 
   def loss_fn(tr, fr, b):
     m = nnx.merge(graphdef, tr, fr)
@@ -69,22 +56,55 @@ def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray]):
   def step(tr, opt, fr, b):
     loss, grads = jax.value_and_grad(loss_fn)(tr, fr, b)
     updates, opt = tx.update(grads, opt, tr)
-    return optax.apply_updates(tr, updates), opt, loss
+    return (optax.apply_updates(tr, updates), opt), loss
 
-  compiled = jax.jit(step, donate_argnums=(0, 1))
+  def wrapped(state, fr, b):
+    return step(state[0], state[1], fr, b)
+
+  return jax.jit(wrapped, donate_argnums=(0,)), ((trainable, tx.init(trainable)), frozen, batch)
+
+
+def _project_step(model: Transformer, kind: str, batch: dict, tx: optax.GradientTransformation):
+  """(jitted step, its arguments) from lightft_jax.train.steps on a one-device mesh."""
+  from lightft_jax import peft
+  from lightft_jax.train import sharding, steps
+  mesh = sharding.make_mesh(devices=jax.devices()[:1])
+  prog = steps.build_program(model, peft.trainable_filter(model), tx, kind=kind, mesh=mesh)
+  frozen, rest = steps.place_frozen(prog)
+  batch = jax.device_put(batch, prog.batch_sharding)
+  return prog.train_step, (steps.init_state(prog, 0), frozen, rest, batch)
+
+
+TRAIN_STEPS = {"project": _project_step, "minimal": _minimal_step}
+
+
+def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray], which: str = "project"):
+  """Builds the jitted AdamW step. Returns (step() -> None, first-step seconds, info dict).
+
+  which: "project" (lightft_jax.train.steps) or "minimal" (the same recipe in a few lines, no sharding).
+  info: trainable / total parameter counts and XLA's compiled memory analysis of the step (bytes).
+  """
+  from lightft_jax import peft
+  if which not in TRAIN_STEPS:
+    raise ValueError(f"unknown train step {which!r}; choose from {sorted(TRAIN_STEPS)}")
+  kind = "classification" if case.task == "classification" else "lm"
+  batch = {k: jnp.asarray(v) for k, v in batch.items()}
+  if kind == "lm":
+    batch["labels"] = batch["input_ids"]
+  trainable, total = peft.param_counts(model)
   t0 = time.perf_counter()
-  exe = compiled.lower(trainable, opt_state, frozen, batch).compile()
-  state = {"tr": trainable, "opt": opt_state}
+  fn, args = TRAIN_STEPS[which](model, kind, batch, optax.adamw(1e-4, weight_decay=0.01))
+  exe = fn.lower(*args).compile()
+  args = list(args)
 
   def run():
-    state["tr"], state["opt"], loss = exe(state["tr"], state["opt"], frozen, batch)
-    jax.block_until_ready((state["tr"], loss))
+    args[0], out = exe(*args)
+    jax.block_until_ready((args[0], out))
 
   run()
   first = time.perf_counter() - t0
   mem = exe.memory_analysis()
-  info = {"trainable_params": count(trainable), "total_params": count(trainable) + count(frozen),
-          "hlo_text": exe.as_text}
+  info = {"trainable_params": trainable, "total_params": total, "train_step": which, "hlo": exe.as_text}
   if mem is not None:
     info["xla_memory"] = {k: int(getattr(mem, k)) for k in ("argument_size_in_bytes", "output_size_in_bytes",
                                                             "alias_size_in_bytes", "temp_size_in_bytes")}

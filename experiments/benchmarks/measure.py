@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import os
 import tempfile
 
 import jax
@@ -43,7 +45,7 @@ def _shared_weights(hf_model, case: Case, tmp: str) -> str | None:
   return tmp
 
 
-def run_case(case: Case, *, repeats: int, warmup: int, inner: int) -> dict:
+def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: str = "project") -> dict:
   info = device_info()
   gpu = info["platform"] == "gpu"
   tdev = "cuda" if gpu else "cpu"
@@ -62,8 +64,12 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int) -> dict:
   if case.kind == "train":
     batch = _data(case, cfg.vocab_size)
     jax_side.attach_peft(model, case)
-    fns["ours"], first, jinfo = jax_side.train_step(model, case, batch)
+    fns["ours"], first, jinfo = jax_side.train_step(model, case, batch, train_step)
+    res["train_step"] = train_step
     res["ours_first_step_s"] = first
+    if os.environ.get("BENCH_HLO_DIR"):  # compiled HLO of our step, for profiling
+      with gzip.open(os.path.join(os.environ["BENCH_HLO_DIR"], f"{case.name}.hlo.txt.gz"), "wt") as f:
+        f.write(jinfo["hlo"]())
     res["xla_memory"] = jinfo.get("xla_memory")
     res["trainable_params"], res["total_params"] = jinfo["trainable_params"], jinfo["total_params"]
     if theirs_model is not None:

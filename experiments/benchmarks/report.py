@@ -46,7 +46,8 @@ def write(out_dir: str, meta: dict, results: list[dict]) -> str:
         f"- command: `{meta['command']}`", f"- date: {meta['date']}", f"- device: {meta['device']}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
         f"- repeats {meta['repeats']} x {meta['inner']} calls, warm-up {meta['warmup']}; "
-        f"load average at start {meta['loadavg']}", "", table(results), ""]
+        f"load average at start {meta['loadavg']}; our train step: {meta['train_step']}; "
+        f"CPU threads per side: {meta['cpu_threads'] if meta['suite'] != 'gpu' else 'n/a'}", "", table(results), ""]
   text = "\n".join(md)
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(text)

@@ -19,7 +19,7 @@ DEFAULTS = {"cpu": dict(repeats=5, warmup=1, inner=1), "gpu": dict(repeats=7, wa
             "smoke": dict(repeats=1, warmup=1, inner=1)}
 
 
-def _env(suite: str) -> dict:
+def _env(suite: str, cpu_threads: int) -> dict:
   env = dict(os.environ)
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX and PyTorch share the GPU in one process
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -27,6 +27,10 @@ def _env(suite: str) -> dict:
   if suite != "gpu":
     env["JAX_PLATFORMS"] = "cpu"
     env["CUDA_VISIBLE_DEVICES"] = ""
+    if cpu_threads > 0:  # both sides get the same number of threads; torch reads OMP_NUM_THREADS
+      env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpu_threads)
+      env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                          f"intra_op_parallelism_threads={cpu_threads}").strip()
   return env
 
 
@@ -46,7 +50,7 @@ def one_case(args) -> None:
   from experiments.benchmarks.cases import get_suite
   from experiments.benchmarks.measure import device_info, run_case
   case = next(c for c in get_suite(args.suite) if c.name == args.one_case)
-  res = run_case(case, repeats=args.repeats, warmup=args.warmup, inner=args.inner)
+  res = run_case(case, repeats=args.repeats, warmup=args.warmup, inner=args.inner, train_step=args.train_step)
   res["device"] = device_info()
   with open(args.result, "w") as f:
     json.dump(res, f, default=str)
@@ -60,6 +64,9 @@ def main(argv=None) -> int:
   p.add_argument("--repeats", type=int)
   p.add_argument("--warmup", type=int)
   p.add_argument("--inner", type=int, help="calls per timed sample")
+  p.add_argument("--train-step", default="project", help="our step: project (lightft_jax.train.steps) | minimal")
+  p.add_argument("--cpu-threads", type=int, default=1,
+                 help="CPU suites: threads for each side (0: library defaults; 1 suits a shared machine)")
   p.add_argument("--timeout", type=int, default=900, help="seconds per case")
   p.add_argument("--one-case", help=argparse.SUPPRESS)
   p.add_argument("--result", help=argparse.SUPPRESS)
@@ -81,16 +88,16 @@ def main(argv=None) -> int:
   meta = {"suite": args.suite, "command": "python -m experiments.benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "versions": _versions(), "loadavg": os.getloadavg(), "repeats": args.repeats, "warmup": args.warmup,
-          "inner": args.inner, "host": platform.node(), "cpus": os.cpu_count()}
+          "inner": args.inner, "train_step": args.train_step, "cpu_threads": args.cpu_threads, "host": platform.node(), "cpus": os.cpu_count()}
   results = []
   for case in cases:
     path = os.path.join(args.out, f"{case.name}.json")
     cmd = [sys.executable, "-m", "experiments.benchmarks.run", f"--suite={args.suite}", f"--out={args.out}",
            f"--one-case={case.name}", f"--result={path}", f"--repeats={args.repeats}", f"--warmup={args.warmup}",
-           f"--inner={args.inner}"]
+           f"--inner={args.inner}", f"--train-step={args.train_step}"]
     print(f"== {case.name}", flush=True)
     try:
-      proc = subprocess.run(cmd, env=_env(args.suite), timeout=args.timeout, capture_output=True, text=True)
+      proc = subprocess.run(cmd, env=_env(args.suite, args.cpu_threads), timeout=args.timeout, capture_output=True, text=True)
       err = None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1:] or ["exit " + str(proc.returncode)]
       if err:
         sys.stderr.write(proc.stderr[-4000:])
