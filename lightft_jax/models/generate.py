@@ -25,31 +25,32 @@ from flax import nnx
 from lightft_jax.models.transformer import default_positions
 
 
-def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
-  """Keeps the top-k and / or nucleus (top-p) tokens of logits [..., V]; the rest become -inf.
+def filter_logits(logits: jax.Array, top_k=0, top_p=1.0) -> jax.Array:
+  """Keeps the top-k, then the nucleus (top-p), tokens of logits [..., V]; the rest become -inf.
 
-  top_k=0 and top_p=1.0 disable the respective filter. The nucleus is the smallest set of most likely
-  tokens whose probability mass reaches `top_p` (the most likely token is always kept).
+  top_k=0 and top_p=1.0 disable the respective filter; both may be traced scalars. The nucleus is the
+  smallest set of most likely tokens whose probability mass (renormalised after top-k) reaches `top_p`;
+  the most likely token is always kept, and so are ties with the last kept logit.
   """
+  v = logits.shape[-1]
   neg_inf = jnp.asarray(-jnp.inf, logits.dtype)
-  if top_k > 0:
-    kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][..., -1:]
-    logits = jnp.where(logits < kth, neg_inf, logits)
-  if top_p < 1.0:
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits, order, -1)
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    mass_before = jnp.cumsum(probs, -1) - probs  # probability of strictly more likely tokens
-    keep_sorted = mass_before < top_p
-    keep = jnp.take_along_axis(keep_sorted, jnp.argsort(order, axis=-1), -1)  # back to vocab order
-    logits = jnp.where(keep, logits, neg_inf)
-  return logits
+  ranked = jnp.flip(jnp.sort(logits, -1), -1)  # descending
+  rank = jnp.arange(v)
+  in_top_k = rank < jnp.where(top_k > 0, top_k, v)
+  ranked = jnp.where(in_top_k, ranked, neg_inf)
+  probs = jax.nn.softmax(ranked, -1)
+  mass_before = jnp.cumsum(probs, -1) - probs  # mass of strictly more likely tokens
+  keep = in_top_k & ((mass_before < top_p) | (top_p >= 1.0))
+  n_keep = jnp.maximum(jnp.sum(keep, -1, keepdims=True), 1)
+  cutoff = jnp.take_along_axis(ranked, n_keep - 1, -1)
+  return jnp.where(logits >= cutoff, logits, neg_inf)
 
 
-def sample_next(logits: jax.Array, key: jax.Array | None, *, temperature: float, top_k: int,
-                top_p: float) -> jax.Array:
-  """Next token ids [B] from logits [B,V]: argmax when temperature == 0, else filtered sampling."""
-  if temperature == 0.0:
+def sample_next(logits: jax.Array, key: jax.Array | None, *, temperature, top_k=0, top_p=1.0,
+                greedy: bool = False) -> jax.Array:
+  """Next token ids [B] from logits [B,V]: argmax if `greedy`, else sampling from
+  softmax(filter_logits(logits / temperature, top_k, top_p)). temperature/top_k/top_p may be traced."""
+  if greedy:
     return jnp.argmax(logits, -1).astype(jnp.int32)
   logits = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
   return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
@@ -82,6 +83,13 @@ def _check_left_padded(attention_mask):
     return
   if not m[:, -1].all():
     raise ValueError("decoder-only prompts must be LEFT-padded: attention_mask[:, -1] must be 1 in every row")
+
+
+def _stop_array(stop_tokens) -> jax.Array:
+  """Stop ids padded with -1 to a multiple of 8 entries, so most stop sets share one compilation."""
+  ids = [int(s) for s in stop_tokens]
+  size = max(8, -(-len(ids) // 8) * 8)
+  return jnp.asarray(ids + [-1] * (size - len(ids)), jnp.int32)
 
 
 def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temperature: float = 0.0,
@@ -126,18 +134,22 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
   pad = cfg.pad_token_id if pad_token_id is None else pad_token_id
   graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
   key = jax.random.key(0) if rng is None else rng
-  tokens, logits = _generate(graphdef, state, input_ids, attention_mask, key, ctx,
-                             n_new=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k),
-                             top_p=float(top_p), stop_tokens=tuple(int(s) for s in stop_tokens), pad=int(pad),
-                             start=int(start), keep_logits=bool(return_logits))
+  opts = dict(temperature=jnp.float32(max(temperature, 1e-6)), top_k=jnp.int32(top_k), top_p=jnp.float32(top_p),
+              stops=_stop_array(stop_tokens), pad=jnp.int32(pad),
+              start=jnp.int32(start))
+  tokens, logits = _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, n_new=int(max_new_tokens),
+                             greedy=temperature == 0, keep_logits=bool(return_logits))
   return (tokens, logits) if return_logits else tokens
 
 
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
-    "n_new", "temperature", "top_k", "top_p", "stop_tokens", "pad", "start", "keep_logits"))
-def _generate(graphdef, state, input_ids, attention_mask, key, ctx, *, n_new, temperature, top_k, top_p,
-              stop_tokens, pad, start, keep_logits):
-  """Prefill + while_loop. Returns tokens [B,N] and logits [B,N,V] (empty [B,N,0] unless keep_logits)."""
+@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("n_new", "greedy", "keep_logits"))
+def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_new, greedy, keep_logits):
+  """Prefill + while_loop. Returns tokens [B,N] and logits [B,N,V] (empty [B,N,0] unless keep_logits).
+
+  `opts` holds traced scalars (temperature, top_k, top_p, pad, start) and the stop ids [S], so changing
+  them does not recompile; only greedy vs sampling, shapes and `keep_logits` do.
+  """
+  pad = opts["pad"]
   b, t = input_ids.shape
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
@@ -154,7 +166,7 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, *, n_new, te
     cache_mask = jnp.ones((b, slots), jnp.int32)
     enc = model.encode(input_ids, attention_mask, ctx=ctx)
     enc_mask = attention_mask
-    first_ids = jnp.full((b, 1), start, jnp.int32)
+    first_ids = jnp.full((b, 1), opts["start"], jnp.int32)
     first_pos, next_pos = jnp.zeros((b, 1), jnp.int32), jnp.ones((b,), jnp.int32)
 
   def forward(ids, positions, cache):
@@ -163,18 +175,18 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, *, n_new, te
     h, cache = m.decode(ids, cache_mask, positions, enc=enc, enc_mask=enc_mask, cache=cache, ctx=ctx)
     return m.lm_logits(h[:, -1]).astype(jnp.float32), cache
 
-  stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
   vocab_kept = cfg.vocab_size if keep_logits else 0
 
   def emit(i, logits, key, tokens, all_logits, done):
     """Chooses token i from logits [B,V]; stopped rows get pad."""
     key, sub = jax.random.split(key)
-    tok = sample_next(logits, sub, temperature=temperature, top_k=top_k, top_p=top_p)
+    tok = sample_next(logits, sub, temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+                      greedy=greedy)
     tok = jnp.where(done, pad, tok)
     tokens = tokens.at[:, i].set(tok)
     if keep_logits:
       all_logits = all_logits.at[:, i].set(logits)
-    return tok, key, tokens, all_logits, done | jnp.isin(tok, stops)
+    return tok, key, tokens, all_logits, done | jnp.isin(tok, opts["stops"])
 
   logits, cache = forward(first_ids, first_pos, model.init_cache(b, slots))
   tokens = jnp.full((b, n_new), pad, jnp.int32)
