@@ -33,9 +33,11 @@ class MetricLogger:
     mode = os.environ.get("WANDB_MODE") if config.wandb.mode == "offline" and \
         os.environ.get("WANDB_MODE") in ("online", "disabled") else config.wandb.mode
     if mode != "disabled":
+      import secrets
+
       import wandb
       id_file = Path(workdir) / "wandb_id.txt"
-      run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+      run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
       id_file.write_text(run_id)
       self.run = wandb.init(project=config.wandb.project, name=config.wandb.name or Path(workdir).name,
                             id=run_id, resume="allow", mode=mode, dir=str(workdir), config=config.to_dict(),
