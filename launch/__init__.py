@@ -1,0 +1,1 @@
+"""Sweep expansion and launchers (local, TPU pod, Slurm, SkyPilot, W&B sweeps)."""

@@ -1,0 +1,70 @@
+"""Sweeps: a file beside a config (configs/NAME_sweep.py) with `get_sweep()` -> dict:
+
+  {"config": "configs/quickstart.py", "workdir": "runs/sweep",   # workdir root; one folder per point
+   "grid": {"optimizer.lr": [1e-3, 3e-3], "peft.r": [4, 8]},      # cartesian product
+   "list": [{"seed": 0}, {"seed": 1}]}                             # optional: each grid point x each entry
+
+`expand(sweep)` gives one `Point(name, overrides, command)` per point, where `command` is the
+`python -m lightft_jax.main ...` line with `--config.KEY=VALUE` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  name: str
+  overrides: dict[str, Any]
+  command: str
+
+
+def load_sweep(path: str | Path) -> dict:
+  spec = importlib.util.spec_from_file_location("_sweep", path)
+  if spec is None:
+    raise FileNotFoundError(f"no sweep file at {path}")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  if not hasattr(mod, "get_sweep"):
+    raise ValueError(f"{path} has no get_sweep() function")
+  return mod.get_sweep()
+
+
+def _slug(overrides: dict[str, Any]) -> str:
+  parts = [f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
+  return re.sub(r"[^A-Za-z0-9_.=+-]", "_", ",".join(parts)) or "base"
+
+
+def command(config: str, workdir: str, overrides: dict[str, Any], python: str = "python") -> str:
+  args = [python, "-m", "lightft_jax.main", f"--config={config}", f"--workdir={workdir}"]
+  args += [f"--config.{k}={v}" for k, v in overrides.items()]
+  return " ".join(shlex.quote(a) for a in args)
+
+
+def expand(sweep: dict, python: str = "python") -> list[Point]:
+  """Grid (cartesian product, keys in file order) x list entries -> points with unique workdirs."""
+  unknown = set(sweep) - {"config", "workdir", "grid", "list", "name"}
+  if unknown or "config" not in sweep:
+    raise ValueError(f"a sweep has keys config (required), workdir, grid, list, name; got {sorted(sweep)}")
+  grid = dict(sweep.get("grid") or {})
+  for k, v in grid.items():
+    if not isinstance(v, (list, tuple)) or not v:
+      raise ValueError(f"sweep grid values must be non-empty lists; {k!r} is {v!r}")
+  combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
+  entries = list(sweep.get("list") or [{}])
+  root = sweep.get("workdir", f"runs/{Path(sweep['config']).stem}_sweep")
+  points = []
+  for combo, entry in itertools.product(combos, entries):
+    overrides = {**combo, **entry}
+    name = _slug(overrides)
+    points.append(Point(name, overrides, command(sweep["config"], f"{root}/{name}", overrides, python)))
+  if len({p.name for p in points}) != len(points):
+    raise ValueError("sweep points are not unique; check grid and list for duplicates")
+  return points
