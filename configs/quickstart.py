@@ -13,7 +13,7 @@ from lightft_jax.train import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, steps=150, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=48)
+  a = config_lib.parse_arg(arg, steps=100, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=48)
   c = config_lib.base_config()
   c.seed = 0
   c.total_steps, c.batch_size = a.steps, a.batch
