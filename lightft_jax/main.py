@@ -45,6 +45,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.getLogger("absl").setLevel(logging.WARNING)
+  job = _CONFIG.value.get("job", "train")
+  if job in ("icl_eval", "icl_regression"):  # in-context-learning jobs: lightft_jax.icl.run_<job>(config, workdir)
+    from lightft_jax import icl
+    getattr(icl, f"run_{job}")(_CONFIG.value, _WORKDIR.value)
+    return
   from lightft_jax.train.compare import run_with_baselines
   run_with_baselines(_CONFIG.value, _WORKDIR.value)
 

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from lightft_jax.data.icl_synthetic import Curriculum, sample_icl_batch, to_tokens
 from lightft_jax.models.config import TransformerConfig
 from lightft_jax.models.layers import Dense
 from lightft_jax.models.transformer import Transformer
@@ -29,39 +30,12 @@ class InContextRegressor(nnx.Module):
     self.backbone = Transformer(cfg, task="base", rngs=rngs)
     self.read_out = Dense(cfg.d_model, 1, axes=("embed", None), use_bias=True, cfg=cfg, rngs=rngs)
 
-  @staticmethod
-  def interleave(xs: jax.Array, ys: jax.Array) -> jax.Array:
-    """xs [B,n,d], ys [B,n] -> tokens [B,2n,d]: x_1, (y_1,0..), x_2, (y_2,0..), ..."""
-    y_tok = jnp.zeros_like(xs).at[..., 0].set(ys)
-    return jnp.stack([xs, y_tok], 2).reshape(xs.shape[0], -1, xs.shape[-1])
-
   def __call__(self, xs: jax.Array, ys: jax.Array) -> jax.Array:
     """Predictions [B,n]: entry i sees x_1..x_i and y_1..y_{i-1}."""
     if xs.shape[-1] != self.n_dims:
       raise ValueError(f"xs has {xs.shape[-1]} dimensions but the model reads {self.n_dims}")
-    h = self.backbone(inputs_embeds=self.read_in(self.interleave(xs, ys)))["hidden_states"]
+    h = self.backbone(inputs_embeds=self.read_in(to_tokens(xs, ys)))["hidden_states"]
     return self.read_out(h[:, ::2])[..., 0]
-
-
-def sample_linear_tasks(rng: np.random.Generator, batch: int, n_points: int, n_dims: int, *,
-                        active_dims: int | None = None, sparsity: int | None = None,
-                        noise_std: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-  """Linear functions y = <w, x> (+ noise) with x, w ~ N(0, I). Returns xs [B,n,d], ys [B,n].
-
-  active_dims: curriculum truncation (coordinates past it are zero); sparsity: keep s random entries of w.
-  """
-  active = n_dims if active_dims is None else active_dims
-  xs = rng.standard_normal((batch, n_points, n_dims)).astype(np.float32)
-  xs[..., active:] = 0.0
-  w = rng.standard_normal((batch, n_dims)).astype(np.float32)
-  w[:, active:] = 0.0
-  if sparsity is not None:
-    keep = np.argsort(rng.random((batch, active)), -1)[:, :sparsity]
-    mask = np.zeros((batch, n_dims), bool)
-    np.put_along_axis(mask, keep, True, -1)
-    w = np.where(mask, w, 0.0).astype(np.float32)
-  ys = np.einsum("bnd,bd->bn", xs, w) + noise_std * rng.standard_normal((batch, n_points)).astype(np.float32)
-  return xs, ys.astype(np.float32)
 
 
 @nnx.jit
@@ -75,30 +49,29 @@ def _train_step(model: InContextRegressor, opt: nnx.Optimizer, xs, ys, weight):
   return loss
 
 
-def curriculum(step: int, *, n_dims: int, n_points: int, start_dims: int, start_points: int, every: int,
-               dims_inc: int = 1, points_inc: int = 2) -> tuple[int, int]:
-  """Garg et al.'s curriculum: (active dims, active points) grow by (dims_inc, points_inc) every `every` steps."""
-  if every <= 0:
-    return n_dims, n_points
-  stage = step // every
-  return min(n_dims, start_dims + stage * dims_inc), min(n_points, start_points + stage * points_inc)
+def sample_prompts(key: jax.Array, function_class: str, batch_size: int, n_points: int, n_dims: int, *,
+                   d: int | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
+  """(xs [B,n,d], ys [B,n]) from `lightft_jax.data.sample_icl_batch` as numpy arrays."""
+  batch = sample_icl_batch(key, function_class, batch_size=batch_size, n_points=n_points, n_dims=n_dims, d=d, **kw)
+  return np.asarray(batch["xs"]), np.asarray(batch["ys"])
 
 
-def train_regressor(model: InContextRegressor, *, steps: int, batch_size: int, n_points: int, lr: float,
-                    seed: int = 0, sparsity: int | None = None, noise_std: float = 0.0,
-                    curriculum_kw: dict | None = None, log_every: int = 100, log=None) -> list[dict]:
-  """Trains on fresh random linear tasks every step; returns the logged rows {step, loss, dims, points}.
+def train_regressor(model: InContextRegressor, *, steps: int, batch_size: int, lr: float,
+                    curriculum: Curriculum, function_class: str = "linear_regression", seed: int = 0,
+                    task_kw: dict | None = None, log_every: int = 100, log=None) -> list[dict]:
+  """Trains on fresh prompts of `function_class` every step; returns logged rows {step, loss, dims, points}.
 
-  The prompt length is fixed at `n_points` (one compile); inactive curriculum points are masked out.
+  Prompts always hold `curriculum.points_end` examples (one compile); the points the curriculum has not
+  reached yet are masked out of the loss.
   """
-  rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
+  n_points = curriculum.points_end
   opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
   rows = []
   for step in range(steps):
-    dims, points = (model.n_dims, n_points) if curriculum_kw is None else \
-        curriculum(step, n_dims=model.n_dims, n_points=n_points, **curriculum_kw)
-    xs, ys = sample_linear_tasks(rng, batch_size, n_points, model.n_dims, active_dims=dims,
-                                 sparsity=None if sparsity is None else min(sparsity, dims), noise_std=noise_std)
+    dims, points = curriculum.update(step)
+    xs, ys = sample_prompts(jax.random.fold_in(key, step), function_class, batch_size, n_points, model.n_dims,
+                            d=dims, **(task_kw or {}))
     weight = (np.arange(n_points) < points).astype(np.float32)
     loss = float(_train_step(model, opt, xs, ys, weight))
     if step % log_every == 0 or step == steps - 1:

@@ -1,0 +1,80 @@
+"""Prompt building, demonstration selection / ablations and the choice-to-prediction rules (no model)."""
+
+import numpy as np
+import pytest
+
+from lightft_jax.icl import calibration as cal
+from lightft_jax.icl.prompts import (PromptTemplate, demonstration_labels, order_demonstrations,
+                                     select_demonstrations)
+
+T = PromptTemplate("Review: {text}\nSentiment:", verbalizers=("negative", "positive"))
+POOL = [{"text": f"t{i}", "label": i % 2} for i in range(10)]
+
+
+def test_build_prompt_layout():
+  prompt = T.build(POOL[:2], {"text": "q"}, demo_labels=[1, 1])
+  assert prompt == "Review: t0\nSentiment: positive\n\nReview: t1\nSentiment: positive\n\nReview: q\nSentiment:"
+  assert T.choices() == [" negative", " positive"]
+  assert T.build([], {"text": "q"}) == "Review: q\nSentiment:"
+  assert T.content_free_answer_context() == "Sentiment:"
+
+
+def test_template_errors_name_the_problem():
+  with pytest.raises(ValueError, match=r"fields \['sentence'\].*available fields: \['label', 'text'\]"):
+    PromptTemplate("{sentence} ->").build([], {"text": "x", "label": 0})
+  with pytest.raises(ValueError, match="no {field} placeholder"):
+    PromptTemplate("Answer:")
+  with pytest.raises(ValueError, match="no answer choices"):
+    PromptTemplate("{text}").choices()
+
+
+def test_random_and_balanced_selection():
+  rng = np.random.default_rng(0)
+  idx = select_demonstrations("random", POOL, 5, rng)
+  assert len(set(idx)) == 5 and all(0 <= i < 10 for i in idx)
+  skewed = [{"text": "", "label": int(i >= 8)} for i in range(10)]  # 8 of class 0, 2 of class 1
+  for k in (2, 4, 6):
+    labels = [skewed[i]["label"] for i in select_demonstrations("balanced", skewed, k, rng)]
+    assert sum(labels) == min(k // 2, 2), labels
+  assert 3 not in select_demonstrations("random", POOL, 9, rng, exclude=3)
+  with pytest.raises(ValueError, match="pool has only 10"):
+    select_demonstrations("random", POOL, 11, rng)
+  with pytest.raises(ValueError, match="choose from"):
+    select_demonstrations("closest", POOL, 1, rng)
+
+
+def test_knn_selection_orders_nearest_last():
+  emb = np.zeros((10, 4))
+  emb[:4], emb[4:] = np.eye(4), [0.0, 0.0, 1.0, 1.0]  # items 0..3 along the axes, the rest elsewhere
+  query = np.array([1.0, 0.5, 0.0, 0.0])
+  idx = select_demonstrations("knn", POOL, 2, np.random.default_rng(0), query_embedding=query, pool_embeddings=emb)
+  assert idx == [1, 0]
+
+
+def test_orders_and_label_ablations():
+  rng = np.random.default_rng(0)
+  labels = [p["label"] for p in POOL]
+  assert order_demonstrations([3, 2, 5], "reverse", rng, labels) == [5, 2, 3]
+  assert order_demonstrations([3, 2, 5], "by_label", rng, labels) == [2, 3, 5]
+  assert sorted(order_demonstrations([3, 2, 5], "random", rng, labels)) == [2, 3, 5]
+  assert demonstration_labels([0, 1, 1], "flipped", 2, rng) == [1, 0, 0]
+  assert demonstration_labels([0, 2, 1], "flipped", 3, rng) == [1, 0, 2]
+  rand = demonstration_labels([0] * 200, "random", 3, rng)
+  assert set(rand) == {0, 1, 2}
+  with pytest.raises(ValueError, match="gold"):
+    demonstration_labels([0], "shuffled", 2, rng)
+
+
+def test_prediction_rules():
+  ll = np.log(np.array([[0.7, 0.3], [0.6, 0.4], [0.2, 0.8]]))
+  np.testing.assert_array_equal(cal.predict(ll), [0, 0, 1])
+  # Length normalisation: per character of " negative" (9) vs " positive" (9) is a no-op; unequal lengths flip.
+  np.testing.assert_array_equal(cal.predict_length_normalised(np.log([[0.3, 0.2]]), [" a", " bbbb"]), [1])
+  np.testing.assert_array_equal(cal.predict_mutual_information(ll, np.log([0.65, 0.35])), [0, 1, 1])
+  # Contextual calibration: a model biased towards class 0 by the prior's factor is exactly un-biased.
+  prior = cal.content_free_prior(np.log(np.array([[0.8, 0.2], [0.6, 0.4], [0.7, 0.3]])))
+  np.testing.assert_allclose(prior, [0.7, 0.3])
+  true_p = np.array([[0.4, 0.6], [0.6, 0.4], [0.35, 0.65]])
+  biased = np.log(true_p * prior)
+  np.testing.assert_array_equal(cal.predict(biased), [0, 0, 0])
+  np.testing.assert_array_equal(cal.predict_calibrated(biased, prior), [1, 0, 1])
