@@ -44,6 +44,11 @@ def _batch(seed=0, b=3, t=9):
   return ids, mask
 
 
+def _run(model, ids, mask, **extra):
+  """Forward without jit: op-by-op kernels are cached across tests, a jitted model would recompile each time."""
+  return model(input_ids=ids, attention_mask=mask, **extra)
+
+
 def _torch(**arrays):
   return {k: torch.tensor(v) for k, v in arrays.items()}
 
@@ -90,7 +95,7 @@ def test_bert_hidden_states_with_token_types(tmp_path):
   tt[:, 4:] = 1
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask, token_type_ids=tt))
-  out = from_pretrained(tmp_path)(ids, mask, tt)
+  out = _run(from_pretrained(tmp_path), ids, mask, token_type_ids=tt)
   _close(out["hidden_states"], ref.last_hidden_state.numpy(), mask)
   np.testing.assert_allclose(np.asarray(out["pooled"]), ref.pooler_output.numpy(), atol=ATOL)
 
@@ -101,7 +106,7 @@ def test_roberta_hidden_states(tmp_path):
   ids = np.where(mask == 1, ids, 1)  # HF RoBERTa derives positions from pad ids
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).last_hidden_state.numpy()
-  _close(from_pretrained(tmp_path)(ids, mask)["hidden_states"], ref, mask)
+  _close(_run(from_pretrained(tmp_path), ids, mask)["hidden_states"], ref, mask)
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
@@ -114,7 +119,7 @@ def test_encoder_sequence_classification(tmp_path, arch):
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
   model = from_pretrained(tmp_path, task="classification")  # num_labels read from config.json
-  np.testing.assert_allclose(np.asarray(model(ids, mask)["logits"]), ref, atol=ATOL)
+  np.testing.assert_allclose(np.asarray(_run(model, ids, mask)["logits"]), ref, atol=ATOL)
 
 
 def test_bert_token_classification(tmp_path):
@@ -122,7 +127,7 @@ def test_bert_token_classification(tmp_path):
   ids, mask = _batch(3)
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
-  _close(from_pretrained(tmp_path, task="token_classification")(ids, mask)["logits"], ref, mask)
+  _close(_run(from_pretrained(tmp_path, task="token_classification"), ids, mask)["logits"], ref, mask)
 
 
 # ------------------------------------------------------------------------------------------ decoders
@@ -132,7 +137,7 @@ def test_gpt2_lm_logits(tmp_path):
   ids, mask = _batch(4)
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
-  _close(from_pretrained(tmp_path, task="lm")(ids, mask)["logits"], ref, mask)
+  _close(_run(from_pretrained(tmp_path, task="lm"), ids, mask)["logits"], ref, mask)
 
 
 def test_gpt2_sequence_classification(tmp_path):
@@ -141,7 +146,7 @@ def test_gpt2_sequence_classification(tmp_path):
   ids = np.where(mask == 1, ids, 0)
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
-  out = from_pretrained(tmp_path, task="classification")(ids, mask)["logits"]
+  out = _run(from_pretrained(tmp_path, task="classification"), ids, mask)["logits"]
   np.testing.assert_allclose(np.asarray(out), ref, atol=ATOL)
 
 
@@ -151,7 +156,7 @@ def test_gpt2_question_answering(tmp_path):
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask))
   ref = np.stack([ref.start_logits.numpy(), ref.end_logits.numpy()], -1)
-  _close(from_pretrained(tmp_path, task="qa")(ids, mask)["logits"], ref, mask)
+  _close(_run(from_pretrained(tmp_path, task="qa"), ids, mask)["logits"], ref, mask)
 
 
 def test_llama_gqa_lm_logits(tmp_path):
@@ -161,7 +166,7 @@ def test_llama_gqa_lm_logits(tmp_path):
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
   model = from_pretrained(tmp_path, task="lm")
   assert model.cfg.num_kv_heads == 2 and model.cfg.rope_theta == 500.0 and not model.cfg.tie_embeddings
-  _close(model(ids, mask)["logits"], ref, mask)
+  _close(_run(model, ids, mask)["logits"], ref, mask)
 
 
 # ------------------------------------------------------------------------------------------ T5
@@ -182,7 +187,7 @@ def test_t5_v1_0_tied_scaled_logits(tmp_path):
   ids, mask, dec = _t5_inputs()
   model = from_pretrained(tmp_path, task="lm")
   assert model.cfg.tie_embeddings and model.cfg.scale_tied_logits and not model.cfg.gated_mlp
-  logits = model(ids, mask, decoder_input_ids=dec)["logits"]
+  logits = _run(model, ids, mask, decoder_input_ids=dec)["logits"]
   np.testing.assert_allclose(np.asarray(logits), _t5_ref(hf, ids, mask, dec), atol=ATOL)
 
 
@@ -204,7 +209,7 @@ def test_t5_v1_1_untied_gated_logits(tmp_path):
   model = from_pretrained(tmp_path, task="lm")
   assert not model.cfg.tie_embeddings and not model.cfg.scale_tied_logits and model.cfg.gated_mlp
   assert model.cfg.num_decoder_layers == 3 and model.cfg.activation == "gelu_tanh"
-  logits = model(ids, mask, decoder_input_ids=dec)["logits"]
+  logits = _run(model, ids, mask, decoder_input_ids=dec)["logits"]
   np.testing.assert_allclose(np.asarray(logits), _t5_ref(hf, ids, mask, dec), atol=ATOL)
 
 
@@ -215,12 +220,12 @@ def test_scan_layers_load_equals_unrolled(tmp_path, arch):
   if arch == "bert":
     _hf(T.BertModel, _bert_cfg(), tmp_path)
     ids, mask = _batch(11)
-    run = lambda m: m(ids, mask)["hidden_states"]
+    run = lambda m: _run(m, ids, mask)["hidden_states"]
     task = "base"
   else:
     _t5_v1_1_untied(tmp_path)
     ids, mask, dec = _t5_inputs(12)
-    run = lambda m: m(ids, mask, decoder_input_ids=dec)["logits"]
+    run = lambda m: _run(m, ids, mask, decoder_input_ids=dec)["logits"]
     task = "lm"
   unrolled = from_pretrained(tmp_path, task=task)
   scanned = from_pretrained(tmp_path, task=task, scan_layers=True)
@@ -236,7 +241,7 @@ def test_sharded_index_checkpoint(tmp_path):
   ids, mask = _batch(13)
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
-  _close(from_pretrained(tmp_path, task="lm")(ids, mask)["logits"], ref, mask)
+  _close(_run(from_pretrained(tmp_path, task="lm"), ids, mask)["logits"], ref, mask)
 
 
 def test_missing_head_is_initialised_with_a_notice(tmp_path, caplog):
@@ -246,7 +251,7 @@ def test_missing_head_is_initialised_with_a_notice(tmp_path, caplog):
   assert "head.out.kernel" in caplog.text and "freshly initialised" in caplog.text
   assert model.head.out.kernel.shape == (32, 4)
   ids, mask = _batch(14)
-  assert np.isfinite(np.asarray(model(ids, mask)["logits"])).all()
+  assert np.isfinite(np.asarray(_run(model, ids, mask)["logits"])).all()
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -277,12 +282,12 @@ def test_save_pretrained_roundtrip_through_transformers(tmp_path, case):
     ids = np.where(mask == 1, ids, 1)
   if kind == "t5":
     dec = np.random.RandomState(16).randint(2, VOCAB, (3, 4))
-    ours = model(ids, mask, decoder_input_ids=dec)["logits"]
+    ours = _run(model, ids, mask, decoder_input_ids=dec)["logits"]
     np.testing.assert_allclose(np.asarray(ours), _t5_ref(reloaded, ids, mask, dec), atol=ATOL)
     return
   with torch.no_grad():
     ref = reloaded(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
-  ours = np.asarray(model(ids, mask)["logits"])
+  ours = np.asarray(_run(model, ids, mask)["logits"])
   if task == "lm":
     _close(ours, ref, mask)
   else:
