@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightft_jax.models.assets import minilm_dir
+from lightft_jax.models.hf import from_pretrained, load_tokenizer
 from lightft_jax.models.layers import Attention, Ctx, Dense, Norm, activation
 from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
 
@@ -374,11 +376,8 @@ class ContextEncoder:
   @classmethod
   def load(cls, path: str | Path | None = None, max_length: int = 128) -> "ContextEncoder":
     """Loads an HF encoder directory (default: the offline MiniLM) as a `task="base"` model."""
-    from lightft_jax.models.assets import minilm_dir
-    from lightft_jax.models.hf import from_pretrained
-    from lightft_jax.models.tokenizer import Tokenizer
     path = Path(path) if path is not None else minilm_dir()
-    return cls(from_pretrained(path, task="base"), Tokenizer.from_file(path), max_length)
+    return cls(from_pretrained(path, task="base"), load_tokenizer(path), max_length)
 
   @property
   def dim(self) -> int:
@@ -388,8 +387,11 @@ class ContextEncoder:
     if isinstance(texts, str) or not texts:
       raise ValueError("ContextEncoder expects a non-empty list of strings")
     batch = self.tokenizer.encode_batch(list(texts), max_length=self.max_length)
-    tt = batch.get("token_type_ids", np.zeros_like(batch["input_ids"]))
-    return jax.lax.stop_gradient(self._forward(batch["input_ids"], batch["attention_mask"], tt))
+    t = batch["input_ids"].shape[1]
+    pad = ((0, 0), (0, min(self.max_length, 16 * -(-t // 16)) - t))  # lengths in steps of 16: few recompiles
+    ids = np.pad(batch["input_ids"], pad, constant_values=self.tokenizer.pad_token_id)
+    mask = np.pad(batch["attention_mask"], pad)
+    return jax.lax.stop_gradient(self._forward(ids, mask, np.zeros_like(ids)))
 
   def demonstrations(self, groups: Sequence[Sequence[str]]) -> jax.Array:
     if not groups or any(not g for g in groups):
