@@ -169,6 +169,7 @@ class Transformer(nnx.Module):
     self.lm_head = Dense(cfg.d_model, cfg.vocab_size, axes=("embed", "vocab"), use_bias=False, cfg=cfg,
                          rngs=rngs) if untied_lm else None
     self.head = make_head(cfg, task, num_labels, head_style, rngs)
+    self.soft_prompt = nnx.data(None)  # set by prompt tuning (lightft_jax.peft.prompt)
 
   # ------------------------------------------------------------------ pieces
   def _check_length(self, t: int, what: str):
@@ -239,6 +240,12 @@ class Transformer(nnx.Module):
                inputs_embeds=None, cache=None, ctx: Ctx = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     arch = self.cfg.arch
+    if self.soft_prompt is not None:  # prompt tuning: learned embeddings before the (encoder) input
+      if cache is not None:
+        raise ValueError("prompt tuning with a KV cache is not supported; run without a cache")
+      inputs_embeds, attention_mask, token_type_ids, positions = self.soft_prompt(
+          self.embed.tokens, input_ids, inputs_embeds, attention_mask, token_type_ids, positions, ctx)
+      input_ids = None
     if arch == "encoder":
       h = self.encode(input_ids, attention_mask, token_type_ids, positions, inputs_embeds, ctx)
     elif arch == "decoder":
@@ -263,4 +270,6 @@ class Transformer(nnx.Module):
     elif self.head is not None:
       mask = attention_mask if arch != "encoder_decoder" else decoder_attention_mask
       out["logits"] = self.head(h, out.get("pooled"), mask, ctx)
+    if self.soft_prompt is not None and arch != "encoder_decoder":
+      out = self.soft_prompt.strip(out, self.task)
     return out

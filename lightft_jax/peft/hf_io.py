@@ -1,0 +1,378 @@
+"""HF peft adapter directories (adapter_config.json + adapter_model.safetensors) <-> our PEFT modules.
+
+Covers LoRA (plain, rsLoRA, DoRA; Dense and embedding targets), IA3, prefix tuning (encoder-only and
+decoder-only models) and prompt tuning. Base-module names come from the HF checkpoint tables in
+`lightft_jax.models.hf`; tensor layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are
+[out, 1] (or [1, in] on feed-forward modules), prefixes are HF's `prompt_embeddings` [P, L*2*K*Dh].
+A trainable task head is written as HF `modules_to_save` (HF peft does the same for classifiers).
+
+Note on positions: HF peft's prefix tuning gives real tokens positions P, P+1, ... (the prefix sits in the
+KV cache); ours keeps them at 0, 1, ... Pass `positions = arange(T) + P` to reproduce HF numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file, save_file
+
+from lightft_jax.models import hf
+from lightft_jax.peft import core, named
+from lightft_jax.peft.ia3 import IA3Dense
+from lightft_jax.peft.lora import LoraEmbedding, lora_modules
+from lightft_jax.peft.prefix import prefix_kv, stacks
+
+CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+PEFT_TYPES = ("LORA", "IA3", "PREFIX_TUNING", "PROMPT_TUNING")
+_TASK_TYPES = {"classification": "SEQ_CLS", "regression": "SEQ_CLS", "token_classification": "TOKEN_CLS",
+               "qa": "QUESTION_ANS", "base": "FEATURE_EXTRACTION"}
+_PREFIX_TARGETS = r".*layers\.\d+\.attn(\.base)?$"
+
+
+def _task_type(model) -> str:
+  if model.task == "lm":
+    return "SEQ_2_SEQ_LM" if model.cfg.arch == "encoder_decoder" else "CAUSAL_LM"
+  return _TASK_TYPES[model.task]
+
+
+def module_names(model) -> dict[str, str]:
+  """Our base-module path -> HF module name in the task class (e.g. 'bert.encoder.layer.0.attention.self.query')."""
+  cfg = model.cfg
+  if cfg.model_type not in hf.SUPPORTED_MODEL_TYPES:
+    raise ValueError(f"HF peft interop needs a model of type {hf.SUPPORTED_MODEL_TYPES}, got {cfg.model_type!r}")
+  _, prefix, _ = hf._hf_class(cfg.model_type, model.task)
+  out = {}
+  for ours, theirs, _ in hf._rules(cfg, model.task, prefix):
+    if ours.endswith(".bias"):
+      continue
+    out[ours.rpartition(".")[0]] = theirs[: -len(".weight")] if theirs.endswith(".weight") else theirs
+  return out
+
+
+def _head_rules(model) -> list[tuple[str, str, str]]:
+  return hf._hf_class(model.cfg.model_type, model.task)[2]
+
+
+def base_path(path: str) -> str:
+  """A module path with wrapper hops removed ('...attn.base.query' -> '...attn.query'), as the HF tables know it."""
+  return re.sub(r"\.base(?=\.|$)", "", path)
+
+
+def _methods(model) -> list[str]:
+  found = []
+  if lora_modules(model):
+    found.append("LORA")
+  if any(isinstance(m, IA3Dense) for _, m in nnx.iter_modules(model)):
+    found.append("IA3")
+  if any(a.kv_prefix is not None for layers in _prefix_stacks(model).values() for a in layers):
+    found.append("PREFIX_TUNING")
+  if getattr(model, "soft_prompt", None) is not None:
+    found.append("PROMPT_TUNING")
+  return found
+
+
+def _prefix_stacks(model):
+  try:
+    return stacks(model, _PREFIX_TARGETS)
+  except ValueError:
+    return {}
+
+
+def _np(x) -> np.ndarray:
+  return np.ascontiguousarray(np.asarray(x, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------- save
+
+def save_hf(model: nnx.Module, directory, base_model_name_or_path: str | None = None,
+            adapter: str = "default") -> Path:
+  """Writes adapter_config.json + adapter_model.safetensors that `peft.PeftModel.from_pretrained` loads on
+  the matching `transformers` model (the HF class of `model.task`). Returns the directory.
+
+  One method per directory (HF peft's format); for LoRA, the named adapter `adapter` is written.
+  """
+  kinds = _methods(model)
+  if len(kinds) != 1:
+    raise ValueError(f"an HF peft adapter directory holds exactly one method; this model has {kinds or 'none'} "
+                     f"(supported: {PEFT_TYPES})")
+  kind = kinds[0]
+  names = module_names(model)
+  cfg: dict = {"peft_type": kind, "task_type": _task_type(model), "base_model_name_or_path": base_model_name_or_path,
+               "inference_mode": True, "revision": None}
+  tensors: dict[str, np.ndarray] = {}
+  prompt_learning = kind in ("PREFIX_TUNING", "PROMPT_TUNING")
+  if kind == "LORA":
+    cfg.update(_save_lora(model, names, adapter, tensors))
+  elif kind == "IA3":
+    cfg.update(_save_ia3(model, names, tensors))
+  elif kind == "PREFIX_TUNING":
+    cfg.update(_save_prefix(model, tensors))
+  else:
+    cfg.update(_save_prompt(model, tensors))
+  head = _save_head(model, tensors, "base_model." if prompt_learning else "base_model.model.")
+  cfg["modules_to_save"] = head or None
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+  (directory / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True))
+  return directory
+
+
+def _save_lora(model, names, adapter, tensors) -> dict:
+  units, targets = [], []
+  for path, m in lora_modules(model).items():
+    if adapter not in m.names:
+      continue
+    if m.merged:
+      raise ValueError(f"{path} has merged LoRA weights; unmerge before save_hf")
+    theirs = names[base_path(path)]
+    u = m.lora[adapter]
+    a, b = _np(u.lora_a[...].T), _np(u.lora_b[...].T)
+    key = "base_model.model." + theirs
+    if isinstance(m, LoraEmbedding):
+      tensors[f"{key}.lora_embedding_A"], tensors[f"{key}.lora_embedding_B"] = a, b
+    else:
+      tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = a, b
+    if u.lora_magnitude is not None:
+      tensors[f"{key}.lora_magnitude_vector"] = _np(u.lora_magnitude[...])
+    units.append(u)
+    targets.append(theirs)
+  if not units:
+    raise ValueError(f"no LoRA named {adapter!r}; attached: {list(named.adapter_names(model))}")
+  spec = {(u.r, u.alpha, u.rslora, u.lora_magnitude is not None) for u in units}
+  if len(spec) > 1:
+    raise ValueError(f"LoRA {adapter!r} mixes ranks/alphas/rsLoRA/DoRA across modules {sorted(spec)}; HF peft "
+                     "needs one setting per adapter")
+  r, alpha, rslora, dora = spec.pop()
+  return {"r": r, "lora_alpha": alpha, "use_rslora": rslora, "use_dora": dora, "target_modules": sorted(targets),
+          "lora_dropout": float(units[0].dropout.rate) if units[0].dropout is not None else 0.0, "bias": "none",
+          "fan_in_fan_out": model.cfg.model_type == "gpt2", "init_lora_weights": True}
+
+
+def _save_ia3(model, names, tensors) -> dict:
+  targets, ff = [], []
+  for p, m in nnx.iter_modules(model):
+    if not isinstance(m, IA3Dense):
+      continue
+    theirs = names[base_path(core.path_str(p))]
+    v = _np(m.ia3[...])
+    tensors[f"base_model.model.{theirs}.ia3_l"] = v[None, :] if m.feedforward else v[:, None]
+    targets.append(theirs)
+    if m.feedforward:
+      ff.append(theirs)
+  return {"target_modules": sorted(targets), "feedforward_modules": sorted(ff), "fan_in_fan_out":
+          model.cfg.model_type == "gpt2", "init_ia3_weights": True}
+
+
+def _prompt_learning_config(model, p: int) -> dict:
+  c = model.cfg
+  return {"num_virtual_tokens": p, "num_layers": c.n_layers, "num_attention_heads": c.n_heads,
+          "token_dim": c.d_model, "num_transformer_submodules": 1}
+
+
+def _save_prefix(model, tensors) -> dict:
+  if model.cfg.arch == "encoder_decoder":
+    raise ValueError("exporting prefix tuning of encoder-decoder models to HF peft is not supported")
+  stack = "encoder" if model.cfg.arch == "encoder" else "decoder"
+  kv = prefix_kv(model, stack)  # [P, L, 2, K, Dh]
+  p, n = kv.shape[:2]
+  if n != model.cfg.n_layers:
+    raise ValueError(f"HF peft prefix tuning covers every layer; this model has prefixes on {n} of "
+                     f"{model.cfg.n_layers}")
+  tensors["prompt_embeddings"] = _np(kv).reshape(p, -1)
+  cfg = _prompt_learning_config(model, p)
+  cfg.update(prefix_projection=False, encoder_hidden_size=model.cfg.d_model)
+  return cfg
+
+
+def _save_prompt(model, tensors) -> dict:
+  prompt = _np(model.soft_prompt.prompt[...])
+  tensors["prompt_embeddings"] = prompt
+  cfg = _prompt_learning_config(model, prompt.shape[0])
+  cfg.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_name_or_path=None)
+  return cfg
+
+
+def _save_head(model, tensors, key_prefix: str) -> list[str]:
+  """Writes a trainable head's tensors; returns the HF module names for `modules_to_save`."""
+  head = getattr(model, "head", None)
+  if head is None or not any(isinstance(v, core.TunedParam) for _, v in nnx.iter_graph(head)):
+    return []
+  params = {core.path_str(p): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
+  tops = set()
+  for ours, theirs, kind in _head_rules(model):
+    if ours in params:
+      tensors[key_prefix + theirs] = _np(hf._convert(np.asarray(params[ours][...]), kind))
+      tops.add(theirs.split(".")[0])
+  return sorted(tops)
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+def load_hf(model: nnx.Module, directory, adapter: str = "default") -> nnx.Module:
+  """Attaches the HF peft adapter in `directory` to `model` (in place) and returns it.
+
+  `model` is our Transformer for the same architecture and task as the HF base model (e.g. from
+  `lightft_jax.models.from_pretrained`). Raises ValueError when the adapter's modules or shapes do not fit.
+  """
+  directory = Path(directory)
+  if not (directory / CONFIG_FILE).exists() or not (directory / WEIGHTS_FILE).exists():
+    raise FileNotFoundError(f"{directory} needs {CONFIG_FILE} and {WEIGHTS_FILE} (a HF peft adapter directory)")
+  cfg = json.loads((directory / CONFIG_FILE).read_text())
+  tensors = load_file(str(directory / WEIGHTS_FILE))
+  kind = cfg.get("peft_type")
+  if kind not in PEFT_TYPES:
+    raise ValueError(f"peft_type {kind!r} is not supported; supported: {PEFT_TYPES}")
+  loaders = {"LORA": _load_lora, "IA3": _load_ia3, "PREFIX_TUNING": _load_prefix, "PROMPT_TUNING": _load_prompt}
+  rest = loaders[kind](model, cfg, tensors, adapter)
+  _load_head(model, rest)
+  return model
+
+
+_MODULE_KEY = re.compile(r"^base_model\.model\.(.+)\.(lora_A\.weight|lora_B\.weight|lora_magnitude_vector|"
+                         r"lora_embedding_A|lora_embedding_B|ia3_l)$")
+
+
+def _split_keys(tensors) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+  """({HF module: {suffix: tensor}}, other tensors)."""
+  mods, rest = {}, {}
+  for key, value in tensors.items():
+    m = _MODULE_KEY.match(key)
+    if m:
+      mods.setdefault(m[1], {})[m[2]] = value
+    else:
+      rest[key] = value
+  return mods, rest
+
+
+def _our_paths(model, hf_modules) -> dict[str, str]:
+  """{HF module: our module path}; error naming the modules this model does not have."""
+  inverse = {v: k for k, v in module_names(model).items()}
+  missing = [h for h in hf_modules if h not in inverse]
+  if missing:
+    raise ValueError(f"the adapter targets modules that a {model.cfg.model_type} model (task={model.task!r}) does not "
+                     f"have, e.g. {missing[:4]}; was it made for another architecture? Known modules e.g. "
+                     f"{sorted(inverse)[:6]}")
+  return {h: inverse[h] for h in hf_modules}
+
+
+def _exact(paths) -> str:
+  return "^(" + "|".join(re.escape(p) for p in sorted(paths)) + ")$"
+
+
+def _set(var, value: np.ndarray, what: str):
+  if tuple(var.shape) != tuple(value.shape):
+    raise ValueError(f"shape mismatch for {what}: the model expects {tuple(var.shape)}, the adapter has "
+                     f"{tuple(value.shape)}")
+  var[...] = jnp.asarray(value, var[...].dtype)
+
+
+def _load_lora(model, cfg, tensors, adapter):
+  for key in ("rank_pattern", "alpha_pattern"):
+    if cfg.get(key):
+      raise ValueError(f"LoRA adapters with a per-module {key} are not supported")
+  mods, rest = _split_keys(tensors)
+  if not mods:
+    raise ValueError("the LoRA adapter holds no lora_A/lora_B tensors")
+  ours = _our_paths(model, mods)
+  r = int(cfg["r"])
+  core.apply(model, {"method": "lora", "r": r, "alpha": float(cfg["lora_alpha"]),
+                     "rslora": bool(cfg.get("use_rslora")), "dora": bool(cfg.get("use_dora")),
+                     "targets": _exact(ours.values()), "name": adapter, "train_head": False})
+  wrappers = lora_modules(model)
+  for theirs, t in mods.items():
+    u = wrappers[ours[theirs]].lora[adapter]
+    a = t.get("lora_A.weight", t.get("lora_embedding_A"))
+    b = t.get("lora_B.weight", t.get("lora_embedding_B"))
+    if a is None or b is None:
+      raise ValueError(f"{theirs}: the adapter lacks lora_A or lora_B")
+    _set(u.lora_a, a.T, f"{theirs}.lora_A")
+    _set(u.lora_b, b.T, f"{theirs}.lora_B")
+    if "lora_magnitude_vector" in t:
+      _set(u.lora_magnitude, t["lora_magnitude_vector"], f"{theirs}.lora_magnitude_vector")
+  return rest
+
+
+def _load_ia3(model, cfg, tensors, adapter):
+  mods, rest = _split_keys(tensors)
+  ours = _our_paths(model, mods)
+  ff = [ours[h] for h in mods if _is_ff(h, cfg)]
+  normal = [p for p in ours.values() if p not in ff]
+  core.apply(model, {"method": "ia3", "targets": _exact(normal) if normal else None,
+                     "feedforward": _exact(ff) if ff else None, "train_head": False})
+  for theirs, t in mods.items():
+    m = core.get_module(model, ours[theirs])
+    _set(m.ia3, t["ia3_l"].reshape(-1), f"{theirs}.ia3_l")
+  return rest
+
+
+def _is_ff(module: str, cfg) -> bool:
+  ff = cfg.get("feedforward_modules") or []
+  ff = [ff] if isinstance(ff, str) else ff
+  return any(module == f or module.endswith("." + f) for f in ff)
+
+
+def _check_prompt_config(model, cfg):
+  if cfg.get("num_transformer_submodules", 1) != 1:
+    raise ValueError("prompt-learning adapters for encoder-decoder models (num_transformer_submodules=2) are not "
+                     "supported")
+  if cfg.get("token_dim") not in (None, model.cfg.d_model):
+    raise ValueError(f"the adapter was made for token_dim={cfg['token_dim']}, the model has d_model="
+                     f"{model.cfg.d_model}")
+
+
+def _load_prefix(model, cfg, tensors, adapter):
+  _check_prompt_config(model, cfg)
+  rest = dict(tensors)
+  emb = rest.pop("prompt_embeddings")
+  p = int(cfg["num_virtual_tokens"])
+  stack = "encoder" if model.cfg.arch == "encoder" else "decoder"
+  layers = stacks(model, _PREFIX_TARGETS)[stack]
+  k, dh = layers[0].n_kv_heads, layers[0].head_dim
+  if emb.shape != (p, len(layers) * 2 * k * dh):
+    raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {len(layers) * 2 * k * dh}) "
+                     f"= (num_virtual_tokens, layers*2*kv_heads*head_dim)")
+  core.apply(model, {"method": "prefix", "num_tokens": p, "train_head": False})
+  kv = emb.reshape(p, len(layers), 2, k, dh)
+  for i, attn in enumerate(layers):
+    _set(attn.kv_prefix.prefix_k, kv[:, i, 0], f"prefix keys of layer {i}")
+    _set(attn.kv_prefix.prefix_v, kv[:, i, 1], f"prefix values of layer {i}")
+  return rest
+
+
+def _load_prompt(model, cfg, tensors, adapter):
+  _check_prompt_config(model, cfg)
+  rest = dict(tensors)
+  emb = rest.pop("prompt_embeddings")
+  core.apply(model, {"method": "prompt", "num_tokens": int(emb.shape[0]), "train_head": False})
+  _set(model.soft_prompt.prompt, emb, "prompt_embeddings")
+  return rest
+
+
+def _load_head(model, rest: dict[str, np.ndarray]):
+  """Task-head tensors (HF modules_to_save, made trainable) and saved base layers (e.g. the embeddings HF peft
+  stores beside an embedding LoRA) into their parameters."""
+  if not rest:
+    return
+  clean = {re.sub(r"^base_model\.(model\.)?", "", k).replace(".modules_to_save", "").replace(".base_layer", ""): v
+           for k, v in rest.items()}
+  params = {base_path(core.path_str(p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
+  _, prefix, _ = hf._hf_class(model.cfg.model_type, model.task)
+  head = {ours for ours, _, _ in _head_rules(model)}
+  used, head_used = set(), False
+  for ours, theirs, kind in hf._rules(model.cfg, model.task, prefix):
+    if theirs in clean and ours in params:
+      _set(params[ours], hf._convert(clean[theirs], kind), theirs)
+      used.add(theirs)
+      head_used |= ours in head
+  unused = sorted(set(clean) - used)
+  if unused:
+    raise ValueError(f"adapter tensors that fit no module of this {model.cfg.model_type} model (task={model.task!r}): "
+                     f"{unused[:6]}")
+  if head_used:
+    core.make_trainable(model.head)

@@ -1,0 +1,247 @@
+"""LoRA (Hu et al. 2021), rsLoRA and DoRA on Dense layers (fused projections included) and embeddings.
+
+y = base(x) + scale * dropout(x) @ A @ B with A [in, r] (kaiming-uniform like torch, bound 1/sqrt(in)) and
+B [r, out] (zeros), scale = alpha / r (rsLoRA: alpha / sqrt(r)). DoRA (Liu et al. 2024) rescales the
+columns of W + scale*A@B to a learned magnitude m [out], initialised to the column norms of W.
+Embedding LoRA follows HF peft: A [num, r] zeros, B [r, dim] normal, y = E[ids] + scale * A[ids] @ B.
+
+Several named LoRAs may sit on one module (see named.py); `merge` / `unmerge` fold the active ones into
+the base weights and back; `merge_and_unload` drops the wrappers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lightft_jax.models.layers import Ctx, Dense, Embedding
+from lightft_jax.peft import named
+from lightft_jax.peft.core import PeftParam, find_targets, get_module, path_str, register, replace_module
+
+
+class LoraParam(PeftParam):
+  """LoRA factors and DoRA magnitudes."""
+
+
+def lora_delta(x: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+  """scale * x @ a @ b. x [..., in], a [in, r], b [r, out] -> [..., out]."""
+  return jnp.dot(jnp.dot(x, a.astype(x.dtype)), b.astype(x.dtype)) * scale
+
+
+def lora_scale(r: int, alpha: float, rslora: bool) -> float:
+  return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+def dora_norm(kernel: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+  """Column norms [out] of the adapted kernel [in, out] (treated as a constant, as in the DoRA paper)."""
+  w = kernel.astype(jnp.float32) + scale * jnp.dot(a.astype(jnp.float32), b.astype(jnp.float32))
+  return jax.lax.stop_gradient(jnp.linalg.norm(w, axis=0))
+
+
+def dora_output(x: jax.Array, kernel: jax.Array, a: jax.Array, b: jax.Array, magnitude: jax.Array,
+                scale: float) -> jax.Array:
+  """What DoRA adds to base(x): (m/|W'| - 1) * x@W + m/|W'| * scale * x@A@B. x [..., in] -> [..., out]."""
+  ratio = (magnitude.astype(jnp.float32) / dora_norm(kernel, a, b, scale)).astype(x.dtype)
+  return (ratio - 1) * jnp.dot(x, kernel.astype(x.dtype)) + ratio * lora_delta(x, a, b, scale)
+
+
+def _kaiming_uniform(key, shape, fan_in, dtype):
+  bound = 1.0 / math.sqrt(fan_in)  # torch kaiming_uniform_(a=sqrt(5)) as used by HF peft
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class LoraUnit(nnx.Module):
+  """One named LoRA: factors `lora_a`, `lora_b` (+ DoRA `lora_magnitude`), its scale and dropout."""
+
+  def __init__(self, a: jax.Array, b: jax.Array, *, alpha: float, rslora: bool, dropout: float, rngs: nnx.Rngs,
+               axes: tuple, magnitude: jax.Array | None = None):
+    self.lora_a = LoraParam(a, sharding_names=(axes[0], None))
+    self.lora_b = LoraParam(b, sharding_names=(None, axes[1]))
+    self.lora_magnitude = None if magnitude is None else LoraParam(magnitude, sharding_names=(axes[1],))
+    self.r, self.alpha, self.rslora = a.shape[1], alpha, rslora
+    self.scale = lora_scale(self.r, alpha, rslora)
+    self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+    self.merged_norm = nnx.data(None)  # DoRA column norms at merge time, to unmerge exactly
+
+  def drop(self, x):
+    return x if self.dropout is None else self.dropout(x)
+
+
+class LoraDense(named.Named):
+  """Dense + named LoRAs; call signature `(x, ctx=None)` like Dense. Base weights stay in `base`."""
+
+  def __init__(self, base: Dense):
+    self.base = base
+    self.lora = nnx.Dict()
+    self.merged: tuple[str, ...] = ()
+
+  def add(self, name: str, global_id: int, *, r: int, alpha: float, rslora: bool, dora: bool, dropout: float,
+          init: str, rngs: nnx.Rngs):
+    kernel = self.base.kernel
+    d_in, d_out = kernel.shape
+    dt = kernel[...].dtype
+    if init == "kaiming":
+      a = _kaiming_uniform(rngs.params(), (d_in, r), d_in, dt)
+    elif init == "gaussian":
+      a = jax.random.normal(rngs.params(), (d_in, r), dt) / r
+    else:
+      raise ValueError(f"unknown LoRA init {init!r}; choose 'kaiming' or 'gaussian'")
+    b = jnp.zeros((r, d_out), dt)
+    axes = tuple(kernel.get_metadata().get("sharding_names", (None, None)))
+    mag = jnp.linalg.norm(kernel[...].astype(jnp.float32), axis=0).astype(dt) if dora else None
+    self.add_name(name, global_id)
+    self.lora[name] = LoraUnit(a, b, alpha=alpha, rslora=rslora, dropout=dropout, rngs=rngs, axes=axes,
+                                magnitude=mag)
+
+  def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
+    y = self.base(x, ctx)
+    xd = x.astype(self.base.dtype)
+    for name, w in self.selection(ctx, x.shape[0]):
+      if name in self.merged:
+        if w is not None:
+          raise ValueError(f"LoRA {name!r} is merged into the base weights; unmerge it before per-example "
+                           f"selection")
+        continue
+      u = self.lora[name]
+      xi = u.drop(xd)
+      if u.lora_magnitude is None:
+        delta = lora_delta(xi, u.lora_a[...], u.lora_b[...], u.scale)
+      else:
+        delta = dora_output(xi, self.base.kernel[...], u.lora_a[...], u.lora_b[...], u.lora_magnitude[...],
+                            u.scale)
+      y = y + named.weigh(delta, w)
+    return y
+
+  def merge(self, names):
+    """Folds adapters into base.kernel (in place); merged ones are skipped in the forward pass."""
+    for name in names:
+      if name in self.merged or name not in self.names:
+        continue
+      u, kernel = self.lora[name], self.base.kernel[...]
+      delta = u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])
+      if u.lora_magnitude is None:
+        new = kernel + delta.astype(kernel.dtype)
+      else:
+        norm = dora_norm(kernel, u.lora_a[...], u.lora_b[...], u.scale)
+        u.merged_norm = nnx.Cache(norm)
+        new = (u.lora_magnitude[...] / norm) * (kernel + delta)
+      self.base.kernel[...] = new.astype(kernel.dtype)
+      self.merged = self.merged + (name,)
+
+  def unmerge(self):
+    for name in reversed(self.merged):
+      u, kernel = self.lora[name], self.base.kernel[...]
+      delta = u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])
+      if u.lora_magnitude is not None:
+        kernel = kernel * (u.merged_norm[...] / u.lora_magnitude[...])
+        u.merged_norm = nnx.data(None)
+      self.base.kernel[...] = (kernel - delta).astype(kernel.dtype)
+    self.merged = ()
+
+
+class LoraEmbedding(named.Named):
+  """Embedding + named LoRAs (HF peft layout). `attend` (tied LM head) uses the base table only."""
+
+  def __init__(self, base: Embedding):
+    self.base = base
+    self.lora = nnx.Dict()
+    self.merged: tuple[str, ...] = ()
+
+  def add(self, name: str, global_id: int, *, r: int, alpha: float, rslora: bool, dora: bool, dropout: float,
+          init: str, rngs: nnx.Rngs):
+    if dora:
+      raise ValueError("DoRA is not defined for embeddings; use dora=False for embedding targets")
+    num, dim = self.base.embedding.shape
+    dt = self.base.embedding[...].dtype
+    a, b = jnp.zeros((num, r), dt), jax.random.normal(rngs.params(), (r, dim), dt)
+    self.add_name(name, global_id)
+    self.lora[name] = LoraUnit(a, b, alpha=alpha, rslora=rslora, dropout=0.0, rngs=rngs,
+                                axes=("vocab", "embed"))
+
+  def __call__(self, ids: jax.Array, ctx: Ctx = None) -> jax.Array:
+    y = self.base(ids, ctx)
+    for name, w in self.selection(ctx, ids.shape[0]):
+      if name in self.merged:
+        continue
+      u = self.lora[name]
+      delta = jnp.dot(jnp.take(u.lora_a[...], ids, axis=0), u.lora_b[...]) * u.scale
+      y = y + named.weigh(delta.astype(y.dtype), w)
+    return y
+
+  def attend(self, x: jax.Array) -> jax.Array:
+    return self.base.attend(x)
+
+  def merge(self, names):
+    for name in names:
+      if name in self.merged or name not in self.names:
+        continue
+      u = self.lora[name]
+      table = self.base.embedding[...]
+      self.base.embedding[...] = (table + u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])).astype(table.dtype)
+      self.merged = self.merged + (name,)
+
+  def unmerge(self):
+    for name in reversed(self.merged):
+      u = self.lora[name]
+      table = self.base.embedding[...]
+      self.base.embedding[...] = (table - u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])).astype(table.dtype)
+    self.merged = ()
+
+
+LORA_WRAPPERS = (LoraDense, LoraEmbedding)
+
+
+@register("lora", r=8, alpha=8.0, rslora=False, dora=False, dropout=0.0, init="kaiming", targets="qv")
+def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
+  """LoRA on every Dense / Embedding whose path matches `targets` (already-wrapped ones get another name)."""
+  named.check_unscanned(model, "lora")
+  if not isinstance(cfg.r, int) or cfg.r <= 0:
+    raise ValueError(f"LoRA rank r must be a positive integer, got {cfg.r!r}")
+  if cfg.alpha <= 0:
+    raise ValueError(f"LoRA alpha must be > 0, got {cfg.alpha!r}")
+  if not 0.0 <= cfg.dropout < 1.0:
+    raise ValueError(f"LoRA dropout must be in [0, 1), got {cfg.dropout!r}")
+  name = cfg.get("name") or "default"
+  gid = named.register_name(model, name)
+  found = find_targets(model, cfg.targets, (Dense, Embedding) + LORA_WRAPPERS, what="LoRA")
+  for path, module in found.items():
+    parent, _, leaf = path.rpartition(".")
+    if leaf == "base" and isinstance(get_module(model, parent), LORA_WRAPPERS):
+      continue  # the wrapper itself matched too
+    if isinstance(module, (Dense, Embedding)):
+      wrapper = LoraDense(module) if isinstance(module, Dense) else LoraEmbedding(module)
+      replace_module(model, path, wrapper)
+      module = wrapper
+    module.add(name, gid, r=cfg.r, alpha=cfg.alpha, rslora=cfg.rslora, dora=cfg.dora, dropout=cfg.dropout,
+               init=cfg.init, rngs=rngs)
+  named.sync_names(model)
+
+
+def lora_modules(model: nnx.Module) -> dict[str, nnx.Module]:
+  """{path: LoRA wrapper} in `model`."""
+  return {path_str(p): m for p, m in nnx.iter_modules(model) if isinstance(m, LORA_WRAPPERS)}
+
+
+def merge(model: nnx.Module, names=None) -> nnx.Module:
+  """Folds LoRA weights (the active ones, or `names`) into the base weights in place; returns model."""
+  for m in lora_modules(model).values():
+    m.merge(m.active if names is None else ((names,) if isinstance(names, str) else tuple(names)))
+  return model
+
+
+def unmerge(model: nnx.Module) -> nnx.Module:
+  """Undoes `merge` in place; returns model."""
+  for m in lora_modules(model).values():
+    m.unmerge()
+  return model
+
+
+def merge_and_unload(model: nnx.Module, names=None) -> nnx.Module:
+  """Merges LoRA into the base weights and puts the plain Dense/Embedding modules back (in place)."""
+  merge(model, names)
+  for path, m in lora_modules(model).items():
+    replace_module(model, path, m.base)
+  return model

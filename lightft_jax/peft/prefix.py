@@ -1,0 +1,128 @@
+"""Prefix tuning (Li & Liang 2021): P learned key/value slots in every self-attention layer.
+
+Each targeted Attention gets a `kv_prefix` hook returning (k, v) [B, P, K, Dh] that every query attends
+(before the cached / current keys; see layers.Attention). Positions of real tokens are not shifted.
+Without reparameterisation each layer holds `prefix_k`, `prefix_v` [P, K, Dh]. With `projection=True`
+one shared module per stack maps an embedding [P, D] through an MLP (D -> hidden -> tanh -> L*2*K*Dh,
+HF peft's PrefixEncoder) to every layer's keys and values; the output layout (P, layer, k|v, K, Dh) is
+HF's `prompt_embeddings` layout.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lightft_jax.models.layers import Attention, Ctx
+from lightft_jax.peft import named
+from lightft_jax.peft.core import PeftParam, find_targets, register
+
+
+class PrefixParam(PeftParam):
+  """Prefix key/value slots and the reparameterisation MLP."""
+
+
+class PrefixReparam(nnx.Module):
+  """embedding [P, D] -> Linear(D, hidden) -> tanh -> Linear(hidden, L*2*K*Dh); shared by a stack's layers."""
+
+  def __init__(self, p: int, d: int, hidden: int, n_layers: int, kv_heads: int, head_dim: int, *,
+               init_std: float, dtype, rngs: nnx.Rngs):
+    out = n_layers * 2 * kv_heads * head_dim
+    self.shape = (p, n_layers, 2, kv_heads, head_dim)
+    normal = lambda shape, std: std * jax.random.normal(rngs.params(), shape, dtype)
+    self.prefix_embedding = PrefixParam(normal((p, d), init_std), sharding_names=(None, "embed"))
+    self.prefix_mlp_in = PrefixParam(normal((d, hidden), d ** -0.5), sharding_names=("embed", "mlp"))
+    self.prefix_mlp_in_bias = PrefixParam(jnp.zeros((hidden,), dtype), sharding_names=("mlp",))
+    self.prefix_mlp_out = PrefixParam(normal((hidden, out), hidden ** -0.5), sharding_names=("mlp", None))
+    self.prefix_mlp_out_bias = PrefixParam(jnp.zeros((out,), dtype), sharding_names=(None,))
+
+  def hidden(self) -> jax.Array:
+    """tanh(E @ W1 + b1) [P, hidden]."""
+    return jnp.tanh(jnp.dot(self.prefix_embedding[...], self.prefix_mlp_in[...]) + self.prefix_mlp_in_bias[...])
+
+  def layer_kv(self, layer: int) -> tuple[jax.Array, jax.Array]:
+    """Keys and values [P, K, Dh] of one layer (only that layer's slice of the output matrix is used)."""
+    p, n, _, k, dh = self.shape
+    w = self.prefix_mlp_out[...].reshape(-1, n, 2 * k * dh)[:, layer]
+    b = self.prefix_mlp_out_bias[...].reshape(n, 2 * k * dh)[layer]
+    kv = (jnp.dot(self.hidden(), w) + b).reshape(p, 2, k, dh)
+    return kv[:, 0], kv[:, 1]
+
+  def all_kv(self) -> jax.Array:
+    """[P, L, 2, K, Dh] for every layer (HF `prompt_embeddings` layout once flattened)."""
+    out = jnp.dot(self.hidden(), self.prefix_mlp_out[...]) + self.prefix_mlp_out_bias[...]
+    return out.reshape(self.shape)
+
+
+class PrefixKV(nnx.Module):
+  """The `Attention.kv_prefix` hook: own `prefix_k`/`prefix_v` [P,K,Dh], or a layer of a shared reparam."""
+
+  def __init__(self, *, kv: tuple[jax.Array, jax.Array] | None = None, reparam: PrefixReparam | None = None,
+               layer: int = 0):
+    if kv is not None:
+      self.prefix_k = PrefixParam(kv[0], sharding_names=(None, "kv_heads", None))
+      self.prefix_v = PrefixParam(kv[1], sharding_names=(None, "kv_heads", None))
+    self.reparam = nnx.data(reparam)
+    self.layer = layer
+
+  def kv(self) -> tuple[jax.Array, jax.Array]:
+    """(k, v) [P, K, Dh]."""
+    if self.reparam is not None:
+      return self.reparam.layer_kv(self.layer)
+    return self.prefix_k[...], self.prefix_v[...]
+
+  def __call__(self, batch_size: int, ctx: Ctx = None) -> tuple[jax.Array, jax.Array]:
+    k, v = self.kv()
+    return (jnp.broadcast_to(k, (batch_size,) + k.shape), jnp.broadcast_to(v, (batch_size,) + v.shape))
+
+
+def stacks(model: nnx.Module, targets) -> dict[str, list[Attention]]:
+  """{"encoder": [attn of layer 0, 1, ...], "decoder": [...]} for the Attention modules `targets` matches."""
+  found = find_targets(model, targets, (Attention,), what="prefix")
+  out: dict[str, list[tuple[int, Attention]]] = {}
+  for path, module in found.items():
+    m = re.match(r"(.*)\.layers\.(\d+)\.", path + ".")
+    stack, layer = (m.group(1), int(m.group(2))) if m else (path, 0)
+    out.setdefault(stack, []).append((layer, module))
+  return {s: [a for _, a in sorted(v, key=lambda t: t[0])] for s, v in out.items()}
+
+
+@register("prefix", num_tokens=10, projection=False, hidden=512, init_std=1.0,
+          targets=r".*layers\.\d+\.attn(\.base)?$")
+def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
+  """Prefix slots on every self-attention layer (`targets` may add `cross_attn`)."""
+  named.check_unscanned(model, "prefix")
+  mc = model.cfg
+  p = cfg.num_tokens
+  if not isinstance(p, int) or p <= 0:
+    raise ValueError(f"prefix num_tokens must be a positive integer, got {p!r}")
+  if mc.position in ("learned", "rope") and p >= mc.max_positions:
+    raise ValueError(f"prefix of {p} tokens is too long: the model allows {mc.max_positions} positions")
+  dtype = mc.params_dtype
+  for layers in stacks(model, cfg.targets).values():
+    k, dh = layers[0].n_kv_heads, layers[0].head_dim
+    if any(a.kv_prefix is not None for a in layers):
+      raise ValueError("these attention layers already have a prefix; apply prefix tuning once")
+    if cfg.projection:
+      reparam = PrefixReparam(p, mc.d_model, cfg.hidden, len(layers), k, dh, init_std=cfg.init_std, dtype=dtype,
+                              rngs=rngs)
+      hooks = [PrefixKV(reparam=reparam, layer=i) for i in range(len(layers))]
+    else:
+      normal = lambda: cfg.init_std * jax.random.normal(rngs.params(), (p, k, dh), dtype)
+      hooks = [PrefixKV(kv=(normal(), normal())) for _ in layers]
+    for attn, hook in zip(layers, hooks):
+      attn.kv_prefix = hook
+
+
+def prefix_kv(model: nnx.Module, stack: str = "decoder") -> jax.Array:
+  """All prefix keys/values of one stack, [P, L, 2, K, Dh] (HF `prompt_embeddings` layout)."""
+  layers = stacks(model, r".*layers\.\d+\.attn(\.base)?$").get(stack, [])
+  hooks = [a.kv_prefix for a in layers if a.kv_prefix is not None]
+  if not hooks:
+    raise ValueError(f"no prefix attached to the {stack!r} stack")
+  if hooks[0].reparam is not None:
+    return hooks[0].reparam.all_kv()
+  return jnp.stack([jnp.stack(h.kv(), 0) for h in hooks], 0).transpose(2, 0, 1, 3, 4)

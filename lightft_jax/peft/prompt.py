@@ -1,0 +1,105 @@
+"""Prompt tuning (Lester et al. 2021): P learned input embeddings placed before every input.
+
+The model's `soft_prompt` hook (Transformer.__call__) prepends the prompt to the token embeddings of the
+(encoder, or decoder-only) input, extends `attention_mask` / `token_type_ids` with ones / zeros, and
+lets positions run over prompt + input, as HF peft does (real tokens start at position P). Outputs are
+aligned with the given input again: `hidden_states` and token-level logits drop the P prompt positions;
+sequence heads see them (BERT-style pooling reads the first prompt position, as in HF peft).
+
+Init: "random" (normal with the vocabulary embeddings' std), "vocab" (embeddings of P token ids drawn from
+the first 5000 of the vocabulary), "text" (embeddings of `init_text` tokenized by the tokenizer at
+`tokenizer`, repeated / cut to P tokens, as HF peft).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lightft_jax.models.layers import Ctx, Embedding
+from lightft_jax.peft.core import PeftParam, register
+
+
+class PromptParam(PeftParam):
+  """Soft prompt embeddings."""
+
+
+TOKEN_LEVEL_TASKS = ("lm", "token_classification", "qa")
+
+
+class SoftPrompt(nnx.Module):
+  """`prompt` [P, D]; see the module docstring for what the hook does."""
+
+  def __init__(self, init: jax.Array):
+    self.prompt = PromptParam(init, sharding_names=(None, "embed"))
+
+  @property
+  def num_tokens(self) -> int:
+    return self.prompt.shape[0]
+
+  def __call__(self, tokens: Embedding, input_ids, inputs_embeds, attention_mask, token_type_ids, positions,
+               ctx: Ctx = None):
+    """-> (inputs_embeds [B,P+T,D], attention_mask [B,P+T], token_type_ids, positions), all extended."""
+    x = tokens(input_ids, ctx) if inputs_embeds is None else inputs_embeds
+    b, t, p = x.shape[0], x.shape[1], self.num_tokens
+    x = jnp.concatenate([jnp.broadcast_to(self.prompt[...].astype(x.dtype), (b, p, x.shape[-1])), x], 1)
+    if attention_mask is None:
+      attention_mask = jnp.ones((b, t), jnp.int32)
+    attention_mask = jnp.concatenate([jnp.ones((b, p), attention_mask.dtype), attention_mask], 1)
+    if token_type_ids is not None:
+      token_type_ids = jnp.concatenate([jnp.zeros((b, p), token_type_ids.dtype), token_type_ids], 1)
+    if positions is not None:
+      positions = jnp.concatenate([jnp.broadcast_to(jnp.arange(p, dtype=positions.dtype), (b, p)), positions + p], 1)
+    return x, attention_mask, token_type_ids, positions
+
+  def strip(self, out: dict, task: str) -> dict:
+    """Drops the prompt positions from `hidden_states` and token-level `logits`."""
+    p = self.num_tokens
+    out["hidden_states"] = out["hidden_states"][:, p:]
+    if task in TOKEN_LEVEL_TASKS and "logits" in out:
+      out["logits"] = out["logits"][:, p:]
+    return out
+
+
+INITS = ("random", "vocab", "text")
+
+
+def prompt_init(model: nnx.Module, cfg, rngs: nnx.Rngs) -> jax.Array:
+  """[P, D] initial prompt as `cfg.init` says."""
+  table = model.embed.tokens.embedding[...]
+  p = cfg.num_tokens
+  if cfg.init == "random":
+    return jnp.std(table) * jax.random.normal(rngs.params(), (p, table.shape[1]), table.dtype)
+  if cfg.init == "vocab":
+    ids = jax.random.randint(rngs.params(), (p,), 0, min(5000, table.shape[0]))
+    return table[ids]
+  if cfg.init == "text":
+    if not cfg.init_text or not cfg.tokenizer:
+      raise ValueError("prompt init='text' needs init_text='...' and tokenizer=<tokenizer directory>")
+    from lightft_jax.models.tokenizer import Tokenizer
+    tok = cfg.tokenizer if isinstance(cfg.tokenizer, Tokenizer) else Tokenizer.from_file(cfg.tokenizer)
+    ids = tok.encode(cfg.init_text)
+    if not ids:
+      raise ValueError(f"init_text {cfg.init_text!r} tokenizes to no tokens")
+    ids = (ids * math.ceil(p / len(ids)))[:p]
+    if max(ids) >= table.shape[0]:
+      raise ValueError(f"the tokenizer gives id {max(ids)} but the model has {table.shape[0]} embeddings")
+    return table[jnp.asarray(ids)]
+  raise ValueError(f"unknown prompt init {cfg.init!r}; choose from {INITS}")
+
+
+@register("prompt", num_tokens=20, init="random", init_text="", tokenizer="")
+def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
+  """Soft prompt before the model input (the encoder input for encoder-decoders)."""
+  mc = model.cfg
+  p = cfg.num_tokens
+  if not isinstance(p, int) or p <= 0:
+    raise ValueError(f"prompt num_tokens must be a positive integer, got {p!r}")
+  if mc.position in ("learned", "rope") and p >= mc.max_positions:
+    raise ValueError(f"prompt of {p} tokens is too long: the model allows {mc.max_positions} positions")
+  if getattr(model, "soft_prompt", None) is not None:
+    raise ValueError("the model already has a soft prompt; apply prompt tuning once")
+  model.soft_prompt = SoftPrompt(prompt_init(model, cfg, rngs))
