@@ -85,7 +85,9 @@ def sync(device: str):
 
 def train_step(model: torch.nn.Module, cfg: TransformerConfig, case: Case, batch: dict[str, np.ndarray],
                device: str, bf16: bool):
-  """`model` from `hf_model`. Returns (step() -> None running one optimizer step and waiting for it, trainable param count).
+  """`model` from `hf_model`. Returns (step() -> None, trainable param count, loss of a first step).
+
+  step() runs one optimizer step and waits for it.
 
   The hypernetwork case runs one LoRA adapter per task, looping over the task groups of the batch
   (the way a mixed-task batch runs with transformers + peft), then one AdamW step over all adapters.
@@ -108,17 +110,23 @@ def train_step(model: torch.nn.Module, cfg: TransformerConfig, case: Case, batch
 
   def step():
     if task_ids is None:
-      loss_on(tb).backward()
+      loss = loss_on(tb)
+      loss.backward()
     else:
+      loss = 0.0
       for t in range(case.num_tasks):
         rows = task_ids == t
         model.base_model.set_adapter(f"t{t}")
-        (loss_on({k: v[rows] for k, v in tb.items()}) * rows.float().mean()).backward()
+        part = loss_on({k: v[rows] for k, v in tb.items()}) * rows.float().mean()
+        part.backward()
+        loss = loss + part.detach()
     opt.step()
     opt.zero_grad(set_to_none=True)
     sync(device)
+    return loss
 
-  return step, sum(p.numel() for p in params)
+  first_loss = float(step())
+  return step, sum(p.numel() for p in params), first_loss
 
 
 def generate_fn(model: torch.nn.Module, cfg: TransformerConfig, case: Case, prompts: np.ndarray, device: str,

@@ -101,10 +101,12 @@ def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray], whi
     args[0], out = exe(*args)
     jax.block_until_ready((args[0], out))
 
-  run()
+  args[0], out = exe(*args)
+  first_loss = float(out["loss"] if isinstance(out, dict) else out)
   first = time.perf_counter() - t0
   mem = exe.memory_analysis()
-  info = {"trainable_params": trainable, "total_params": total, "train_step": which, "hlo": exe.as_text}
+  info = {"trainable_params": trainable, "total_params": total, "train_step": which, "hlo": exe.as_text,
+          "first_loss": first_loss}
   if mem is not None:
     info["xla_memory"] = {k: int(getattr(mem, k)) for k in ("argument_size_in_bytes", "output_size_in_bytes",
                                                             "alias_size_in_bytes", "temp_size_in_bytes")}

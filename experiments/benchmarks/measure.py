@@ -71,9 +71,11 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
       with gzip.open(os.path.join(os.environ["BENCH_HLO_DIR"], f"{case.name}.hlo.txt.gz"), "wt") as f:
         f.write(jinfo["hlo"]())
     res["xla_memory"] = jinfo.get("xla_memory")
+    res["ours_first_loss"] = jinfo["first_loss"]
     res["trainable_params"], res["total_params"] = jinfo["trainable_params"], jinfo["total_params"]
     if theirs_model is not None:
-      fns["theirs"], res["theirs_trainable_params"] = hf_side.train_step(theirs_model, cfg, case, batch, tdev, gpu)
+      fns["theirs"], res["theirs_trainable_params"], res["theirs_first_loss"] = hf_side.train_step(
+          theirs_model, cfg, case, batch, tdev, gpu)
     work_tokens, work_examples = case.batch * case.seq, case.batch
   elif case.kind == "generate":
     prompts = _data(case, cfg.vocab_size)["input_ids"]

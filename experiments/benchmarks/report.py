@@ -16,14 +16,21 @@ def _rate(side: dict | None, key: str) -> str:
   return f"{side[key]:,.0f} (±{100 * side['iqr_rel'] / 2:.0f}%)"
 
 
+def _losses(r: dict) -> str:
+  if "ours_first_loss" not in r:
+    return "-"
+  theirs = r.get("theirs_first_loss")
+  return f"{r['ours_first_loss']:.4f} / " + ("-" if theirs is None else f"{theirs:.4f}")
+
+
 def table(results: list[dict]) -> str:
   """One row per case: throughput of both sides, ratio, compile time, memory, floor and MFU."""
   head = ("| case | unit | ours | transformers+peft | ours/theirs | ours first step s | ours peak GiB | "
-          "theirs peak GiB | floor GiB | ours/floor | ours MFU | theirs MFU |")
+          "theirs peak GiB | floor GiB | ours/floor | ours MFU | theirs MFU | first loss ours / theirs |")
   rows = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in results:
     if "error" in r:
-      rows.append(f"| {r['title']} | failed: {r['error'][:120]} |" + " |" * 10)
+      rows.append(f"| {r['title']} | failed: {r['error'][:120]} |" + " |" * 11)
       continue
     unit = {"train": "tokens/s", "generate": "new tokens/s", "score": "items/s"}[r["kind"]]
     key = "examples_per_s" if r["kind"] == "score" else "tokens_per_s"
@@ -34,7 +41,7 @@ def table(results: list[dict]) -> str:
         f"| {r['title']} ({r['batch']}x{r['seq']})", unit, _rate(ours, key), _rate(theirs, key),
         f"{r['speedup']:.2f}" if "speedup" in r else "-", f"{r.get('ours_first_step_s', 0):.1f}",
         _gib(r.get("ours_peak_bytes")), _gib(r.get("theirs_peak_bytes")), _gib(floor),
-        f"{r['ours_over_floor']:.2f}" if "ours_over_floor" in r else "-", mfu(ours), mfu(theirs)]) + " |")
+        f"{r['ours_over_floor']:.2f}" if "ours_over_floor" in r else "-", mfu(ours), mfu(theirs), _losses(r)]) + " |")
   return "\n".join(rows)
 
 
