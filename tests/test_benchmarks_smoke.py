@@ -1,0 +1,24 @@
+"""Smoke test of the benchmark harness: one tiny LoRA training case on both sides, one repeat.
+
+Timings are not asserted; the shared-weight setup is: both sides train the same number of parameters
+and their first-step losses agree.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from experiments.benchmarks.cases import get_suite
+from experiments.benchmarks.measure import run_case
+
+
+def test_lora_case_runs_on_both_sides_with_equal_loss():
+  case = next(c for c in get_suite("smoke") if c.name == "a_lora_gpt2")
+  case = dataclasses.replace(case, layers=1, batch=2, seq=8)
+  res = run_case(case, repeats=1, warmup=0, inner=1)
+  assert res["weights"].startswith("shared")
+  assert res["trainable_params"] == res["theirs_trainable_params"] > 0
+  np.testing.assert_allclose(res["ours_first_loss"], res["theirs_first_loss"], rtol=1e-4)
+  for side in ("ours", "theirs"):
+    assert res[side]["median_s"] > 0 and res[side]["tokens_per_s"] > 0
+  assert res["memory_floor"]["total"] > res["memory_floor"]["weights"] > 0
