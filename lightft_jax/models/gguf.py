@@ -8,6 +8,7 @@ the same table as a safetensors llama. `gguf_tokenizer(path)` rebuilds the byte-
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -56,10 +57,19 @@ def _metadata(reader: gguf.GGUFReader) -> dict:
   return {k: f.contents() for k, f in reader.fields.items()}
 
 
+@functools.lru_cache(maxsize=2)
+def _open(path: str, mtime_ns: int) -> gguf.GGUFReader:
+  """Parsing the header of a GGUF takes seconds; weights and tokenizer share one (memory-mapped) reader."""
+  return gguf.GGUFReader(path)
+
+
 def _reader(path: Path) -> gguf.GGUFReader:
   if not Path(path).is_file():
     raise FileNotFoundError(f"no GGUF file at {path}")
-  reader = gguf.GGUFReader(str(path))
+  try:
+    reader = _open(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+  except ValueError as e:
+    raise ValueError(f"{path} is not a readable GGUF file: {e}") from e
   arch = reader.fields["general.architecture"].contents()
   if arch not in SUPPORTED_ARCHITECTURES:
     raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: {list(SUPPORTED_ARCHITECTURES)}")
