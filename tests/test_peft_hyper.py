@@ -159,7 +159,7 @@ def test_unseen_condition_gets_generated_weights_without_a_gradient_step():
   params_before = jax.tree.map(np.array, nnx.state(model, nnx.Param))  # base and hypernetwork
 
   unseen = conds[2:3]
-  site = model.encoder.layers[1].attn.query
+  site = model.encoder.layers[0].attn.query
   assert isinstance(site, HyperLoRA)
   h = model.cond_hyper
   i = _np_projector(h, unseen, site.layer_id, site.block_id)
