@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "gpt2", "llama", "t5")
 _HEAD_PATHS = ("head.", "pooler.", "lm_head.")  # freshly initialised (with a notice) when not in a checkpoint
-_BUFFERS = re.compile(r"(position_ids|rotary_emb\.inv_freq|attn\.(masked_)?bias|embed_tokens\.weight)$")
+# Buffers and tied aliases some checkpoints carry; never reported as unused.
+_BUFFERS = re.compile(r"(position_ids|rotary_emb\.inv_freq|attn\.(masked_)?bias|(en|de)coder\.embed_tokens\.weight)$")
 
 Rule = tuple[str, str, str]  # (our parameter path, HF tensor name, kind: "linear" | "copy")
 
@@ -160,11 +161,13 @@ def config_to_hf(cfg: TransformerConfig) -> dict:
 # ---------------------------------------------------------------------------------------------- tables
 
 def _dense(ours: str, theirs: str, bias: bool = True, kind: str = "linear") -> list[Rule]:
-  return [(f"{ours}.kernel", f"{theirs}.weight", kind)] + ([(f"{ours}.bias", f"{theirs}.bias", "copy")] if bias else [])
+  bias_rule = [(f"{ours}.bias", f"{theirs}.bias", "copy")] if bias else []
+  return [(f"{ours}.kernel", f"{theirs}.weight", kind)] + bias_rule
 
 
 def _norm(ours: str, theirs: str, bias: bool = True) -> list[Rule]:
-  return [(f"{ours}.scale", f"{theirs}.weight", "copy")] + ([(f"{ours}.bias", f"{theirs}.bias", "copy")] if bias else [])
+  bias_rule = [(f"{ours}.bias", f"{theirs}.bias", "copy")] if bias else []
+  return [(f"{ours}.scale", f"{theirs}.weight", "copy")] + bias_rule
 
 
 def _embed(ours: str, theirs: str) -> list[Rule]:
@@ -258,8 +261,8 @@ _CLASSES: dict[tuple[str, str], tuple[str, str, list[Rule]]] = {
     ("bert", "token_classification"): ("BertForTokenClassification", "bert.", _dense("head.out", "classifier")),
     ("bert", "qa"): ("BertForQuestionAnswering", "bert.", _dense("head.out", "qa_outputs")),
     ("roberta", "base"): ("RobertaModel", "", []),
-    ("roberta", "classification"): ("RobertaForSequenceClassification", "roberta.",
-                                    _dense("head.dense", "classifier.dense") + _dense("head.out", "classifier.out_proj")),
+    ("roberta", "classification"): ("RobertaForSequenceClassification", "roberta.", _dense("head.dense",
+                                    "classifier.dense") + _dense("head.out", "classifier.out_proj")),
     ("roberta", "token_classification"): ("RobertaForTokenClassification", "roberta.",
                                           _dense("head.out", "classifier")),
     ("roberta", "qa"): ("RobertaForQuestionAnswering", "roberta.", _dense("head.out", "qa_outputs")),
@@ -363,10 +366,14 @@ def _params(model: nnx.Module) -> dict[str, nnx.Variable]:
   return {".".join(map(str, p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
 
 
-def _scanned_name(name: str) -> tuple[str, int | None]:
-  """'decoder.layers.3.attn.out.kernel' -> ('decoder.layers.attn.out.kernel', 3); others -> (name, None)."""
-  m = re.match(r"^(.*\.layers)\.(\d+)\.(.*)$", name)
-  return (f"{m[1]}.{m[3]}", int(m[2])) if m else (name, None)
+def _scanned_name(name: str) -> str:
+  """'decoder.layers.3.attn.out.kernel' -> 'decoder.layers.attn.out.kernel' (the path in a scanned stack)."""
+  return re.sub(r"\.layers\.\d+\.", ".layers.", name)
+
+
+def _is_stacked(name: str) -> bool:
+  """True for a scanned stack's parameter, which holds all layers on a leading axis."""
+  return ".layers." in name and not re.search(r"\.layers\.\d+\.", name)
 
 
 def _group(rules: list[Rule], params: dict[str, nnx.Variable]) -> dict[str, list[tuple[str, str]]]:
@@ -374,7 +381,7 @@ def _group(rules: list[Rule], params: dict[str, nnx.Variable]) -> dict[str, list
   groups: dict[str, list[tuple[str, str]]] = {}
   for ours, theirs, kind in rules:
     if ours not in params:
-      ours, _ = _scanned_name(ours)
+      ours = _scanned_name(ours)
     if ours in params:
       groups.setdefault(ours, []).append((theirs, kind))
   return groups
@@ -411,10 +418,10 @@ def load_weights(model: Transformer, ckpt: Checkpoint, prefix: str = "") -> list
     expected = tuple(var.shape[1:]) if stacked else tuple(var.shape)
     arrays = []
     for theirs, kind in src:
-      found = tuple(reversed(ckpt.shape(theirs))) if kind == "linear" else ckpt.shape(theirs)
-      if found != expected:
-        raise ValueError(f"shape mismatch for {theirs!r} -> {ours}: expected {expected} (in HF layout "
-                         f"{tuple(reversed(expected)) if kind == 'linear' else expected}), found {ckpt.shape(theirs)}")
+      hf_expected = expected[::-1] if kind == "linear" else expected
+      if ckpt.shape(theirs) != hf_expected:
+        raise ValueError(f"shape mismatch for {theirs!r} (-> {ours}): the config implies {hf_expected}, "
+                         f"the checkpoint holds {ckpt.shape(theirs)}")
       arrays.append(_convert(ckpt.read(theirs), kind))
       used.add(theirs)
     value = np.stack(arrays) if stacked else arrays[0]
@@ -426,11 +433,6 @@ def load_weights(model: Transformer, ckpt: Checkpoint, prefix: str = "") -> list
     log.warning("checkpoint tensors not used by this %s model (task=%r): %s", model.cfg.model_type, model.task,
                 ", ".join(unused[:20]) + (" ..." if len(unused) > 20 else ""))
   return sorted(set(fresh))
-
-
-def _is_stacked(name: str) -> bool:
-  """True for a scanned stack's parameter, which holds all layers on a leading axis."""
-  return ".layers." in name and not re.search(r"\.layers\.\d+\.", name)
 
 
 def _num_labels(hf: dict, task: str, num_labels: int | None) -> int | None:
