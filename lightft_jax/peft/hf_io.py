@@ -169,10 +169,9 @@ def _save_ia3(model, names, tensors) -> dict:
           model.cfg.model_type == "gpt2", "init_ia3_weights": True}
 
 
-def _prompt_learning_config(model, p: int) -> dict:
-  c = model.cfg
-  return {"num_virtual_tokens": p, "num_layers": c.n_layers, "num_attention_heads": c.n_heads,
-          "token_dim": c.d_model, "num_transformer_submodules": 1}
+def _prompt_learning_config(model, p: int, token_dim: int, heads: int) -> dict:
+  return {"num_virtual_tokens": p, "num_layers": model.cfg.n_layers, "num_attention_heads": heads,
+          "token_dim": token_dim, "num_transformer_submodules": 1}
 
 
 def _save_prefix(model, tensors) -> dict:
@@ -185,7 +184,8 @@ def _save_prefix(model, tensors) -> dict:
     raise ValueError(f"HF peft prefix tuning covers every layer; this model has prefixes on {n} of "
                      f"{model.cfg.n_layers}")
   tensors["prompt_embeddings"] = _np(kv).reshape(p, -1)
-  cfg = _prompt_learning_config(model, p)
+  k, dh = kv.shape[3:]  # HF peft sizes prefixes of grouped-query models by the kv heads
+  cfg = _prompt_learning_config(model, p, k * dh, k)
   cfg.update(prefix_projection=False, encoder_hidden_size=model.cfg.d_model)
   return cfg
 
@@ -193,7 +193,7 @@ def _save_prefix(model, tensors) -> dict:
 def _save_prompt(model, tensors) -> dict:
   prompt = _np(model.soft_prompt.prompt[...])
   tensors["prompt_embeddings"] = prompt
-  cfg = _prompt_learning_config(model, prompt.shape[0])
+  cfg = _prompt_learning_config(model, prompt.shape[0], model.cfg.d_model, model.cfg.n_heads)
   cfg.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_name_or_path=None)
   return cfg
 
@@ -317,23 +317,22 @@ def _is_ff(module: str, cfg) -> bool:
   return any(module == f or module.endswith("." + f) for f in ff)
 
 
-def _check_prompt_config(model, cfg):
+def _check_prompt_config(model, cfg, token_dim: int):
   if cfg.get("num_transformer_submodules", 1) != 1:
     raise ValueError("prompt-learning adapters for encoder-decoder models (num_transformer_submodules=2) are not "
                      "supported")
-  if cfg.get("token_dim") not in (None, model.cfg.d_model):
-    raise ValueError(f"the adapter was made for token_dim={cfg['token_dim']}, the model has d_model="
-                     f"{model.cfg.d_model}")
+  if cfg.get("token_dim") not in (None, token_dim):
+    raise ValueError(f"the adapter was made for token_dim={cfg['token_dim']}, this model needs {token_dim}")
 
 
 def _load_prefix(model, cfg, tensors, adapter):
-  _check_prompt_config(model, cfg)
   rest = dict(tensors)
   emb = rest.pop("prompt_embeddings")
   p = int(cfg["num_virtual_tokens"])
   stack = "encoder" if model.cfg.arch == "encoder" else "decoder"
   layers = stacks(model, _PREFIX_TARGETS)[stack]
   k, dh = layers[0].n_kv_heads, layers[0].head_dim
+  _check_prompt_config(model, cfg, k * dh)
   if emb.shape != (p, len(layers) * 2 * k * dh):
     raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {len(layers) * 2 * k * dh}) "
                      f"= (num_virtual_tokens, layers*2*kv_heads*head_dim)")
@@ -346,7 +345,7 @@ def _load_prefix(model, cfg, tensors, adapter):
 
 
 def _load_prompt(model, cfg, tensors, adapter):
-  _check_prompt_config(model, cfg)
+  _check_prompt_config(model, cfg, model.cfg.d_model)
   rest = dict(tensors)
   emb = rest.pop("prompt_embeddings")
   core.apply(model, {"method": "prompt", "num_tokens": int(emb.shape[0]), "train_head": False})
