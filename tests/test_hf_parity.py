@@ -7,6 +7,7 @@ mapping cannot hide behind zeros and ones. Padded positions are excluded from co
 import json
 import logging
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -242,6 +243,19 @@ def test_sharded_index_checkpoint(tmp_path):
   with torch.no_grad():
     ref = hf(**_torch(input_ids=ids, attention_mask=mask)).logits.numpy()
   _close(_run(from_pretrained(tmp_path, task="lm"), ids, mask)["logits"], ref, mask)
+
+
+def test_bfloat16_checkpoint_loads_exactly(tmp_path):
+  torch.manual_seed(0)
+  hf = _perturb(T.LlamaForCausalLM(_llama_cfg())).to(torch.bfloat16)
+  hf.save_pretrained(tmp_path, safe_serialization=True)
+  ref = hf.model.layers[1].self_attn.k_proj.weight.detach().float().numpy()
+  as_bf16 = from_pretrained(tmp_path, task="lm", param_dtype="bfloat16")
+  kernel = as_bf16.decoder.layers[1].attn.key.kernel
+  assert kernel.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(kernel[...], np.float32), ref.T)
+  as_f32 = from_pretrained(tmp_path, task="lm")
+  np.testing.assert_array_equal(np.asarray(as_f32.decoder.layers[1].attn.key.kernel[...]), ref.T)
 
 
 def test_missing_head_is_initialised_with_a_notice(tmp_path, caplog):

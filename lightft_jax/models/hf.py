@@ -425,7 +425,7 @@ def load_weights(model: Transformer, ckpt: Checkpoint, prefix: str = "") -> list
       arrays.append(_convert(ckpt.read(theirs), kind))
       used.add(theirs)
     value = np.stack(arrays) if stacked else arrays[0]
-    var.value = jnp.asarray(value, dtype=var.value.dtype)
+    var.set_value(jnp.asarray(value, dtype=var.dtype))
   if fresh:
     log.warning("not in the checkpoint, freshly initialised: %s", ", ".join(sorted(set(fresh))))
   unused = sorted(n for n in ckpt.names - used if not _BUFFERS.search(n))
@@ -535,7 +535,7 @@ def save_pretrained(model: Transformer, directory: str | Path) -> Path:
   params = _params(model)
   tensors = {}
   for ours, src in _group(_rules(cfg, model.task, prefix), params).items():
-    value = np.asarray(params[ours].value)
+    value = np.asarray(params[ours].get_value())
     layers = list(value) if _is_stacked(ours) else [value]
     for (theirs, kind), v in zip(src, layers):
       tensors[theirs] = jnp.asarray(np.ascontiguousarray(_convert(v, kind)))
