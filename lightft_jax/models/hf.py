@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.flax import save_file
 
 from lightft_jax.models.config import TransformerConfig, get_preset
+from lightft_jax.models.gguf import gguf_tokenizer, read_gguf
 from lightft_jax.models.tokenizer import Tokenizer
 from lightft_jax.models.transformer import Transformer
 
@@ -473,14 +474,13 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   """
   directory, gguf_path = _resolve(directory, gguf_file)
   if gguf_path is not None:
-    from lightft_jax.models.gguf import read_gguf
     hf, arrays = read_gguf(gguf_path)
     ckpt = Checkpoint.from_arrays(arrays)
   else:
     hf = json.loads((directory / "config.json").read_text())
     ckpt = Checkpoint.from_safetensors(_weight_files(directory))
   cfg = config_from_hf(hf, dtype=dtype, **overrides)
-  class_name, _, head_rules = _hf_class(cfg.model_type, task)
+  _hf_class(cfg.model_type, task)  # fails early, listing the tasks this architecture supports
   prefix = _base_prefix(ckpt, _BODIES[cfg.model_type](cfg))
   names = ckpt.names
   if cfg.model_type == "t5":  # untied when the checkpoint has its own lm_head (T5 v1.1)
@@ -499,7 +499,6 @@ def load_tokenizer(directory: str | Path, *, gguf_file: str | None = None) -> To
   """The tokenizer of a checkpoint: tokenizer.json in an HF directory, or the vocabulary of a GGUF file."""
   path = Path(directory)
   if path.suffix == ".gguf" or gguf_file is not None:
-    from lightft_jax.models.gguf import gguf_tokenizer
     _, gguf_path = _resolve(path, gguf_file)
     return gguf_tokenizer(gguf_path)
   return Tokenizer.from_file(path)
