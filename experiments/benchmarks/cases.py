@@ -45,7 +45,9 @@ def _suite(b_dec: int, t_dec: int, b_enc: int, t_enc: int, *, gen: tuple[int, in
   return [
       Case("a_lora_gpt2", f"(a) LoRA r=8 q,v - {dec}", "train", dec, b_dec, t_dec, LORA_QV),
       Case("b_full_gpt2", f"(b) full fine-tuning - {dec}", "train", dec, b_dec, t_dec, None),
-      Case("c_prefix_gpt2", f"(c) prefix tuning 16 tokens - {dec}", "train", dec, b_dec, t_dec, PREFIX),
+      # HF GPT-2 gives the prefix its own position slots: prefix + sequence must fit max_positions.
+      Case("c_prefix_gpt2", f"(c) prefix tuning 16 tokens - {dec}", "train", dec, b_dec, t_dec - PREFIX["num_tokens"],
+           PREFIX),
       Case("d_lora_bert", f"(d) LoRA r=8 q,v - {enc} classifier", "train", enc, b_enc, t_enc, LORA_QV,
            task="classification"),
       Case("e_hyper_gpt2", f"(e) hyper-LoRA, {HYPER['n_tasks']} tasks mixed in a batch - {dec}", "train", dec,

@@ -154,6 +154,17 @@ class RelativePositionBias(nnx.Module):
     return vals if vals.ndim == 4 else vals[None]
 
 
+def attention_implementation(dtype, head_dim: int, *, cached: bool, learned_bias: bool) -> str:
+  """cuDNN fused (flash) attention on GPU in half precision (no KV cache, no learned bias), else XLA's.
+
+  XLA's implementation materialises the [B,H,T,S] scores (and keeps them for the backward pass);
+  `jax.nn.dot_product_attention` picks it when no implementation is named.
+  """
+  fused = (jax.default_backend() == "gpu" and not cached and not learned_bias and head_dim % 8 == 0
+           and head_dim <= 128 and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16))
+  return "cudnn" if fused else "xla"
+
+
 class Attention(nnx.Module):
   """Multi-head / grouped-query attention through `jax.nn.dot_product_attention`.
 
@@ -214,7 +225,10 @@ class Attention(nnx.Module):
         mask = jnp.concatenate([jnp.ones(mask.shape[:-1] + (p,), bool), mask], -1)
       if bias is not None:
         bias = jnp.concatenate([jnp.zeros(bias.shape[:-1] + (p,), bias.dtype), bias], -1)
+    impl = attention_implementation(self.dtype, self.head_dim, cached=cache is not None, learned_bias=bias is not None)
+    if impl == "cudnn" and mask is not None:  # cuDNN wants the mask's query axis spelled out
+      mask = jnp.broadcast_to(mask, (b, 1, q.shape[1], k.shape[1]))
     y = jax.nn.dot_product_attention(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype),
                                      bias=None if bias is None else bias.astype(self.dtype),
-                                     mask=mask, scale=self.scale)
+                                     mask=mask, scale=self.scale, implementation=impl)
     return self.out(y.reshape(b, y.shape[1], -1), ctx), cache
