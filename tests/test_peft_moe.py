@@ -111,28 +111,30 @@ def test_unselected_experts_do_not_change_the_output():
   assert np.abs(np.asarray(moe(x, ctx) - y)).max() > 1e-3
 
 
-CONFIGS = {
-    "moe_task": {"method": "moe_lora", "n_tasks": 3, "r": 2, "task_dim": 4, "targets": "all_linear"},
-    "moe_token": {"method": "moe_lora", "router": "token", "r": 2, "top_k": 1},
-    "moe_condition": {"method": "moe_lora", "router": "condition", "condition_dim": 5, "r": 2},
-    "gated_adapter": {"method": "task_gated_adapter", "n_tasks": 3, "n_adapters": 2, "reduction_factor": 8},
+COMPOSITIONS = {  # disjoint targets, so one model (and one compile) covers several methods
+    "task_router+gated_adapter": [
+        {"method": "moe_lora", "n_tasks": 3, "r": 2, "task_dim": 4, "targets": "attn"},
+        {"method": "task_gated_adapter", "n_tasks": 3, "n_adapters": 2, "reduction_factor": 8}],
+    "token_router+condition_router": [
+        {"method": "moe_lora", "router": "token", "r": 2, "top_k": 1, "targets": "qv"},
+        {"method": "moe_lora", "router": "condition", "condition_dim": 5, "r": 2, "targets": "mlp"}],
 }
+run_lm = nnx.jit(lambda m, x, ctx: m(x, ctx=ctx)["logits"])
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", list(COMPOSITIONS))
 def test_identity_at_init_and_mixed_task_batches(name):
   model = Transformer(LLAMA, rngs=nnx.Rngs(0))
   ids = tokens(3, 5)
   task_ids = jnp.array([2, 0, 1])
   cond = jax.random.normal(jax.random.key(2), (3, 5))
   ctx_of = lambda sl: {"task_ids": task_ids[sl], "condition": cond[sl]}
-  run = nnx.jit(lambda m, x, ctx: m(x, ctx=ctx)["logits"])
-  before = run(model, ids, ctx_of(slice(None)))
-  peft.apply(model, CONFIGS[name])
-  np.testing.assert_allclose(run(model, ids, ctx_of(slice(None))), before, atol=1e-6, rtol=0)
+  before = run_lm(model, ids, ctx_of(slice(None)))
+  peft.apply(model, COMPOSITIONS[name])
+  np.testing.assert_allclose(run_lm(model, ids, ctx_of(slice(None))), before, atol=1e-6, rtol=0)
   randomize(model)
-  mixed = run(model, ids, ctx_of(slice(None)))
-  alone = jnp.concatenate([run(model, ids[i:i + 1], ctx_of(slice(i, i + 1))) for i in range(3)])
+  mixed = run_lm(model, ids, ctx_of(slice(None)))
+  alone = jnp.concatenate([run_lm(model, ids[i:i + 1], ctx_of(slice(i, i + 1))) for i in range(3)])
   np.testing.assert_allclose(mixed, alone, atol=1e-5, rtol=1e-5)
   assert np.abs(np.asarray(mixed - before)).max() > 1e-4
   nnx.pop(model, nnx.Intermediate)
@@ -140,7 +142,7 @@ def test_identity_at_init_and_mixed_task_batches(name):
 
 def test_only_moe_parameters_get_gradients_and_the_aux_loss_trains_the_router():
   model = Transformer(LLAMA, rngs=nnx.Rngs(0))
-  peft.apply(model, CONFIGS["moe_task"])
+  peft.apply(model, {"method": "moe_lora", "n_tasks": 3, "r": 2, "task_dim": 4})
   ids, ctx = tokens(2, 5), {"task_ids": jnp.array([0, 0])}
   graphdef, trainable, rest = nnx.split(model, peft.trainable_filter(model), ...)
   assert all(isinstance(v, MoEParam) for _, v in nnx.to_flat_state(trainable))
