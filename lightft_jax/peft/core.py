@@ -86,15 +86,25 @@ def target_regex(targets: str | list[str]) -> str:
   return PRESET_TARGETS.get(targets, targets)
 
 
+def unwrapped_path(path: str) -> str:
+  """The path with PEFT wrapper hops removed ('...attn.base.query' -> '...attn.query'): targets and HF names
+  refer to modules as the bare model has them, whatever wrapped them since."""
+  return re.sub(r"\.base(?=\.|$)", "", path)
+
+
 def find_targets(model: nnx.Module, targets: str | list[str], types: tuple[type, ...] = (nnx.Module,),
                  what: str = "") -> dict[str, nnx.Module]:
-  """Modules whose path fully matches `targets` and whose type is one of `types`.
+  """Modules whose path (or unwrapped path) fully matches `targets` and whose type is one of `types`.
+
+  Where a wrapper and the module it wraps (`.base`) both match, the wrapper is returned.
 
   Raises ValueError listing the module paths that exist when nothing matches.
   """
   pattern = re.compile(target_regex(targets))
   paths = module_paths(model)
-  found = {p: m for p, m in paths.items() if pattern.fullmatch(p) and isinstance(m, types)}
+  found = {p: m for p, m in paths.items()
+           if isinstance(m, types) and (pattern.fullmatch(p) or pattern.fullmatch(unwrapped_path(p)))}
+  found = {p: m for p, m in found.items() if not (p.endswith(".base") and p[: -len(".base")] in found)}
   if not found:
     names = [p for p, m in paths.items() if isinstance(m, types)]
     shown = "\n  ".join(names[:60]) + (f"\n  ... ({len(names) - 60} more)" if len(names) > 60 else "")

@@ -58,11 +58,6 @@ def _head_rules(model) -> list[tuple[str, str, str]]:
   return hf._hf_class(model.cfg.model_type, model.task)[2]
 
 
-def base_path(path: str) -> str:
-  """A module path with wrapper hops removed ('...attn.base.query' -> '...attn.query'), as the HF tables know it."""
-  return re.sub(r"\.base(?=\.|$)", "", path)
-
-
 def _methods(model) -> list[str]:
   found = []
   if lora_modules(model):
@@ -130,7 +125,7 @@ def _save_lora(model, names, adapter, tensors) -> dict:
       continue
     if m.merged:
       raise ValueError(f"{path} has merged LoRA weights; unmerge before save_hf")
-    theirs = names[base_path(path)]
+    theirs = names[core.unwrapped_path(path)]
     u = m.lora[adapter]
     a, b = _np(u.lora_a[...].T), _np(u.lora_b[...].T)
     key = "base_model.model." + theirs
@@ -159,7 +154,7 @@ def _save_ia3(model, names, tensors) -> dict:
   for p, m in nnx.iter_modules(model):
     if not isinstance(m, IA3Dense):
       continue
-    theirs = names[base_path(core.path_str(p))]
+    theirs = names[core.unwrapped_path(core.path_str(p))]
     v = _np(m.ia3[...])
     tensors[f"base_model.model.{theirs}.ia3_l"] = v[None, :] if m.feedforward else v[:, None]
     targets.append(theirs)
@@ -360,7 +355,7 @@ def _load_head(model, rest: dict[str, np.ndarray]):
     return
   clean = {re.sub(r"^base_model\.(model\.)?", "", k).replace(".modules_to_save", "").replace(".base_layer", ""): v
            for k, v in rest.items()}
-  params = {base_path(core.path_str(p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
+  params = {core.unwrapped_path(core.path_str(p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
   _, prefix, _ = hf._hf_class(model.cfg.model_type, model.task)
   head = {ours for ours, _, _ in _head_rules(model)}
   used, head_used = set(), False

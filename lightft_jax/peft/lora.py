@@ -19,7 +19,7 @@ from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Dense, Embedding
 from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, find_targets, get_module, path_str, register, replace_module
+from lightft_jax.peft.core import PeftParam, find_targets, path_str, register, replace_module
 
 
 class LoraParam(PeftParam):
@@ -208,9 +208,6 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   gid = named.register_name(model, name)
   found = find_targets(model, cfg.targets, (Dense, Embedding) + LORA_WRAPPERS, what="LoRA")
   for path, module in found.items():
-    parent, _, leaf = path.rpartition(".")
-    if leaf == "base" and isinstance(get_module(model, parent), LORA_WRAPPERS):
-      continue  # the wrapper itself matched too
     if isinstance(module, (Dense, Embedding)):
       wrapper = LoraDense(module) if isinstance(module, Dense) else LoraEmbedding(module)
       replace_module(model, path, wrapper)

@@ -5,7 +5,7 @@ keyed by adapter name and inherits `Named`. Which adapters act on a call:
 
   ctx["adapter_ids"]  int32 [B]: per example, an index into `adapter_names(model)` (-1: none);
   ctx["adapter"]      str: one adapter for the whole call (None: none);
-  neither             the wrapper's active adapters (`set_active(model, names)`; default: the first added).
+  neither             the active adapters (`set_active(model, names)`; default: the model's first adapter name).
 
 Adapter names are one namespace across methods: `ctx["adapter"] = "sst2"` selects the LoRA *and* the
 bottleneck adapters named "sst2".
@@ -34,7 +34,7 @@ class Named(nnx.Module):
     if name in self.names:
       raise ValueError(f"adapter {name!r} is already attached to this module; choose another `name`")
     self.names, self.ids = self.names + (name,), self.ids + (global_id,)
-    if not self.active:
+    if global_id == 0:  # the model's first adapter acts by default, like HF peft's "default"
       self.active = (name,)
 
   def selection(self, ctx: Ctx, batch_size: int) -> list[tuple[str, jax.Array | None]]:
