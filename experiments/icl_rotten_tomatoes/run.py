@@ -24,8 +24,10 @@ _BATCH = flags.DEFINE_integer("batch_size", 8, "examples per scoring call")
 _DATA = flags.DEFINE_string("data", "", "folder with train.jsonl / test.jsonl instead of TFDS")
 _EXPORT = flags.DEFINE_string("export", "", "write train.jsonl / test.jsonl of the TFDS dataset here and exit")
 _SCAN = flags.DEFINE_bool("scan_layers", True, "scan over layers (faster compiles)")
-
-LABEL_MODES = ("gold", "random")
+_MODES = flags.DEFINE_list("labels", ["gold", "random"], "demonstration label modes to run")
+_SELECTION = flags.DEFINE_string("selection", "random", "demonstration selection: random | balanced | knn")
+_BOS = flags.DEFINE_bool("add_bos", True, "start every prompt with the tokenizer's BOS token")
+_INSTRUCTION = flags.DEFINE_string("instruction", "", "text before the demonstrations")
 
 
 def export(folder: Path, limit: int):
@@ -46,25 +48,28 @@ def main(_):
     return export(Path(_EXPORT.value), _LIMIT.value)
   out = Path(_OUT.value)
   results = {}
-  for mode in LABEL_MODES:
-    c = icl_eval.get_config(f"k={_KS.value},limit={_LIMIT.value},seeds={_SEEDS.value},labels={mode}")
-    c.icl.batch_size = _BATCH.value
+  for mode in _MODES.value:
+    c = icl_eval.get_config(f"k={_KS.value},limit={_LIMIT.value},seeds={_SEEDS.value},labels={mode},"
+                            f"selection={_SELECTION.value}")
+    c.icl.batch_size, c.icl.add_bos, c.prompt.instruction = _BATCH.value, _BOS.value, _INSTRUCTION.value
     c.model.overrides.scan_layers = _SCAN.value
     if _DATA.value:
       c.task.name = "jsonl"
       c.task.options = {"path": {s: str(Path(_DATA.value) / f"{s}.jsonl") for s in ("train", "test")},
-                        "label_names": ["rotten", "fresh"], "name": "rotten_tomatoes"}
+                        "label_names": ["rotten", "fresh"]}
     results[mode] = run_icl_eval(c, out / f"labels_{mode}")
-  ks = sorted(int(k) for k in results["gold"]["per_k"])
+  ks = sorted(int(k) for k in results[_MODES.value[0]]["per_k"])
   get = lambda mode, metric: [results[mode]["per_k"][str(k)][metric] for k in ks]
-  curves = {"gold labels": get("gold", "acc"), "gold labels, calibrated": get("gold", "acc_calibrated"),
-            "random labels": get("random", "acc"), "random labels, calibrated": get("random", "acc_calibrated")}
+  curves = {}
+  for mode in _MODES.value:
+    curves[f"{mode} labels"] = get(mode, "acc")
+    curves[f"{mode} labels, calibrated"] = get(mode, "acc_calibrated")
   plot_curves(out / "accuracy_vs_k.png", ks, curves, xlabel="k (demonstrations)", ylabel="accuracy",
               title=f"SmolLM2-135M-Instruct, Rotten Tomatoes test (first {_LIMIT.value}), "
                     f"mean of {_SEEDS.value} seeds", chance=0.5)
-  metrics = ("acc", "acc_calibrated", "acc_norm", "acc_mi")
+  metrics = ("acc", "acc_calibrated", "acc_norm", "acc_mi", "pred_frac_1")
   lines = ["| labels | k | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-  for mode in LABEL_MODES:
+  for mode in _MODES.value:
     for k in ks:
       row = results[mode]["per_k"][str(k)]
       lines.append(f"| {mode} | {k} | " + " | ".join(f"{row[m]:.3f} ± {row[m + '_std']:.3f}" for m in metrics) + " |")

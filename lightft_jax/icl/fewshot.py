@@ -170,11 +170,13 @@ def _choice_metrics(model, enc, template, pool, queries, sets, contexts, answers
   ll = np.stack(ll)
   gold = np.array([int(q[template.answer_field]) for q in queries])
   acc = lambda pred: float(np.mean(pred == gold))
-  out = {"acc": acc(cal.predict(ll[:n])),
+  pred = cal.predict(ll[:n])
+  out = {"acc": acc(pred),
          "acc_norm": acc(cal.predict_length_normalised(ll[:n], template.choices())),
          "acc_mi": acc(cal.predict_mutual_information(ll[:n], unconditional))}
   if options.calibrate:
     m = len(options.content_free_inputs)
     priors = np.stack([cal.content_free_prior(ll[cf_slot[(tuple(i), tuple(y))]:][:m]) for i, y in sets])
     out["acc_calibrated"] = acc(cal.predict_calibrated(ll[:n], priors))
+  out.update({f"pred_frac_{c}": float(np.mean(pred == c)) for c in range(len(answers))})  # label bias
   return out
