@@ -77,6 +77,7 @@ def test_mixed_task_batch_equals_each_example_alone(cfg, condition):
   assert np.abs(np.asarray(run(model, ids[:1], other) - alone[:1])).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_generated_prefix_works_with_kv_cache_decoding():
   model = build(LLAMA.replace(n_layers=1), method="hyper_prefix", n_tasks=2)
   randomize(model)
@@ -141,7 +142,8 @@ def _np_projector(h, c, layer, block):
 
 
 def test_unseen_condition_gets_generated_weights_without_a_gradient_step():
-  model = build(BERT, "base", method="hyper_lora", condition="context", condition_dim=6, lora_targets="q")
+  model = build(BERT, "base", method="hyper_lora", condition="context", condition_dim=6, lora_targets="qv",
+                init_std=0.3)
   conds = np.asarray(jax.random.normal(jax.random.key(0), (3, 6)))
   ids = tokens(2, 5)
   graphdef, trainable, frozen = nnx.split(model, peft.trainable_filter(model), ...)
@@ -150,7 +152,7 @@ def test_unseen_condition_gets_generated_weights_without_a_gradient_step():
     h = nnx.merge(graphdef, tr, frozen)(ids, ctx={"condition": jnp.asarray(conds[:2])})["hidden_states"]
     return h[1].mean() - h[0].mean()
 
-  opt, grad_fn = optax.adam(5e-2), jax.jit(jax.grad(loss))
+  opt, grad_fn = optax.adam(0.1), jax.jit(jax.grad(loss))
   opt_state = opt.init(trainable)
   for _ in range(3):
     updates, opt_state = opt.update(grad_fn(trainable), opt_state, trainable)
@@ -169,7 +171,7 @@ def test_unseen_condition_gets_generated_weights_without_a_gradient_step():
   x = np.asarray(jax.random.normal(jax.random.key(1), (1, 4, 32)))
   expected = np.asarray(site.base(jnp.asarray(x))) + site.scale * (x @ a) @ b
   np.testing.assert_allclose(site(jnp.asarray(x), {"condition": jnp.asarray(unseen)}), expected, atol=1e-5)
-  assert np.abs(expected - np.asarray(site.base(jnp.asarray(x)))).max() > 1e-4  # a real, non-zero update
+  assert np.abs(expected - np.asarray(site.base(jnp.asarray(x)))).max() > 1e-2  # a real, non-zero update
 
   outs = [model(ids[:1], ctx={"condition": jnp.asarray(c[None])})["hidden_states"] for c in conds]
   assert np.abs(np.asarray(outs[2] - outs[0])).max() > 1e-5 and np.abs(np.asarray(outs[2] - outs[1])).max() > 1e-5
@@ -228,3 +230,26 @@ def test_bad_calls_fail_with_clear_errors():
   ctx_model = build(LLAMA, method="hyper_adapter", condition="context", condition_dim=4)
   with pytest.raises(ValueError, match=r"must have shape \[B, 4\]"):
     ctx_model(ids, ctx={"condition": jnp.zeros((2, 5))})
+
+
+@pytest.mark.slow
+def test_context_encoder_mean_pools_minilm_like_transformers():
+  torch = pytest.importorskip("torch")
+  from transformers import AutoModel, AutoTokenizer
+
+  from lightft_jax.models.assets import minilm_dir
+  texts = ["Classify the sentiment of a movie review.", "Translate English to German: the house is small."]
+  enc = peft.ContextEncoder.load()
+  ours = np.asarray(enc(texts))
+  tok, ref = AutoTokenizer.from_pretrained(minilm_dir()), AutoModel.from_pretrained(minilm_dir()).eval()
+  batch = tok(texts, padding=True, return_tensors="pt")
+  with torch.no_grad():
+    h = ref(**batch).last_hidden_state
+  m = batch["attention_mask"][..., None].float()
+  np.testing.assert_allclose(ours, ((h * m).sum(1) / m.sum(1)).numpy(), atol=1e-4)
+  demos = np.asarray(enc.demonstrations([texts, texts[1:]]))
+  np.testing.assert_allclose(demos, np.stack([ours.mean(0), ours[1]]), atol=1e-5)
+  # The pooled description conditions a hypernetwork directly: an unseen task gets weights at once.
+  model = build(BERT, "base", method="hyper_adapter", condition="context", condition_dim=enc.dim)
+  out = model(tokens(2, 4), ctx={"condition": jnp.asarray(ours)})["hidden_states"]
+  assert out.shape == (2, 4, 32) and np.isfinite(np.asarray(out)).all()
