@@ -11,7 +11,7 @@ from lightft_jax import peft
 from lightft_jax.models import Transformer, get_preset
 from lightft_jax.peft.hyper import HyperLoRA, HyperParam
 
-LLAMA = get_preset("tiny-llama", d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, vocab_size=64, max_positions=32)
+LLAMA = get_preset("tiny-llama", d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=64, vocab_size=64, max_positions=32)
 BERT = get_preset("tiny-bert", d_model=32, n_layers=1, n_heads=2, d_ff=64, vocab_size=64, max_positions=32)
 T5 = get_preset("tiny-t5", d_model=32, n_layers=1, n_heads=2, head_dim=16, d_ff=64, vocab_size=64)
 FROZEN = nnx.All(nnx.Param, nnx.Not(peft.PeftParam))
@@ -45,41 +45,37 @@ def randomize(model, std=0.3, seed=1):
 
 
 def test_fresh_hypernetwork_leaves_outputs_unchanged():
-  model = build(T5)  # encoder + decoder with cross-attention: every kind of site
+  model = build(T5)  # encoder + decoder (layer ids 0 and 1) with cross-attention: every kind of site
   ids = tokens(2, 6)
   run = nnx.jit(forward)
   before = run(model, ids)
-  peft.apply(model, {**SMALL, "method": "hyper", "emit": ("adapter", "lora", "ln"), "n_tasks": 3,
-                     "lora_targets": "all_linear"})
+  peft.apply(model, {**SMALL, "method": "hyper", "emit": ("adapter", "lora", "ln"), "n_tasks": 3})
   after = run(model, ids, {"task_ids": jnp.array([0, 2])})
   np.testing.assert_allclose(after, before, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("cfg,condition", [(LLAMA, "task"), (BERT, "context")], ids=["llama-task", "bert-context"])
+@pytest.mark.parametrize("cfg,condition", [(LLAMA, "task"), pytest.param(BERT, "context", marks=pytest.mark.slow)],
+                         ids=["llama-task", "bert-context"])
 def test_mixed_task_batch_equals_each_example_alone(cfg, condition):
   extra = {"n_tasks": 3} if condition == "task" else {"condition_dim": 6}
   model = build(cfg, "lm" if cfg.arch != "encoder" else "base", method="hyper", emit=ALL, condition=condition,
                 **extra)
   randomize(model)
   ids = tokens(4, 5)
-  if condition == "task":
-    ctxs = [{"task_ids": jnp.array([i])} for i in (2, 0, 1, 2)]
-  else:
-    cond = jax.random.normal(jax.random.key(3), (4, 6))
-    ctxs = [{"condition": cond[i:i + 1]} for i in range(4)]
-  batch_ctx = {k: jnp.concatenate([c[k] for c in ctxs]) for k in ctxs[0]}
+  key = "task_ids" if condition == "task" else "condition"
+  per_example = jnp.array([2, 0, 1, 2]) if condition == "task" else jax.random.normal(jax.random.key(3), (4, 6))
   run = nnx.jit(forward)
-  mixed = run(model, ids, batch_ctx)
-  alone = jnp.concatenate([run(model, ids[i:i + 1], c) for i, c in enumerate(ctxs)])
-  np.testing.assert_allclose(mixed, alone, atol=1e-5, rtol=1e-5)
-  # Different tasks really get different weights: example 0 run under task 0 differs.
-  other = {"task_ids": jnp.array([0])} if condition == "task" else {"condition": cond[1:2]}
-  assert np.abs(np.asarray(run(model, ids[:1], other) - alone[:1])).max() > 1e-4
+  mixed = run(model, ids, {key: per_example})
+  # Reference: the whole batch under one example's own task (rows are independent, so row i is example i
+  # alone); same shapes as the mixed call, so no extra compile.
+  alone = [run(model, ids, {key: jnp.broadcast_to(per_example[i], per_example.shape)}) for i in range(4)]
+  np.testing.assert_allclose(mixed, jnp.stack([a[i] for i, a in enumerate(alone)]), atol=1e-5, rtol=1e-5)
+  assert np.abs(np.asarray(alone[0][0] - alone[1][0])).max() > 1e-4  # different tasks, different weights
 
 
 @pytest.mark.slow
 def test_generated_prefix_works_with_kv_cache_decoding():
-  model = build(LLAMA.replace(n_layers=1), method="hyper_prefix", n_tasks=2)
+  model = build(LLAMA, method="hyper_prefix", n_tasks=2)
   randomize(model)
   ids, ctx = tokens(2, 6), {"task_ids": jnp.array([1, 0])}
   full = model(ids, ctx=ctx)["logits"]
@@ -98,7 +94,7 @@ def lm_loss(model, ids, ctx):
 
 
 def test_gradients_reach_only_generator_and_task_embeddings():
-  model = build(LLAMA.replace(n_layers=1), method="hyper", emit=ALL, n_tasks=3)
+  model = build(LLAMA, method="hyper", emit=ALL, n_tasks=3)
   ids, ctx = tokens(2, 6), {"task_ids": jnp.array([0, 2])}
   graphdef, trainable, frozen = nnx.split(model, peft.trainable_filter(model), ...)
   flat = nnx.to_flat_state(trainable)

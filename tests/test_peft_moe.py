@@ -122,7 +122,7 @@ COMPOSITIONS = {  # disjoint targets, so one model (and one compile) covers seve
 run_lm = nnx.jit(lambda m, x, ctx: m(x, ctx=ctx)["logits"])
 
 
-@pytest.mark.parametrize("name", list(COMPOSITIONS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "token" in n else n for n in COMPOSITIONS])
 def test_identity_at_init_and_mixed_task_batches(name):
   model = Transformer(LLAMA, rngs=nnx.Rngs(0))
   ids = tokens(3, 5)
@@ -134,8 +134,11 @@ def test_identity_at_init_and_mixed_task_batches(name):
   np.testing.assert_allclose(run_lm(model, ids, ctx_of(slice(None))), before, atol=1e-6, rtol=0)
   randomize(model)
   mixed = run_lm(model, ids, ctx_of(slice(None)))
-  alone = jnp.concatenate([run_lm(model, ids[i:i + 1], ctx_of(slice(i, i + 1))) for i in range(3)])
-  np.testing.assert_allclose(mixed, alone, atol=1e-5, rtol=1e-5)
+  # Reference: the whole batch under example i's task / condition (rows are independent, so row i is
+  # example i alone); same shapes as the mixed call, so no extra compile.
+  alone = [run_lm(model, ids, {k: jnp.broadcast_to(v[i], v.shape) for k, v in ctx_of(slice(None)).items()})[i]
+           for i in range(3)]
+  np.testing.assert_allclose(mixed, jnp.stack(alone), atol=1e-5, rtol=1e-5)
   assert np.abs(np.asarray(mixed - before)).max() > 1e-4
   nnx.pop(model, nnx.Intermediate)
 
