@@ -41,7 +41,8 @@ def randomize(model, unit_type, names, seed=0, scale=0.2):
 @pytest.mark.parametrize("preset,task,cfg", [
     ("tiny-bert", "classification", {"method": "lora", "r": 4, "targets": "all_linear", "dora": True}),
     ("tiny-gpt2", "lm", {"method": "lora", "r": 4, "targets": ["qkv", "embed.tokens"]}),
-    ("tiny-t5", "lm", [{"method": "adapter", "config": "houlsby"}, {"method": "ia3"}]),
+    pytest.param("tiny-t5", "lm", [{"method": "adapter", "config": "houlsby"}, {"method": "ia3"}],
+                 marks=pytest.mark.slow),
     ("tiny-llama", "lm", {"method": "adapter", "config": "pfeiffer", "placement": "parallel"}),
 ], ids=["bert-dora", "gpt2-lora-fused-embed", "t5-houlsby-ia3", "llama-parallel"])
 def test_fresh_methods_leave_outputs_unchanged(preset, task, cfg):
@@ -155,6 +156,7 @@ def test_prefix_with_kv_cache_matches_full_forward():
   assert np.abs(logits(without) - full).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_prefix_reparam_in_encoder_decoder():
   model = tiny("tiny-t5")
   before = logits(model)
