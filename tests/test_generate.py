@@ -53,7 +53,7 @@ def test_cached_steps_equal_full_forward(models, name):
   np.testing.assert_array_equal(tokens, jnp.argmax(ref, -1))
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", [pytest.param("tiny-gpt2", marks=pytest.mark.slow), "tiny-llama"])
 def test_batched_left_padded_equals_rows_alone(models, name):
   model = models[name]
   ids, mask = left_pad(PROMPTS)
@@ -61,6 +61,23 @@ def test_batched_left_padded_equals_rows_alone(models, name):
   for i, row in enumerate(PROMPTS):
     alone = generate(model, np.array([row], np.int32), max_new_tokens=N_NEW)
     np.testing.assert_array_equal(batched[i], alone[0], err_msg=f"row {i}")
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", pytest.param("tiny-t5", marks=pytest.mark.slow)])
+def test_soft_prompt_generation_matches_full_forward(models, name):
+  """Prompt tuning: generation puts the soft prompt before the prompt (encoder input) as __call__ does."""
+  from lightft_jax import peft
+
+  model = peft.apply(Transformer(get_preset(name), task="lm", rngs=nnx.Rngs(0)),
+                     {"method": "prompt", "num_tokens": 3}, rngs=nnx.Rngs(1))
+  ids, mask = left_pad(PROMPTS)
+  if name == "tiny-t5":
+    ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
+  tokens, logits = generate(model, ids, mask, max_new_tokens=N_NEW, return_logits=True)
+  ref = full_forward_logits(model, jnp.asarray(ids), jnp.asarray(mask), tokens)
+  np.testing.assert_allclose(logits, ref, atol=1e-5, rtol=0)
+  _, plain_logits = generate(models[name], ids, mask, max_new_tokens=N_NEW, return_logits=True)
+  assert np.abs(np.asarray(plain_logits[:, 0] - logits[:, 0])).max() > 1e-3  # the soft prompt matters
 
 
 @pytest.mark.slow

@@ -4,9 +4,12 @@ Decoder-only models take LEFT-padded prompts [B,T]; positions come from the atte
 (`default_positions`), so every row continues from its own last real token. Encoder-decoder models
 (T5) run the encoder once and decode from `decoder_start_token_id`; the decoder's cross-attention
 recomputes the encoder keys/values at every step (the model's KV cache holds self-attention only).
+A soft prompt (prompt tuning, `model.soft_prompt`) goes before the prompt, or the encoder input, exactly
+as in `Transformer.__call__`.
 
 The whole generation (prefill + `jax.lax.while_loop`) is one `jax.jit` over `nnx.split(model)`, so a
-model is traced once per (batch, prompt length, max_new_tokens, sampling options). The loop stops as
+model is traced once per (batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the
+sampling settings, stop ids and pad / start ids are traced values. The loop stops as
 soon as every row has emitted a stop token; a row that stopped emits `pad_token_id` afterwards.
 
 Shapes: B batch, T prompt length, N max_new_tokens, V vocabulary.
@@ -126,10 +129,11 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
     raise ValueError(f"attention_mask shape {attention_mask.shape} != input_ids shape {input_ids.shape}")
   if cfg.arch == "decoder":
     _check_left_padded(attention_mask)
-    slots = t + max_new_tokens - 1
+    n_soft = 0 if model.soft_prompt is None else model.soft_prompt.num_tokens
+    slots = n_soft + t + max_new_tokens - 1
     if cfg.position in ("learned", "rope") and slots > cfg.max_positions:
-      raise ValueError(f"prompt length {t} + max_new_tokens {max_new_tokens} - 1 = {slots} exceeds the model's "
-                       f"max_positions={cfg.max_positions}")
+      raise ValueError(f"soft prompt {n_soft} + prompt length {t} + max_new_tokens {max_new_tokens} - 1 = {slots} "
+                       f"exceeds the model's max_positions={cfg.max_positions}")
   start = cfg.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
   pad = cfg.pad_token_id if pad_token_id is None else pad_token_id
   graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
@@ -154,25 +158,31 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_n
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
 
+  # Prompt tuning: the model's soft prompt goes before the (encoder, or decoder-only) input, as in __call__.
+  embeds, mask = None, attention_mask
+  if model.soft_prompt is not None:
+    embeds, mask, _, _ = model.soft_prompt(model.embed.tokens, input_ids, None, attention_mask, None, None, ctx)
   if cfg.arch == "decoder":
-    slots = t + n_new - 1
+    slots = mask.shape[1] + n_new - 1
     # Slots after the prompt hold generated tokens; causality hides those not written yet.
-    cache_mask = jnp.concatenate([attention_mask, jnp.ones((b, n_new - 1), jnp.int32)], 1)
+    cache_mask = jnp.concatenate([mask, jnp.ones((b, n_new - 1), jnp.int32)], 1)
     enc = enc_mask = None
-    first_ids, first_pos = input_ids, default_positions(attention_mask)
-    next_pos = jnp.sum(attention_mask, -1)  # position of the first generated token, per row
+    first_ids, first_pos = (input_ids if embeds is None else None), default_positions(mask)
+    next_pos = jnp.sum(mask, -1)  # position of the first generated token, per row
   else:
     slots = n_new
     cache_mask = jnp.ones((b, slots), jnp.int32)
-    enc = model.encode(input_ids, attention_mask, ctx=ctx)
-    enc_mask = attention_mask
+    enc = model.encode(input_ids if embeds is None else None, mask, inputs_embeds=embeds, ctx=ctx)
+    enc_mask, embeds = mask, None
     first_ids = jnp.full((b, 1), opts["start"], jnp.int32)
     first_pos, next_pos = jnp.zeros((b, 1), jnp.int32), jnp.ones((b,), jnp.int32)
 
-  def forward(ids, positions, cache):
-    """Runs ids [B,t] through the decoder with the cache; returns last-position logits [B,V] and cache."""
+  def forward(ids, positions, cache, embeds=None):
+    """Runs ids [B,t] (or embeds [B,t,D]) through the decoder with the cache; returns last-position
+    logits [B,V] and the cache."""
     m = nnx.merge(graphdef, state)  # a fresh module per trace level (the loop body is its own trace)
-    h, cache = m.decode(ids, cache_mask, positions, enc=enc, enc_mask=enc_mask, cache=cache, ctx=ctx)
+    h, cache = m.decode(ids, cache_mask, positions, enc=enc, enc_mask=enc_mask, cache=cache, inputs_embeds=embeds,
+                        ctx=ctx)
     return m.lm_logits(h[:, -1]).astype(jnp.float32), cache
 
   vocab_kept = cfg.vocab_size if keep_logits else 0
@@ -188,7 +198,7 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_n
       all_logits = all_logits.at[:, i].set(logits)
     return tok, key, tokens, all_logits, done | jnp.isin(tok, opts["stops"])
 
-  logits, cache = forward(first_ids, first_pos, model.init_cache(b, slots))
+  logits, cache = forward(first_ids, first_pos, model.init_cache(b, slots), embeds)
   tokens = jnp.full((b, n_new), pad, jnp.int32)
   all_logits = jnp.zeros((b, n_new, vocab_kept), jnp.float32)
   tok, key, tokens, all_logits, done = emit(0, logits, key, tokens, all_logits, jnp.zeros((b,), bool))
