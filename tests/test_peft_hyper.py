@@ -11,7 +11,8 @@ from lightft_jax import peft
 from lightft_jax.models import Transformer, get_preset
 from lightft_jax.peft.hyper import HyperLoRA, HyperParam
 
-LLAMA = get_preset("tiny-llama", d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=64, vocab_size=64, max_positions=32)
+LLAMA = get_preset("tiny-llama", d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=64, vocab_size=64,
+                   max_positions=32)
 BERT = get_preset("tiny-bert", d_model=32, n_layers=1, n_heads=2, d_ff=64, vocab_size=64, max_positions=32)
 T5 = get_preset("tiny-t5", d_model=32, n_layers=1, n_heads=2, head_dim=16, d_ff=64, vocab_size=64)
 FROZEN = nnx.All(nnx.Param, nnx.Not(peft.PeftParam))

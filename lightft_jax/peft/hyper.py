@@ -36,7 +36,9 @@ from flax import nnx
 from lightft_jax.models.assets import minilm_dir
 from lightft_jax.models.hf import from_pretrained, load_tokenizer
 from lightft_jax.models.layers import Attention, Ctx, Dense, Norm, activation
+from lightft_jax.peft.adapters import adapter_fn
 from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
+from lightft_jax.peft.lora import lora_delta, lora_scale
 
 EMITS = ("adapter", "lora", "prefix", "ln")
 CONDITIONS = ("task", "context")
@@ -106,18 +108,17 @@ def total_layers(model: nnx.Module) -> int:
   return sum(getattr(model, s).n_layers for s in ("encoder", "decoder") if hasattr(model, s))
 
 
-# ----------------------------------------------------------------------------- pure math (per-example weights)
+# ----------------------------------------------------------------------------- per-example weights
 
 def adapter_apply(y: jax.Array, down: jax.Array, down_b: jax.Array, up: jax.Array, up_b: jax.Array,
                   act) -> jax.Array:
-  """Bottleneck adapter with residual. y [B,T,D]; down [B,D,M]; down_b [B,M]; up [B,M,D]; up_b [B,D]."""
-  h = act(jnp.einsum("btd,bdm->btm", y, down.astype(y.dtype)) + down_b[:, None].astype(y.dtype))
-  return y + jnp.einsum("btm,bmd->btd", h, up.astype(y.dtype)) + up_b[:, None].astype(y.dtype)
+  """y + adapter(y), weights per example. y [B,T,D]; down [B,D,M]; down_b [B,M]; up [B,M,D]; up_b [B,D]."""
+  return y + jax.vmap(adapter_fn, in_axes=(0, 0, 0, 0, 0, None))(y, down, down_b, up, up_b, act)
 
 
-def lora_delta(x: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
-  """scale * (x @ a) @ b. x [B,T,Din]; a [B,Din,R] or [Din,R]; b [B,R,Dout] or [R,Dout]."""
-  return scale * jnp.matmul(jnp.matmul(x, a.astype(x.dtype)), b.astype(x.dtype))
+def lora_apply(x: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+  """scale * (x @ a) @ b, weights per example. x [B,T,Din]; a [B,Din,R]; b [B,R,Dout] -> [B,T,Dout]."""
+  return jax.vmap(lora_delta, in_axes=(0, 0, 0, None))(x, a, b, scale)
 
 
 def normalize(norm: Norm, x: jax.Array) -> jax.Array:
@@ -223,7 +224,7 @@ class HyperLoRA(HyperSite):
     i = self.rep(ctx)
     a = self.hyper("lora_a", i, (self.base.d_in, self.r))
     b = self.hyper("lora_b", i, (self.r, self.base.d_out))
-    return self.base(x, ctx) + lora_delta(x, a, b, self.scale)
+    return self.base(x, ctx) + lora_apply(x, a, b, self.scale)
 
 
 class HyperPrefix(HyperSite):
@@ -345,7 +346,7 @@ def attach_hyper(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
         replace_module(model, p, HyperAdapter(mod, *ids, d=c.d_model, m=max(1, c.d_model // cfg.reduction_factor),
                                               act=cfg.adapter_act))
       elif kind == "lora":
-        replace_module(model, p, HyperLoRA(mod, *ids, r=cfg.r, scale=cfg.alpha / cfg.r))
+        replace_module(model, p, HyperLoRA(mod, *ids, r=cfg.r, scale=lora_scale(cfg.r, cfg.alpha, False)))
       elif kind == "prefix":
         mod.kv_prefix = HyperPrefix(*ids, length=cfg.prefix_len, kv_heads=c.num_kv_heads, head_dim=c.dim_head)
       else:
