@@ -25,7 +25,6 @@ class Case:
   choices: int = 4  # scoring: answer choices per item
   choice_len: int = 8  # scoring: tokens per answer
   num_tasks: int = 1  # hypernetwork: tasks mixed in one batch
-  torch_side: bool = True  # False: ours only (nothing comparable in transformers + peft)
   layers: int | None = None  # override the preset's depth (keeps CPU runs short); None = preset
 
   @property

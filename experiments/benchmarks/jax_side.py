@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from experiments.benchmarks.cases import Case
-from lightft_jax.models import Transformer, get_preset
+from lightft_jax.models import Transformer, from_pretrained, get_preset
 from lightft_jax.models.config import TransformerConfig
 from lightft_jax.train.losses import loss_and_predictions
 
@@ -28,13 +28,11 @@ def model_config(case: Case, bf16: bool) -> TransformerConfig:
                     **case.overrides)
 
 
-def build_model(cfg: TransformerConfig, case: Case, weights_dir: str | None = None) -> Transformer:
-  """Our model for the case: loaded from an HF safetensors directory when given, else random."""
+def build_model(cfg: TransformerConfig, case: Case, weights_dir: str) -> Transformer:
+  """Our model for the case, loaded from an HF checkpoint directory (config.json + safetensors)."""
   num_labels = case.num_labels if case.task == "classification" else None
-  if weights_dir is not None:
-    from lightft_jax.models.hf import from_pretrained
-    return from_pretrained(weights_dir, task=case.task, num_labels=num_labels, dtype=cfg.dtype)
-  return Transformer(cfg, task=case.task, num_labels=num_labels, rngs=nnx.Rngs(0))
+  return from_pretrained(weights_dir, task=case.task, num_labels=num_labels, dtype=cfg.dtype,
+                         param_dtype=cfg.param_dtype)
 
 
 def attach_peft(model: Transformer, case: Case) -> Transformer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import tempfile
 
@@ -37,12 +36,11 @@ def _data(case: Case, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
   return batch
 
 
-def _shared_weights(hf_model, case: Case, tmp: str) -> str | None:
-  """Saves the transformers model as safetensors for our side to load, once our HF import exists."""
-  if importlib.util.find_spec("lightft_jax.models.hf") is None:
-    return None
-  hf_model.save_pretrained(tmp, safe_serialization=True)
-  return tmp
+def _our_model_from(hf_model, cfg, case: Case):
+  """Our model with the transformers model's weights (saved as safetensors, read by from_pretrained)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    hf_model.save_pretrained(tmp, safe_serialization=True)
+    return jax_side.build_model(cfg, case, tmp)
 
 
 def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: str = "project") -> dict:
@@ -55,11 +53,9 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
                "dtype": "bf16 compute, fp32 params" if gpu else "float32",
                "layers": cfg.n_layers}
   hf_side.reset_peak(tdev)
-  theirs_model = hf_side.hf_model(cfg, case, tdev) if case.torch_side else None
-  with tempfile.TemporaryDirectory() as tmp:
-    wdir = _shared_weights(theirs_model, case, tmp) if theirs_model is not None else None
-    model = jax_side.build_model(cfg, case, wdir)
-  res["weights"] = "shared (transformers -> safetensors -> ours)" if wdir else "independent random, same shapes"
+  theirs_model = hf_side.hf_model(cfg, case, tdev)
+  model = _our_model_from(theirs_model, cfg, case)
+  res["weights"] = "shared (transformers -> safetensors -> ours)"
   fns = {}
   if case.kind == "train":
     batch = _data(case, cfg.vocab_size)
@@ -73,9 +69,8 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
     res["xla_memory"] = jinfo.get("xla_memory")
     res["ours_first_loss"] = jinfo["first_loss"]
     res["trainable_params"], res["total_params"] = jinfo["trainable_params"], jinfo["total_params"]
-    if theirs_model is not None:
-      fns["theirs"], res["theirs_trainable_params"], res["theirs_first_loss"] = hf_side.train_step(
-          theirs_model, cfg, case, batch, tdev, gpu)
+    fns["theirs"], res["theirs_trainable_params"], res["theirs_first_loss"] = hf_side.train_step(
+        theirs_model, cfg, case, batch, tdev, gpu)
     work_tokens, work_examples = case.batch * case.seq, case.batch
   elif case.kind == "generate":
     prompts = _data(case, cfg.vocab_size)["input_ids"]
@@ -99,14 +94,13 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
     res["ours_peak_bytes"] = (xla["argument_size_in_bytes"] + xla["output_size_in_bytes"]
                               - xla["alias_size_in_bytes"] + xla["temp_size_in_bytes"])
     res["ours_peak_source"] = "XLA compiled memory analysis (arguments + outputs - aliased + temp)"
-  res["theirs_peak_bytes"] = hf_side.peak_memory(tdev) if "theirs" in fns else None
+  res["theirs_peak_bytes"] = hf_side.peak_memory(tdev)
   for side, s in samples.items():
     st = summarize(s)
     st["tokens_per_s"] = work_tokens / st["median_s"]
     st["examples_per_s"] = work_examples / st["median_s"]
     res[side] = st
-  if "theirs" in res:
-    res["speedup"] = res["theirs"]["median_s"] / res["ours"]["median_s"]
+  res["speedup"] = res["theirs"]["median_s"] / res["ours"]["median_s"]
   if case.kind == "train":
     fl = analytic.train_flops(cfg, case)
     res["flops_per_step"] = fl

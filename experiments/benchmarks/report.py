@@ -13,7 +13,8 @@ def _gib(b) -> str:
 def _rate(side: dict | None, key: str) -> str:
   if not side:
     return "-"
-  return f"{side[key]:,.0f} (±{100 * side['iqr_rel'] / 2:.0f}%)"
+  value = f"{side[key]:,.0f}" if side[key] >= 100 else f"{side[key]:.3g}"
+  return f"{value} (±{100 * side['iqr_rel'] / 2:.0f}%)"
 
 
 def _losses(r: dict) -> str:

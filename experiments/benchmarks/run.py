@@ -85,10 +85,12 @@ def main(argv=None) -> int:
     raise SystemExit(f"unknown cases {sorted(unknown)}; suite {args.suite!r} has {[c.name for c in cases]}")
   cases = [c for c in cases if not wanted or c.name in wanted]
   os.makedirs(args.out, exist_ok=True)
-  meta = {"suite": args.suite, "command": "python -m experiments.benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
+  command = "python -m experiments.benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+  meta = {"suite": args.suite, "command": command,
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "versions": _versions(), "loadavg": os.getloadavg(), "repeats": args.repeats, "warmup": args.warmup,
-          "inner": args.inner, "train_step": args.train_step, "cpu_threads": args.cpu_threads, "host": platform.node(), "cpus": os.cpu_count()}
+          "inner": args.inner, "train_step": args.train_step, "cpu_threads": args.cpu_threads,
+          "host": platform.node(), "cpus": os.cpu_count()}
   results = []
   for case in cases:
     path = os.path.join(args.out, f"{case.name}.json")
@@ -97,8 +99,10 @@ def main(argv=None) -> int:
            f"--inner={args.inner}", f"--train-step={args.train_step}"]
     print(f"== {case.name}", flush=True)
     try:
-      proc = subprocess.run(cmd, env=_env(args.suite, args.cpu_threads), timeout=args.timeout, capture_output=True, text=True)
-      err = None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1:] or ["exit " + str(proc.returncode)]
+      proc = subprocess.run(cmd, env=_env(args.suite, args.cpu_threads), timeout=args.timeout, capture_output=True,
+                            text=True)
+      err = None if proc.returncode == 0 else (proc.stderr.strip().splitlines()[-1:]
+                                               or ["exit " + str(proc.returncode)])
       if err:
         sys.stderr.write(proc.stderr[-4000:])
     except subprocess.TimeoutExpired:
