@@ -122,9 +122,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   logger.truncate_after(step)
   local_rows = (config.eval.batch_size or config.batch_size) // jax.process_count()
 
-  def run_eval(split: str, limit: int = 0) -> dict[str, float]:
+  def run_eval(split: str, limit: int = 0, report: bool = False) -> dict[str, float]:
     batches = _make_loader(data, task, split, config, tokenizer, family, train=False)
-    return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit)
+    return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit,
+                    report=report)
 
   def save(at: int, force: bool = False) -> None:
     ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state())), force=force)
@@ -180,7 +181,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
       best_name = best_name or next((k for k in results["eval"] if k not in ("loss", "examples")), "loss")
       ckpt.save_best(step, state, None, _meta(config, step, []), results["eval"][best_name])
     if config.task.test_split:
-      results["test"] = run_eval(config.task.test_split)
+      results["test"] = run_eval(config.task.test_split, report=True)
+      report = results["test"].pop("report", None)
+      if report and main:
+        (workdir / "classification_report.txt").write_text(report)
+        print(f"classification report ({config.task.test_split}):\n{report}", flush=True)
       logger.log(step, "test", results["test"])
   ckpt.wait()
   ckpt.close()

@@ -162,21 +162,35 @@ def _jit_steps(prog: Program):
   return jtrain, jeval
 
 
+def put(tree: Any, shardings: Any) -> Any:
+  """Host values -> global arrays with `shardings` (works when the mesh spans several processes)."""
+  def one(x, s):
+    if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):  # typed RNG keys (nnx Rngs)
+      impl = jax.random.key_impl(x)
+      return jax.random.wrap_key_data(one(jax.random.key_data(x), s), impl=impl)
+    x = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
+  if not isinstance(shardings, NamedSharding):
+    return jax.tree.map(one, tree, shardings)
+  return jax.tree.map(lambda x: one(x, shardings), tree)
+
+
 def init_state(prog: Program, seed: int) -> dict:
   """Fresh train state, placed with its shardings."""
-  params = prog.params.pure
+  params = put(prog.params.pure, prog.state_shardings["params"])
 
   def make(params):
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": prog.tx.init(params),
             "rng": jax.random.PRNGKey(seed)}
 
-  return jax.jit(make, out_shardings=prog.state_shardings)(params)
+  return jax.jit(make, in_shardings=(prog.state_shardings["params"],),
+                 out_shardings=prog.state_shardings)(params)
 
 
 def place_frozen(prog: Program) -> tuple[Any, Any]:
   """(frozen params, other state) as device arrays with their shardings."""
-  frozen = jax.device_put(prog.frozen.pure, prog.frozen_shardings)
-  rest = jax.device_put(prog.rest.pure, shd.replicated(prog.mesh))
+  frozen = put(prog.frozen.pure, prog.frozen_shardings)
+  rest = put(prog.rest.pure, shd.replicated(prog.mesh))
   return frozen, rest
 
 
