@@ -21,11 +21,22 @@ def left_pad(rows, pad=0):
   return ids, mask
 
 
+def right_pad(rows, pad=0):
+  t = max(map(len, rows))
+  ids = np.array([r + [pad] * (t - len(r)) for r in rows], np.int32)
+  mask = np.array([[1] * len(r) + [0] * (t - len(r)) for r in rows], np.int32)
+  return ids, mask
+
+
+def tiny_lm(name):
+  """Weights 10x the default init scale, so attention is peaked and token choices depend on positions."""
+  return Transformer(get_preset(name, initializer_range=0.2), task="lm", rngs=nnx.Rngs(0))
+
+
 @pytest.fixture(scope="module")
 def models():
   """Tiny lm models by preset name, built once for the module."""
-  return {name: Transformer(get_preset(name), task="lm", rngs=nnx.Rngs(0))
-          for name in ("tiny-gpt2", "tiny-llama", "tiny-t5")}
+  return {name: tiny_lm(name) for name in ("tiny-gpt2", "tiny-llama", "tiny-t5")}
 
 
 @nnx.jit
@@ -43,9 +54,7 @@ def full_forward_logits(model, ids, mask, tokens):
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-t5"])
 def test_cached_steps_equal_full_forward(models, name):
   model = models[name]
-  ids, mask = left_pad(PROMPTS)
-  if name == "tiny-t5":  # the encoder takes any padding; use right padding there
-    ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
+  ids, mask = right_pad(PROMPTS) if name == "tiny-t5" else left_pad(PROMPTS)  # encoders take any padding
   tokens, logits = generate(model, ids, mask, max_new_tokens=N_NEW, return_logits=True)
   assert tokens.shape == (2, N_NEW) and tokens.dtype == jnp.int32
   ref = full_forward_logits(model, jnp.asarray(ids), jnp.asarray(mask), tokens)
@@ -68,11 +77,9 @@ def test_soft_prompt_generation_matches_full_forward(models, name):
   """Prompt tuning: generation puts the soft prompt before the prompt (encoder input) as __call__ does."""
   from lightft_jax import peft
 
-  model = peft.apply(Transformer(get_preset(name), task="lm", rngs=nnx.Rngs(0)),
+  model = peft.apply(tiny_lm(name),
                      {"method": "prompt", "num_tokens": 3}, rngs=nnx.Rngs(1))
-  ids, mask = left_pad(PROMPTS)
-  if name == "tiny-t5":
-    ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
+  ids, mask = right_pad(PROMPTS) if name == "tiny-t5" else left_pad(PROMPTS)
   tokens, logits = generate(model, ids, mask, max_new_tokens=N_NEW, return_logits=True)
   ref = full_forward_logits(model, jnp.asarray(ids), jnp.asarray(mask), tokens)
   np.testing.assert_allclose(logits, ref, atol=1e-5, rtol=0)
@@ -83,8 +90,7 @@ def test_soft_prompt_generation_matches_full_forward(models, name):
 @pytest.mark.slow
 def test_t5_batched_padded_equals_rows_alone(models):
   model = models["tiny-t5"]
-  ids, mask = left_pad(PROMPTS)
-  ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()  # right padding
+  ids, mask = right_pad(PROMPTS)
   batched = generate(model, ids, mask, max_new_tokens=N_NEW)
   for i, row in enumerate(PROMPTS):
     alone = generate(model, np.array([row], np.int32), max_new_tokens=N_NEW)
@@ -170,7 +176,7 @@ def test_bad_arguments_raise_clear_errors(models):
   model = models["tiny-gpt2"]
   ids, mask = left_pad(PROMPTS)
   with pytest.raises(ValueError, match="LEFT-padded"):
-    generate(model, ids[:, ::-1], mask[:, ::-1], max_new_tokens=2)
+    generate(model, *right_pad(PROMPTS), max_new_tokens=2)
   with pytest.raises(ValueError, match="max_positions"):
     generate(model, ids, mask, max_new_tokens=200)
   with pytest.raises(ValueError, match="rng"):
