@@ -87,8 +87,9 @@ def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray], whi
     raise ValueError(f"unknown train step {which!r}; choose from {sorted(TRAIN_STEPS)}")
   kind = "classification" if case.task == "classification" else "lm"
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
-  if kind == "lm":
-    batch["labels"] = batch["input_ids"]
+  if kind == "lm":  # labels aligned with the logits (the data convention): next token, -100 at the end
+    ids = batch["input_ids"]
+    batch["labels"] = jnp.concatenate([ids[:, 1:], jnp.full((ids.shape[0], 1), -100, ids.dtype)], 1)
   trainable, total = peft.param_counts(model)
   t0 = time.perf_counter()
   fn, args = TRAIN_STEPS[which](model, kind, batch, optax.adamw(1e-4, weight_decay=0.01))

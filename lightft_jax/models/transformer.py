@@ -194,8 +194,11 @@ class Transformer(nnx.Module):
     return h
 
   def decode(self, input_ids=None, attention_mask=None, positions=None, *, enc=None, enc_mask=None,
-             cache=None, inputs_embeds=None, ctx: Ctx = None):
-    """Runs the causal stack. With a cache, `attention_mask` covers all cache slots [B,Smax]."""
+             cache=None, inputs_embeds=None, segment_ids=None, ctx: Ctx = None):
+    """Runs the causal stack. With a cache, `attention_mask` covers all cache slots [B,Smax].
+
+    `segment_ids` [B,T] (packed sequences, no cache): a token attends only within its own segment.
+    """
     x_ref = input_ids if inputs_embeds is None else inputs_embeds
     b, t = x_ref.shape[:2]
     start = 0 if cache is None else cache["index"]
@@ -212,6 +215,10 @@ class Transformer(nnx.Module):
     k_pos = jnp.arange(s)
     causal = k_pos[None, :] <= q_pos[:, None]  # [T,S]
     mask = causal[None, None] & attention_mask.astype(bool)[:, None, None, :]
+    if segment_ids is not None:
+      if cache is not None:
+        raise ValueError("segment_ids (packed sequences) cannot be combined with a KV cache")
+      mask = mask & (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
     if enc is not None:
       enc_mask = (jnp.ones(enc.shape[:2], bool) if enc_mask is None else enc_mask.astype(bool))[:, None, None, :]
     return self.decoder(x, mask=mask, positions=positions, q_pos=q_pos, k_pos=k_pos, cache=cache, enc=enc,
@@ -237,7 +244,7 @@ class Transformer(nnx.Module):
   # ------------------------------------------------------------------ forward
   def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, positions=None, *,
                decoder_input_ids=None, decoder_attention_mask=None, encoder_hidden_states=None,
-               inputs_embeds=None, cache=None, ctx: Ctx = None) -> dict[str, Any]:
+               inputs_embeds=None, cache=None, segment_ids=None, ctx: Ctx = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     arch = self.cfg.arch
     if self.soft_prompt is not None:  # prompt tuning: learned embeddings before the (encoder) input
@@ -250,7 +257,7 @@ class Transformer(nnx.Module):
       h = self.encode(input_ids, attention_mask, token_type_ids, positions, inputs_embeds, ctx)
     elif arch == "decoder":
       h, out["cache"] = self.decode(input_ids, attention_mask, positions, cache=cache,
-                                    inputs_embeds=inputs_embeds, ctx=ctx)
+                                    inputs_embeds=inputs_embeds, segment_ids=segment_ids, ctx=ctx)
     else:
       enc = encoder_hidden_states
       if enc is None:

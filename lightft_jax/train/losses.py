@@ -35,8 +35,8 @@ def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, 
 
   classification: logits [B,C], labels [B] -> argmax [B]. regression: logits [B,1], labels [B] float -> [B].
   token_classification: logits [B,T,C], labels [B,T] -> argmax [B,T]. qa: logits [B,T,2] with
-  start_positions/end_positions [B] -> [B,2]. lm: labels [B,T] are the inputs (shifted here, HF style).
-  seq2seq: labels [B,T] aligned with decoder_input_ids (not shifted).
+  start_positions/end_positions [B] -> [B,2]. lm and seq2seq: labels [B,T] are already aligned with the
+  logits (labels[t] is the target of logits[t], the `lightft_jax.data` convention), so nothing is shifted here.
   """
   if kind not in KINDS:
     raise ValueError(f"unknown task kind {kind!r}; choose from {KINDS}")
@@ -56,7 +56,5 @@ def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, 
     pred = jnp.stack([jnp.argmax(start, -1), jnp.argmax(end, -1)], -1)
     return jnp.sum(ce * w) / denom, {"predictions": pred, "weight": jnp.sum(w)}
   labels = batch["labels"]
-  if kind == "lm":
-    logits, labels = logits[:, :-1], labels[:, 1:]
   total, count = _token_ce(logits, labels, w)
   return total / jnp.maximum(count, 1e-9), {"predictions": jnp.argmax(logits, -1), "weight": count}

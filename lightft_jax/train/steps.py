@@ -22,7 +22,7 @@ from lightft_jax.train import sharding as shd
 from lightft_jax.train.losses import loss_and_predictions
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "positions", "decoder_input_ids",
-                "decoder_attention_mask")
+                "decoder_attention_mask", "segment_ids")
 TARGETS = ("labels", "start_positions", "end_positions", "weights")
 
 
@@ -119,7 +119,15 @@ def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
     nnx.reseed(model, default=rng)
   inputs, ctx = split_inputs(batch)
   out = model(**inputs, ctx=ctx)
-  return loss_and_predictions(prog.kind, out, batch)
+  loss, aux = loss_and_predictions(prog.kind, out, batch)
+  # Auxiliary losses that modules sow (e.g. mixture-of-experts load balancing) join the objective.
+  sown = nnx.pop(model, nnx.Intermediate)
+  aux_terms = [v for path, v in jax.tree_util.tree_flatten_with_path(sown)[0]
+               if any("aux_loss" in str(k) for k in path)]
+  if aux_terms:
+    aux["aux_loss"] = sum(jnp.sum(v) for v in aux_terms)
+    loss = loss + aux["aux_loss"]
+  return loss, aux
 
 
 def _jit_steps(prog: Program):
