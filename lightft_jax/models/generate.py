@@ -180,7 +180,7 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_n
   def forward(ids, positions, cache, embeds=None):
     """Runs ids [B,t] (or embeds [B,t,D]) through the decoder with the cache; returns last-position
     logits [B,V] and the cache."""
-    m = nnx.merge(graphdef, state)  # a fresh module per trace level (the loop body is its own trace)
+    m = nnx.merge(graphdef, state, copy=True)  # fresh Variables at this trace level (the loop body is its own)
     h, cache = m.decode(ids, cache_mask, positions, enc=enc, enc_mask=enc_mask, cache=cache, inputs_embeds=embeds,
                         ctx=ctx)
     return m.lm_logits(h[:, -1]).astype(jnp.float32), cache
