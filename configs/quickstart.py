@@ -5,7 +5,8 @@
 Trains a classification head with LoRA, then a head-only baseline with the same budget, evaluates both on
 the held-out test split and writes runs/quickstart/comparison.md (method, trainable params, test accuracy,
 wall time), a classification report and training.png. A few minutes on 2 CPU cores, fully offline.
-Arguments: `steps=`, `batch=`, `lr=`, `head_lr=`, `r=`, e.g. --config=configs/quickstart.py:steps=50.
+Arguments: `steps=`, `batch=`, `lr=`, `head_lr=`, `r=`, `method=` (lora by default; any PEFT method name with its
+default options, e.g. ia3, adapter, bitfit, prefix, full), e.g. --config=configs/quickstart.py:method=ia3,steps=50.
 """
 
 from lightft_jax.models.assets import minilm_dir
@@ -13,7 +14,7 @@ from lightft_jax.train import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, steps=100, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=48)
+  a = config_lib.parse_arg(arg, steps=100, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=48, method="lora")
   c = config_lib.base_config()
   c.seed = 0
   c.total_steps, c.batch_size = a.steps, a.batch
@@ -21,7 +22,8 @@ def get_config(arg=None):
 
   c.model.name = str(minilm_dir())
   c.model.max_length = a.max_length
-  c.peft = {"method": "lora", "r": a.r, "alpha": 2 * a.r, "targets": "qv"}
+  c.peft = ({"method": "lora", "r": a.r, "alpha": 2 * a.r, "targets": "qv"} if a.method == "lora"
+            else {"method": a.method})
 
   c.task.name = "rotten_tomatoes"
   c.task.eval_limit = 256  # periodic evals on part of validation; the final test eval uses the whole split
