@@ -146,6 +146,16 @@ def make_trainable(module: nnx.Module, names: Iterable[str] | None = None) -> in
   return count
 
 
+def check_virtual_tokens(model: nnx.Module, n, what: str) -> int:
+  """Validates a number of virtual tokens (prefix / prompt) against the model's positions."""
+  if not isinstance(n, int) or n <= 0:
+    raise ValueError(f"{what} num_tokens must be a positive integer, got {n!r}")
+  mc = model.cfg
+  if mc.position in ("learned", "rope") and n >= mc.max_positions:
+    raise ValueError(f"{what} of {n} tokens is too long: the model allows {mc.max_positions} positions")
+  return n
+
+
 # ----------------------------------------------------------------------------- apply
 
 def _as_configs(cfg) -> list[ml_collections.ConfigDict]:

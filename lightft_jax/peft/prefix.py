@@ -18,7 +18,7 @@ from flax import nnx
 
 from lightft_jax.models.layers import Attention, Ctx
 from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, find_targets, register
+from lightft_jax.peft.core import PeftParam, check_virtual_tokens, find_targets, register
 
 
 class PrefixParam(PeftParam):
@@ -96,11 +96,7 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Prefix slots on every self-attention layer (`targets` may add `cross_attn`)."""
   named.check_unscanned(model, "prefix")
   mc = model.cfg
-  p = cfg.num_tokens
-  if not isinstance(p, int) or p <= 0:
-    raise ValueError(f"prefix num_tokens must be a positive integer, got {p!r}")
-  if mc.position in ("learned", "rope") and p >= mc.max_positions:
-    raise ValueError(f"prefix of {p} tokens is too long: the model allows {mc.max_positions} positions")
+  p = check_virtual_tokens(model, cfg.num_tokens, "prefix")
   dtype = mc.params_dtype
   for layers in stacks(model, cfg.targets).values():
     k, dh = layers[0].n_kv_heads, layers[0].head_dim

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Embedding
-from lightft_jax.peft.core import PeftParam, register
+from lightft_jax.peft.core import PeftParam, check_virtual_tokens, register
 
 
 class PromptParam(PeftParam):
@@ -94,12 +94,7 @@ def prompt_init(model: nnx.Module, cfg, rngs: nnx.Rngs) -> jax.Array:
 @register("prompt", num_tokens=20, init="random", init_text="", tokenizer="")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Soft prompt before the model input (the encoder input for encoder-decoders)."""
-  mc = model.cfg
-  p = cfg.num_tokens
-  if not isinstance(p, int) or p <= 0:
-    raise ValueError(f"prompt num_tokens must be a positive integer, got {p!r}")
-  if mc.position in ("learned", "rope") and p >= mc.max_positions:
-    raise ValueError(f"prompt of {p} tokens is too long: the model allows {mc.max_positions} positions")
+  check_virtual_tokens(model, cfg.num_tokens, "prompt")
   if getattr(model, "soft_prompt", None) is not None:
     raise ValueError("the model already has a soft prompt; apply prompt tuning once")
   model.soft_prompt = SoftPrompt(prompt_init(model, cfg, rngs))
