@@ -84,7 +84,6 @@ def test_smollm_greedy_next_token_is_paris(smollm):
   assert tok.decode([int(logits[0, -1].argmax())]) == " Paris"
 
 
-@pytest.mark.slow
 def test_smollm_logits_match_transformers_gguf(smollm):
   path, _, _, ids, logits = smollm
   hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
