@@ -27,6 +27,10 @@ def _configs():
       "bert": (transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=37, max_position_embeddings=64, num_labels=3, **common),
                transformers.BertForSequenceClassification, "classification", "SEQ_CLS"),
+      "roberta": (transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                             intermediate_size=37, max_position_embeddings=64, num_labels=3,
+                                             vocab_size=99, pad_token_id=1, bos_token_id=0, eos_token_id=2),
+                  transformers.RobertaForSequenceClassification, "classification", "SEQ_CLS"),
       "gpt2": (transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1,
                                        eos_token_id=2, **common),
                transformers.GPT2LMHeadModel, "lm", "CAUSAL_LM"),
@@ -117,6 +121,7 @@ def _roundtrip(bases, arch, config, tmp_path, *, hf_prompt_len=0, our_offset=0):
 LORA_CASES = [
     ("bert", dict(target_modules=["query", "value"])),
     ("bert", dict(target_modules=["query", "value", "intermediate.dense"], use_dora=True)),
+    ("roberta", dict(target_modules=["query", "value", "output.dense"])),
     ("gpt2", dict(target_modules=["c_attn", "c_fc"], use_rslora=True, fan_in_fan_out=True)),
     ("llama", dict(target_modules=["q_proj", "v_proj", "gate_proj", "embed_tokens"])),
     ("llama", dict(target_modules=["k_proj", "o_proj", "down_proj"], use_dora=True)),
@@ -136,6 +141,7 @@ def test_lora_roundtrip(bases, arch, kw, tmp_path):
 
 IA3_CASES = [
     ("bert", dict(target_modules=["key", "value", "output.dense"], feedforward_modules=["output.dense"])),
+    ("roberta", dict(target_modules=["key", "value", "output.dense"], feedforward_modules=["output.dense"])),
     ("gpt2", dict(target_modules=["c_attn", "mlp.c_proj"], feedforward_modules=["mlp.c_proj"])),
     ("llama", dict(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
 ]
