@@ -152,7 +152,7 @@ def test_ia3_roundtrip(bases, arch, kw, tmp_path):
   _roundtrip(bases, arch, lambda tt: hf_peft.IA3Config(task_type=tt, **kw), tmp_path)
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
 def test_prefix_roundtrip(bases, arch, tmp_path):
   p = 3
   # HF puts the prefix in the KV cache, so real tokens sit at positions P, P+1, ...; we pass those positions.
@@ -160,7 +160,7 @@ def test_prefix_roundtrip(bases, arch, tmp_path):
              our_offset=p)
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
 def test_prompt_roundtrip(bases, arch, tmp_path):
   p = 4
   ours = _roundtrip(bases, arch, lambda tt: hf_peft.PromptTuningConfig(num_virtual_tokens=p, task_type=tt),
