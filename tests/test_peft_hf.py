@@ -160,7 +160,7 @@ def test_prefix_roundtrip(bases, arch, tmp_path):
              our_offset=p)
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama", "t5"])
 def test_prompt_roundtrip(bases, arch, tmp_path):
   p = 4
   ours = _roundtrip(bases, arch, lambda tt: hf_peft.PromptTuningConfig(num_virtual_tokens=p, task_type=tt),

@@ -164,9 +164,14 @@ def _save_ia3(model, names, tensors) -> dict:
           model.cfg.model_type == "gpt2", "init_ia3_weights": True}
 
 
+def _submodules(model) -> int:
+  """HF peft's `num_transformer_submodules`: 2 for encoder-decoder models (its SEQ_2_SEQ_LM default), else 1."""
+  return 2 if model.cfg.arch == "encoder_decoder" else 1
+
+
 def _prompt_learning_config(model, p: int, token_dim: int, heads: int) -> dict:
   return {"num_virtual_tokens": p, "num_layers": model.cfg.n_layers, "num_attention_heads": heads,
-          "token_dim": token_dim, "num_transformer_submodules": 1}
+          "token_dim": token_dim, "num_transformer_submodules": _submodules(model)}
 
 
 def _save_prefix(model, tensors) -> dict:
@@ -187,7 +192,9 @@ def _save_prefix(model, tensors) -> dict:
 
 def _save_prompt(model, tensors) -> dict:
   prompt = _np(model.soft_prompt.prompt[...])
-  tensors["prompt_embeddings"] = prompt
+  # Encoder-decoders: HF keeps 2P rows and prepends the first P to the encoder input; its prompt-tuning forward
+  # never reads the other P (the decoder half), which we fill with a copy.
+  tensors["prompt_embeddings"] = np.concatenate([prompt] * _submodules(model), 0)
   cfg = _prompt_learning_config(model, prompt.shape[0], model.cfg.d_model, model.cfg.n_heads)
   cfg.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_name_or_path=None)
   return cfg
@@ -313,9 +320,10 @@ def _is_ff(module: str, cfg) -> bool:
 
 
 def _check_prompt_config(model, cfg, token_dim: int):
-  if cfg.get("num_transformer_submodules", 1) != 1:
-    raise ValueError("prompt-learning adapters for encoder-decoder models (num_transformer_submodules=2) are not "
-                     "supported")
+  n = cfg.get("num_transformer_submodules") or 1
+  if n not in (1, 2) or (n == 2 and model.cfg.arch != "encoder_decoder"):
+    raise ValueError(f"num_transformer_submodules={n} does not fit a {model.cfg.arch} model (1, or 2 for "
+                     "encoder-decoders)")
   if cfg.get("token_dim") not in (None, token_dim):
     raise ValueError(f"the adapter was made for token_dim={cfg['token_dim']}, this model needs {token_dim}")
 
@@ -343,7 +351,12 @@ def _load_prompt(model, cfg, tensors, adapter):
   _check_prompt_config(model, cfg, model.cfg.d_model)
   rest = dict(tensors)
   emb = rest.pop("prompt_embeddings")
-  core.apply(model, {"method": "prompt", "num_tokens": int(emb.shape[0]), "train_head": False})
+  p = int(cfg.get("num_virtual_tokens") or emb.shape[0])
+  if emb.shape[0] != p * (cfg.get("num_transformer_submodules") or 1):
+    raise ValueError(f"prompt_embeddings has {emb.shape[0]} rows; the config needs num_virtual_tokens * "
+                     f"num_transformer_submodules = {p} * {cfg.get('num_transformer_submodules') or 1}")
+  emb = emb[:p]  # HF's prompt-tuning forward prepends only the first P rows (to the encoder input)
+  core.apply(model, {"method": "prompt", "num_tokens": p, "train_head": False})
   _set(model.soft_prompt.prompt, emb, "prompt_embeddings")
   return rest
 
