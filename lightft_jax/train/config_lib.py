@@ -147,6 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.logging = ml_collections.ConfigDict()
   c.logging.progress = True
   c.logging.plots = True
+  c.logging.peak_tflops = None  # per-device peak TFLOP/s for MFU; None: inferred for H100/H200/A100, else no MFU
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"

@@ -72,23 +72,65 @@ class MetricLogger:
       self.run = None
 
 
+# Dense bf16 peak FLOP/s per device (TFLOP/s), by substring of `jax.Device.device_kind`.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
+
+
+def peak_tflops(configured: float | None, device_kind: str) -> float | None:
+  """`logging.peak_tflops` when set, else the table entry matching the device kind, else None (no MFU)."""
+  if configured:
+    return float(configured)
+  return next((v for k, v in PEAK_TFLOPS.items() if k.lower() in device_kind.lower()), None)
+
+
+def flops_per_token(total_params: int, trainable_params: int) -> float:
+  """Analytic training FLOPs per token: forward 2N, backward to the activations 2N, weight gradients 2N only
+  for the trainable parameters (so 6N for full fine-tuning, about 4N for small PEFT). Attention score FLOPs
+  are left out, as in the usual 6N estimate."""
+  return 4.0 * total_params + 2.0 * trainable_params
+
+
+class Throughput:
+  """Tokens/s, examples/s (and MFU) measured from the end of the first step, so compilation is excluded.
+
+  `update(tokens, examples, now)` after every step returns the rates so far; after the first step it
+  returns {"time_to_first_step_s"} instead (time from construction to the end of step one: data, tracing,
+  compilation and the step itself). MFU = tokens/s * `flops_per_token` / (peak FLOP/s of all devices).
+  """
+
+  def __init__(self, *, flops_per_token: float | None = None, peak_flops: float | None = None,
+               now: float | None = None):
+    self.t0 = time.perf_counter() if now is None else now
+    self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
+    self.t_first, self.tokens, self.examples = None, 0, 0
+
+  def update(self, tokens: int, examples: int, now: float | None = None) -> dict[str, float]:
+    now = time.perf_counter() if now is None else now
+    if self.t_first is None:
+      self.t_first = now
+      return {"time_to_first_step_s": now - self.t0}
+    self.tokens += tokens
+    self.examples += examples
+    dt = max(now - self.t_first, 1e-9)
+    rates = {"tokens_per_s": self.tokens / dt, "examples_per_s": self.examples / dt}
+    if self.flops_per_token and self.peak_flops:
+      rates["mfu"] = rates["tokens_per_s"] * self.flops_per_token / self.peak_flops
+    return rates
+
+
 class Progress:
   """tqdm bar over steps with loss, tokens/s, examples/s and ETA."""
 
   def __init__(self, total: int, initial: int, *, enabled: bool):
     from tqdm.auto import tqdm
     self.bar = tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, unit="step")
-    self.t0, self.tokens, self.examples = time.perf_counter(), 0, 0
 
-  def update(self, loss: float, tokens: int, examples: int) -> dict[str, float]:
-    self.tokens += tokens
-    self.examples += examples
-    dt = max(time.perf_counter() - self.t0, 1e-9)
-    rates = {"tokens_per_s": self.tokens / dt, "examples_per_s": self.examples / dt}
-    self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rates['tokens_per_s']:.0f}",
-                         ex_s=f"{rates['examples_per_s']:.1f}", refresh=False)
+  def update(self, loss: float, rates: dict[str, float]) -> None:
+    post = {"loss": f"{loss:.4f}"}
+    if "tokens_per_s" in rates:
+      post.update(tok_s=f"{rates['tokens_per_s']:.0f}", ex_s=f"{rates['examples_per_s']:.1f}")
+    self.bar.set_postfix(refresh=False, **post)
     self.bar.update(1)
-    return rates
 
   def close(self) -> None:
     self.bar.close()

@@ -24,7 +24,8 @@ from lightft_jax.train import distributed, sharding as shd
 from lightft_jax.train.build import build_model, build_tokenizer, model_family
 from lightft_jax.train.checkpoint import Checkpointer, abstract_like
 from lightft_jax.train.evaluate import evaluate
-from lightft_jax.train.logger import MetricLogger, Progress, summary_table
+from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, peak_tflops,
+                                     summary_table)
 from lightft_jax.train.losses import MODEL_TASK
 from lightft_jax.train.optim import make_optimizer, make_schedule
 from lightft_jax.train.steps import build_program, init_state, params_digest, place_frozen
@@ -125,7 +126,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   def run_eval(split: str, limit: int = 0, report: bool = False) -> dict[str, float]:
     batches = _make_loader(data, task, split, config, tokenizer, family, train=False)
     return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit,
-                    report=report)
+                    report=report, tokenizer=tokenizer)
 
   def save(at: int, force: bool = False) -> None:
     ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state())), force=force)
@@ -133,6 +134,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   best_name = config.eval.metric
   status, train_loss = "completed", None
   progress = Progress(config.total_steps, step, enabled=main and config.logging.progress)
+  peak = peak_tflops(config.logging.peak_tflops, jax.devices()[0].device_kind)
+  speed = Throughput(flops_per_token=flops_per_token(total, trainable),
+                     peak_flops=peak * 1e12 * jax.device_count() if peak else None)
+  first: dict[str, float] = {}  # time_to_first_step_s, held until the next train row is logged
   batches = iter(loader)
   try:
     with _Preemption() as preemption:
@@ -152,10 +157,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                                  f"is {'step %d' % good[-1] if good else 'none'} in {ckpt.directory}")
         step += 1
         tokens = int(np.sum(batch["attention_mask"])) * jax.process_count()
-        rates = progress.update(train_loss, tokens, config.batch_size)
+        rates = speed.update(tokens, config.batch_size)
+        progress.update(train_loss, rates)
+        if "time_to_first_step_s" in rates:
+          first, rates = rates, {}
         if step % config.log_every == 0 or step == config.total_steps:
           logger.log(step, "train", {"loss": train_loss, "grad_norm": float(m["grad_norm"]),
-                                     "lr": float(lr_at(step - 1)), **rates})
+                                     "lr": float(lr_at(step - 1)), **first, **rates})
+          first = {}
         if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
           metrics = run_eval(config.task.eval_split, config.task.eval_limit)
           logger.log(step, "eval", metrics)

@@ -13,6 +13,7 @@ import optax
 
 KINDS = ("classification", "regression", "token_classification", "qa", "lm", "seq2seq", "icl_regression")
 IGNORE = -100
+MAX_ANSWER_TOKENS = 30
 
 MODEL_TASK = {"classification": "classification", "regression": "regression",
               "token_classification": "token_classification", "qa": "qa", "lm": "lm", "seq2seq": "lm",
@@ -30,12 +31,26 @@ def _token_ce(logits: jax.Array, labels: jax.Array, w: jax.Array):
   return jnp.sum(ce * valid), jnp.sum(valid)
 
 
+def best_spans(start: jax.Array, end: jax.Array, mask: jax.Array | None = None,
+               max_len: int = MAX_ANSWER_TOKENS) -> jax.Array:
+  """start, end [B,T] logits -> int [B,2] (s, e) maximising start[s] + end[e] over s <= e < s + max_len,
+  both inside `mask` [B,T] (1 = real token) when given."""
+  t = start.shape[-1]
+  i, j = jnp.arange(t)[:, None], jnp.arange(t)[None, :]
+  ok = (j >= i) & (j < i + max_len)
+  if mask is not None:
+    ok = ok & (mask[:, :, None] > 0) & (mask[:, None, :] > 0)
+  scores = jnp.where(ok, start[:, :, None] + end[:, None, :], -jnp.inf)
+  flat = jnp.argmax(scores.reshape(scores.shape[0], -1), -1)
+  return jnp.stack([flat // t, flat % t], -1).astype(jnp.int32)
+
+
 def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, dict]:
   """Returns (scalar loss, aux) where aux holds `predictions` and the `weight` the loss was averaged over.
 
   classification: logits [B,C], labels [B] -> argmax [B]. regression: logits [B,1], labels [B] float -> [B].
   token_classification: logits [B,T,C], labels [B,T] -> argmax [B,T]. qa: logits [B,T,2] with
-  start_positions/end_positions [B] -> [B,2]. lm and seq2seq: labels [B,T] are already aligned with the
+  start_positions/end_positions [B] -> the best span [B,2] (`best_spans`). lm and seq2seq: labels [B,T] are already aligned with the
   logits (labels[t] is the target of logits[t], the `lightft_jax.data` convention), so nothing is shifted here.
   """
   if kind not in KINDS:
@@ -53,7 +68,7 @@ def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, 
     start, end = logits[..., 0].astype(jnp.float32), logits[..., 1].astype(jnp.float32)
     ce = (optax.softmax_cross_entropy_with_integer_labels(start, batch["start_positions"])
           + optax.softmax_cross_entropy_with_integer_labels(end, batch["end_positions"])) / 2
-    pred = jnp.stack([jnp.argmax(start, -1), jnp.argmax(end, -1)], -1)
+    pred = best_spans(start, end, batch.get("attention_mask"))
     return jnp.sum(ce * w) / denom, {"predictions": pred, "weight": jnp.sum(w)}
   labels = batch["labels"]
   total, count = _token_ce(logits, labels, w)
