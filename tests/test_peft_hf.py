@@ -38,7 +38,8 @@ def _configs():
                                          num_key_value_heads=2, intermediate_size=37, max_position_embeddings=64,
                                          bos_token_id=1, eos_token_id=2, **common),
                 transformers.LlamaForCausalLM, "lm", "CAUSAL_LM"),
-      "t5": (transformers.T5Config(d_model=32, d_kv=8, num_heads=4, d_ff=37, num_layers=2, num_decoder_layers=2,
+      # 3 layers: HF peft's T5 prefixes give every decoder layer its own block only for an odd layer count
+      "t5": (transformers.T5Config(d_model=32, d_kv=8, num_heads=4, d_ff=37, num_layers=3, num_decoder_layers=3,
                                    decoder_start_token_id=0, eos_token_id=1, **common),
              transformers.T5ForConditionalGeneration, "lm", "SEQ_2_SEQ_LM"),
   }
@@ -152,12 +153,27 @@ def test_ia3_roundtrip(bases, arch, kw, tmp_path):
   _roundtrip(bases, arch, lambda tt: hf_peft.IA3Config(task_type=tt, **kw), tmp_path)
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama", "t5"])
 def test_prefix_roundtrip(bases, arch, tmp_path):
   p = 3
-  # HF puts the prefix in the KV cache, so real tokens sit at positions P, P+1, ...; we pass those positions.
-  _roundtrip(bases, arch, lambda tt: hf_peft.PrefixTuningConfig(num_virtual_tokens=p, task_type=tt), tmp_path,
-             our_offset=p)
+  # HF puts the prefix in the KV cache, so real tokens sit at positions P, P+1, ...; we pass those positions
+  # (T5 has relative positions only: its prefix slots sit at -P..-1 before the decoder input).
+  ours = _roundtrip(bases, arch, lambda tt: hf_peft.PrefixTuningConfig(num_virtual_tokens=p, task_type=tt),
+                    tmp_path, our_offset=0 if arch == "t5" else p)
+  if arch == "t5":  # HF peft prefixes T5's decoder self-attention only
+    assert all(layer.attn.kv_prefix is None for layer in ours.encoder.layers)
+    assert all(layer.attn.kv_prefix is not None and layer.cross_attn.kv_prefix is None for layer in ours.decoder.layers)
+
+
+def test_t5_prefix_that_hf_cannot_hold_is_rejected(tmp_path):
+  from lightft_jax.models import Transformer, get_preset
+  model = Transformer(get_preset("tiny-t5", n_layers=2, vocab_size=99), task="lm", rngs=nnx.Rngs(0))
+  peft.apply(model, {"method": "prefix", "num_tokens": 2, "targets": r"decoder\.layers\.\d+\.attn"})
+  with pytest.raises(ValueError, match="same prefix"):  # even layer count: HF reads one block for layers 0 and 1
+    peft.save_hf(model, tmp_path)
+  peft.apply(model, {"method": "prefix", "num_tokens": 2, "targets": r"encoder\.layers\.\d+\.attn"})
+  with pytest.raises(ValueError, match="decoder self-attention only"):
+    peft.save_hf(model, tmp_path)
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama", "t5"])

@@ -169,7 +169,9 @@ class Attention(nnx.Module):
   """Multi-head / grouped-query attention through `jax.nn.dot_product_attention`.
 
   `kv_prefix` is an optional module giving extra key/value slots that every query may attend
-  (prefix tuning): called as kv_prefix(batch_size, ctx) -> (k [B,P,K,Dh], v [B,P,K,Dh]).
+  (prefix tuning): called as kv_prefix(batch_size, ctx) -> (k [B,P,K,Dh], v [B,P,K,Dh]), with `num_tokens` = P.
+  A relative-position `bias` may cover the P slots too ([.., T, P+S], as the Stack gives it when its layers
+  have prefixes); a bias over S keys only gets zeros for the slots, and one over slots this layer lacks is cut.
   """
 
   def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs, *, cross: bool = False):
@@ -223,8 +225,10 @@ class Attention(nnx.Module):
       if mask is not None:
         mask = jnp.broadcast_to(mask, (b, 1, q.shape[1], mask.shape[-1]))
         mask = jnp.concatenate([jnp.ones(mask.shape[:-1] + (p,), bool), mask], -1)
-      if bias is not None:
+      if bias is not None and bias.shape[-1] == k.shape[1] - p:
         bias = jnp.concatenate([jnp.zeros(bias.shape[:-1] + (p,), bias.dtype), bias], -1)
+    if bias is not None and bias.shape[-1] > k.shape[1]:
+      bias = bias[..., bias.shape[-1] - k.shape[1]:]
     impl = attention_implementation(self.dtype, self.head_dim, cached=cache is not None, learned_bias=bias is not None)
     if impl == "cudnn" and mask is not None:  # cuDNN wants the mask's query axis spelled out
       mask = jnp.broadcast_to(mask, (b, 1, q.shape[1], k.shape[1]))

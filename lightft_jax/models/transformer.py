@@ -101,6 +101,14 @@ class Stack(nnx.Module):
     self.final_norm = Norm(cfg.d_model, cfg) if cfg.final_norm else None
     self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 
+  def _prefix_len(self) -> int:
+    """P of the self-attention prefix slots (prefix tuning; one P per stack), 0 without (or for hooks that
+    do not state `num_tokens`: their slots get zero bias)."""
+    if self.cfg.scan_layers:
+      return 0
+    hooks = [blk.attn.kv_prefix for blk in self.layers if blk.attn.kv_prefix is not None]
+    return getattr(hooks[0], "num_tokens", 0) if hooks else 0
+
   def __call__(self, x, *, mask, positions, q_pos=None, k_pos=None, cache=None, enc=None, enc_mask=None,
                ctx: Ctx = None):
     """x [B,T,D]; mask [B,1,T,S]; q_pos/k_pos are the absolute positions for relative bias.
@@ -109,7 +117,8 @@ class Stack(nnx.Module):
     """
     bias = None
     if self.rel_bias is not None:
-      bias = self.rel_bias(q_pos, k_pos)
+      p = self._prefix_len()  # prefix-tuning slots sit just before the sequence, at positions -P..-1 (as HF's)
+      bias = self.rel_bias(q_pos, jnp.concatenate([jnp.arange(-p, 0, dtype=k_pos.dtype), k_pos]) if p else k_pos)
     kw = dict(mask=mask, bias=bias, positions=positions, enc=enc, enc_mask=enc_mask, ctx=ctx)
 
     def run_block(block, h, layer_cache):

@@ -1,8 +1,8 @@
 """HF peft adapter directories (adapter_config.json + adapter_model.safetensors) <-> our PEFT modules.
 
-Covers LoRA (plain, rsLoRA, DoRA; Dense and embedding targets), IA3, prefix tuning (encoder-only and
-decoder-only models) and prompt tuning. Base-module names come from the HF checkpoint tables in
-`lightft_jax.models.hf`; tensor layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are
+Covers LoRA (plain, rsLoRA, DoRA; Dense and embedding targets), IA3, prefix tuning and prompt tuning
+(encoder-decoders included: HF peft prefixes their decoder self-attention only and prompts their encoder input).
+Base-module names come from the HF checkpoint tables in `lightft_jax.models.hf`; tensor layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are
 [out, 1] (or [1, in] on feed-forward modules), prefixes are HF's `prompt_embeddings` [P, L*2*K*Dh].
 A trainable task head is written as HF `modules_to_save` (HF peft does the same for classifiers).
 
@@ -174,20 +174,59 @@ def _prompt_learning_config(model, p: int, token_dim: int, heads: int) -> dict:
           "token_dim": token_dim, "num_transformer_submodules": _submodules(model)}
 
 
+def _hf_prefix_layers(n: int) -> list[int]:
+  """Encoder-decoders: the `prompt_embeddings` layer block that HF peft's get_prompt gives decoder layer j.
+
+  It repeats the [P, L*2, ...] prefix to L*4 entries and reads them as (self k, self v, cross k, cross v) per
+  layer, then drops the cross-attention part: decoder layer j gets block (2j mod L); encoder and cross-attention
+  layers get none.
+  """
+  return [(2 * j) % n for j in range(n)]
+
+
+def _check_seq2seq_prefix(model):
+  """HF peft's encoder-decoder prefixes reach decoder self-attention only, in all L = encoder-count layers."""
+  found = _prefix_stacks(model)
+  if any(a.kv_prefix is not None for a in found.get("encoder", [])):
+    raise ValueError("HF peft prefix tuning of encoder-decoder models puts prefixes on decoder self-attention "
+                     "only; this model also has encoder prefixes")
+  if model.cfg.num_decoder_layers != model.cfg.n_layers:
+    raise ValueError(f"HF peft prefix tuning sizes encoder-decoder prefixes by the encoder's {model.cfg.n_layers} "
+                     f"layers; this decoder has {model.cfg.num_decoder_layers}")
+
+
 def _save_prefix(model, tensors) -> dict:
-  if model.cfg.arch == "encoder_decoder":
-    raise ValueError("exporting prefix tuning of encoder-decoder models to HF peft is not supported")
+  if any(getattr(m, "kv_prefix", None) is not None for p, m in nnx.iter_modules(model)
+         if core.path_str(p).endswith("cross_attn")):
+    raise ValueError("HF peft has no prefixes on cross-attention; remove them before save_hf")
+  seq2seq = model.cfg.arch == "encoder_decoder"
+  if seq2seq:
+    _check_seq2seq_prefix(model)
   stack = "encoder" if model.cfg.arch == "encoder" else "decoder"
   kv = prefix_kv(model, stack)  # [P, L, 2, K, Dh]
   p, n = kv.shape[:2]
   if n != model.cfg.n_layers:
     raise ValueError(f"HF peft prefix tuning covers every layer; this model has prefixes on {n} of "
                      f"{model.cfg.n_layers}")
+  if seq2seq:
+    kv = _to_hf_blocks(_np(kv))
   tensors["prompt_embeddings"] = _np(kv).reshape(p, -1)
   k, dh = kv.shape[3:]  # HF peft sizes prefixes of grouped-query models by the kv heads
   cfg = _prompt_learning_config(model, p, k * dh, k)
   cfg.update(prefix_projection=False, encoder_hidden_size=model.cfg.d_model)
   return cfg
+
+
+def _to_hf_blocks(kv: np.ndarray) -> np.ndarray:
+  """Decoder prefixes [P, L, 2, K, Dh] -> HF blocks (see _hf_prefix_layers); blocks no layer reads stay 0."""
+  out, owner = np.zeros_like(kv), {}
+  for j, blk in enumerate(_hf_prefix_layers(kv.shape[1])):
+    if blk in owner and not np.array_equal(kv[:, owner[blk]], kv[:, j]):
+      raise ValueError(f"HF peft gives decoder layers {owner[blk]} and {j} the same prefix (its get_prompt reads "
+                       f"block {blk} for both when the layer count is even); this model's differ")
+    owner.setdefault(blk, j)
+    out[:, blk] = kv[:, j]
+  return out
 
 
 def _save_prompt(model, tensors) -> dict:
@@ -332,18 +371,23 @@ def _load_prefix(model, cfg, tensors, adapter):
   rest = dict(tensors)
   emb = rest.pop("prompt_embeddings")
   p = int(cfg["num_virtual_tokens"])
+  seq2seq = model.cfg.arch == "encoder_decoder"
   stack = "encoder" if model.cfg.arch == "encoder" else "decoder"
   layers = stacks(model, _PREFIX_TARGETS)[stack]
   k, dh = layers[0].n_kv_heads, layers[0].head_dim
   _check_prompt_config(model, cfg, k * dh)
+  if seq2seq:
+    _check_seq2seq_prefix(model)
   if emb.shape != (p, len(layers) * 2 * k * dh):
     raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {len(layers) * 2 * k * dh}) "
                      f"= (num_virtual_tokens, layers*2*kv_heads*head_dim)")
-  core.apply(model, {"method": "prefix", "num_tokens": p, "train_head": False})
+  targets = r"decoder\.layers\.\d+\.attn(\.base)?$" if seq2seq else _PREFIX_TARGETS
+  core.apply(model, {"method": "prefix", "num_tokens": p, "targets": targets, "train_head": False})
   kv = emb.reshape(p, len(layers), 2, k, dh)
-  for i, attn in enumerate(layers):
-    _set(attn.kv_prefix.prefix_k, kv[:, i, 0], f"prefix keys of layer {i}")
-    _set(attn.kv_prefix.prefix_v, kv[:, i, 1], f"prefix values of layer {i}")
+  blocks = _hf_prefix_layers(len(layers)) if seq2seq else range(len(layers))
+  for i, (attn, blk) in enumerate(zip(layers, blocks)):
+    _set(attn.kv_prefix.prefix_k, kv[:, blk, 0], f"prefix keys of layer {i}")
+    _set(attn.kv_prefix.prefix_v, kv[:, blk, 1], f"prefix values of layer {i}")
   return rest
 
 

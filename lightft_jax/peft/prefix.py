@@ -68,6 +68,10 @@ class PrefixKV(nnx.Module):
     self.reparam = nnx.data(reparam)
     self.layer = layer
 
+  @property
+  def num_tokens(self) -> int:
+    return self.reparam.shape[0] if self.reparam is not None else self.prefix_k.shape[0]
+
   def kv(self) -> tuple[jax.Array, jax.Array]:
     """(k, v) [P, K, Dh]."""
     if self.reparam is not None:
