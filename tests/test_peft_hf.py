@@ -153,7 +153,7 @@ def test_ia3_roundtrip(bases, arch, kw, tmp_path):
   _roundtrip(bases, arch, lambda tt: hf_peft.IA3Config(task_type=tt, **kw), tmp_path)
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama", "t5"])
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "t5"])
 def test_prefix_roundtrip(bases, arch, tmp_path):
   p = 3
   # HF puts the prefix in the KV cache, so real tokens sit at positions P, P+1, ...; we pass those positions
@@ -176,7 +176,7 @@ def test_t5_prefix_that_hf_cannot_hold_is_rejected(tmp_path):
     peft.save_hf(model, tmp_path)
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama", "t5"])
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "t5"])
 def test_prompt_roundtrip(bases, arch, tmp_path):
   p = 4
   ours = _roundtrip(bases, arch, lambda tt: hf_peft.PromptTuningConfig(num_virtual_tokens=p, task_type=tt),
