@@ -131,7 +131,7 @@ def test_ner_first_subword_gets_the_label(tok):
   task = data.get_task("conll2003")
   ex = {"tokens": ["Zelenskyy", "visited", "Kharkiv", "yesterday"], "labels": [1, 0, 5, 0]}
   b = formats.encoder_token_classification(task, [ex], tok, max_length=16, padding="longest")
-  ids, labels = b["input_ids"][0], b["labels"][0]
+  labels = b["labels"][0]
   words = tok.tok.encode(ex["tokens"], is_pretokenized=True).word_ids
   firsts = [i for i, w in enumerate(words) if w is not None and (i == 0 or words[i - 1] != w)]
   assert [int(labels[i]) for i in firsts] == ex["labels"]

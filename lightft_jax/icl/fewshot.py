@@ -7,7 +7,7 @@ contextually calibrated) or a generation metric, for each number of demonstratio
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import ml_collections
-import numpy as np
 from flax import nnx
 
 from lightft_jax.icl.fewshot import FewShotOptions, evaluate_fewshot

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 from flax import nnx
 
 from lightft_jax.data.icl_synthetic import Curriculum
