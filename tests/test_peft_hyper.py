@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from peft_test_utils import randomize, tokens
 
 from lightft_jax import peft
 from lightft_jax.models import Transformer, get_preset
@@ -27,22 +28,12 @@ def build(cfg, task="lm", **hyper):
   return model
 
 
-def tokens(b, t, seed=0):
-  return jnp.asarray(np.random.RandomState(seed).randint(3, 64, (b, t)), jnp.int32)
-
 
 def forward(model, ids, ctx=None):
   kw = {"decoder_input_ids": ids[:, ::-1]} if model.cfg.arch == "encoder_decoder" else {}
   out = model(ids, ctx=ctx, **kw)
   return out["logits"] if "logits" in out else out["hidden_states"]
 
-
-def randomize(model, std=0.3, seed=1):
-  """Gives every hypernetwork parameter a random value (fresh generators emit zero updates)."""
-  state = nnx.state(model, HyperParam)
-  leaves, tree = jax.tree.flatten(state)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  nnx.update(model, jax.tree.unflatten(tree, [std * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]))
 
 
 def test_fresh_hypernetwork_leaves_outputs_unchanged():
@@ -61,7 +52,7 @@ def test_mixed_task_batch_equals_each_example_alone(cfg, condition):
   extra = {"n_tasks": 3} if condition == "task" else {"condition_dim": 6}
   model = build(cfg, "lm" if cfg.arch != "encoder" else "base", method="hyper", emit=ALL, condition=condition,
                 **extra)
-  randomize(model)
+  randomize(model, HyperParam)
   ids = tokens(4, 5)
   key = "task_ids" if condition == "task" else "condition"
   per_example = jnp.array([2, 0, 1, 2]) if condition == "task" else jax.random.normal(jax.random.key(3), (4, 6))
@@ -77,7 +68,7 @@ def test_mixed_task_batch_equals_each_example_alone(cfg, condition):
 @pytest.mark.slow
 def test_generated_prefix_works_with_kv_cache_decoding():
   model = build(LLAMA, method="hyper_prefix", n_tasks=2)
-  randomize(model)
+  randomize(model, HyperParam)
   ids, ctx = tokens(2, 6), {"task_ids": jnp.array([1, 0])}
   full = model(ids, ctx=ctx)["logits"]
   step = nnx.jit(lambda m, x, cache: m(x, jnp.ones((2, 6), jnp.int32), cache=cache, ctx=ctx))
@@ -108,7 +99,7 @@ def test_gradients_reach_only_generator_and_task_embeddings():
   for name in ("adapter_up", "lora_b", "ln_scale", "ln_shift", "prefix_k", "prefix_v"):
     assert np.abs(g[f"cond_hyper.gen.{name}.kernel"]).max() > 0, name
 
-  randomize(model)
+  randomize(model, HyperParam)
   graphdef, trainable, frozen = nnx.split(model, peft.trainable_filter(model), ...)
   frozen_before = jax.tree.map(np.array, nnx.state(model, FROZEN))
   g = {".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(grad_fn(trainable))}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
+from peft_test_utils import randomize, tokens
 from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 
 from lightft_jax import peft
@@ -18,15 +19,6 @@ LLAMA = get_preset("tiny-llama", d_model=32, n_layers=1, n_heads=4, n_kv_heads=2
 FROZEN = nnx.All(nnx.Param, nnx.Not(peft.PeftParam))
 
 
-def tokens(b, t, seed=0):
-  return jnp.asarray(np.random.RandomState(seed).randint(3, 64, (b, t)), jnp.int32)
-
-
-def randomize(model, std=0.3, seed=1):
-  state = nnx.state(model, MoEParam)
-  leaves, tree = jax.tree.flatten(state)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  nnx.update(model, jax.tree.unflatten(tree, [std * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]))
 
 
 def test_load_balancing_loss_by_hand_and_against_transformers():
@@ -132,7 +124,7 @@ def test_identity_at_init_and_mixed_task_batches(name):
   before = run_lm(model, ids, ctx_of(slice(None)))
   peft.apply(model, COMPOSITIONS[name])
   np.testing.assert_allclose(run_lm(model, ids, ctx_of(slice(None))), before, atol=1e-6, rtol=0)
-  randomize(model)
+  randomize(model, MoEParam)
   mixed = run_lm(model, ids, ctx_of(slice(None)))
   # Reference: the whole batch under example i's task / condition (rows are independent, so row i is
   # example i alone); same shapes as the mixed call, so no extra compile.
