@@ -104,3 +104,35 @@ def test_logical_to_spec_skips_non_dividing_axes():
   assert shd.logical_to_spec(("embed", "mlp"), (32, 64), mesh) == jax.sharding.PartitionSpec("fsdp", "tensor")
   assert shd.logical_to_spec(("embed", None), (32, 3), mesh) == jax.sharding.PartitionSpec("fsdp")
   assert shd.logical_to_spec(("vocab", "embed"), (30, 32), mesh) == jax.sharding.PartitionSpec(None, "fsdp")
+
+
+def _live_bytes() -> int:
+  return sum(a.nbytes for a in jax.live_arrays())
+
+
+@pytest.mark.parametrize("axes", [dict(data=1), dict(data=1, fsdp=8)], ids=["one-device", "fsdp"])
+def test_place_frozen_keeps_one_copy_of_the_frozen_weights(axes):
+  """Placing the frozen weights leaves one copy alive: shared with the model when nothing moves, and
+  the loaded copy released when they are resharded."""
+  devices = jax.devices()[:1] if axes == dict(data=1) else jax.devices()
+  mesh = shd.make_mesh(**axes, devices=devices)
+  model = Transformer(CFG, task="classification", num_labels=3, rngs=nnx.Rngs(0))
+  peft.apply(model, ml_collections.ConfigDict({"method": "lora", "r": 2}))
+  filt = peft.trainable_filter(model)
+  tx = optim.make_optimizer(config_lib.base_config().optimizer, config_lib.base_config().schedule,
+                            nnx.to_pure_dict(nnx.state(model, filt)), 1)
+  prog = steps.build_program(model, filt, tx, kind="classification", mesh=mesh)
+  loaded = jax.tree.leaves(prog.frozen.pure)
+  frozen_bytes = sum(x.nbytes for x in loaded)
+  del loaded
+  before = _live_bytes()
+  frozen, _ = steps.place_frozen(prog, model)
+  placed = jax.tree.leaves(frozen)
+  in_model = jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.All(nnx.Param, nnx.Not(filt)))))
+  assert len(placed) == len(in_model) and all(any(p is m for m in in_model) for p in placed)
+  after = _live_bytes()
+  if len(devices) == 1:
+    assert after == before  # reused, not copied
+  else:
+    assert all(x.sharding.mesh.devices.size == 8 for x in placed)
+    assert after < before + frozen_bytes / 2  # the unsharded loaded copy is gone

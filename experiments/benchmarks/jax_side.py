@@ -68,7 +68,7 @@ def _project_step(model: Transformer, kind: str, batch: dict, tx: optax.Gradient
   from lightft_jax.train import sharding, steps
   mesh = sharding.make_mesh(devices=jax.devices()[:1])
   prog = steps.build_program(model, peft.trainable_filter(model), tx, kind=kind, mesh=mesh)
-  frozen, rest = steps.place_frozen(prog)
+  frozen, rest = steps.place_frozen(prog, model)
   batch = jax.device_put(batch, prog.batch_sharding)
   return prog.train_step, (steps.init_state(prog, 0), frozen, rest, batch)
 

@@ -43,7 +43,9 @@ def _our_model_from(hf_model, cfg, case: Case):
     return jax_side.build_model(cfg, case, tmp)
 
 
-def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: str = "project") -> dict:
+def prepare(case: Case, train_step: str = "project") -> tuple[dict, dict, int, int]:
+  """Builds both sides of `case` on the same weights: ({"ours": fn, "theirs": fn}, partial result dict,
+  tokens and examples of work per call)."""
   info = device_info()
   gpu = info["platform"] == "gpu"
   tdev = "cuda" if gpu else "cpu"
@@ -87,6 +89,15 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
     fns["theirs"] = hf_side.score_fn(theirs_model, cfg, case, contexts, choices, tdev, gpu)
     work_tokens, work_examples = n_items * case.choices * case.seq, n_items
     res["items"] = n_items
+  return fns, res, work_tokens, work_examples
+
+
+def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: str = "project") -> dict:
+  info = device_info()
+  gpu = info["platform"] == "gpu"
+  tdev = "cuda" if gpu else "cpu"
+  fns, res, work_tokens, work_examples = prepare(case, train_step)
+  cfg = jax_side.model_config(case, bf16=gpu)
   samples = time_alternating(fns, repeats=repeats, warmup=warmup, inner=inner)
   res["ours_peak_bytes"], res["ours_peak_source"] = jax_side.peak_memory(), "allocator peak_bytes_in_use"
   xla = res.get("xla_memory")

@@ -45,8 +45,16 @@ def _versions() -> dict:
   return out
 
 
+def pin_cpus(suite: str, cpu_threads: int) -> None:
+  """CPU suites: confine this process to `cpu_threads` cores, so that neither library can use more (XLA:CPU
+  runs its matmul kernels on its own thread pool, which the thread-count variables do not limit)."""
+  if suite != "gpu" and cpu_threads > 0 and hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cpu_threads])
+
+
 def one_case(args) -> None:
   """Child process: runs one case and writes its result JSON."""
+  pin_cpus(args.suite, args.cpu_threads)
   from experiments.benchmarks.cases import get_suite
   from experiments.benchmarks.measure import device_info, run_case
   case = next(c for c in get_suite(args.suite) if c.name == args.one_case)
@@ -96,7 +104,7 @@ def main(argv=None) -> int:
     path = os.path.join(args.out, f"{case.name}.json")
     cmd = [sys.executable, "-m", "experiments.benchmarks.run", f"--suite={args.suite}", f"--out={args.out}",
            f"--one-case={case.name}", f"--result={path}", f"--repeats={args.repeats}", f"--warmup={args.warmup}",
-           f"--inner={args.inner}", f"--train-step={args.train_step}"]
+           f"--inner={args.inner}", f"--train-step={args.train_step}", f"--cpu-threads={args.cpu_threads}"]
     print(f"== {case.name}", flush=True)
     try:
       proc = subprocess.run(cmd, env=_env(args.suite, args.cpu_threads), timeout=args.timeout, capture_output=True,

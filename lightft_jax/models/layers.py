@@ -82,9 +82,15 @@ class Embedding(nnx.Module):
     return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
 
 
+def gelu_exact(x: jax.Array) -> jax.Array:
+  """x * Phi(x) through erf: the same function as `jax.nn.gelu(approximate=False)` (within 1e-6), whose
+  erfc form lowers to exp and selects and costs about twice as much on CPU."""
+  return 0.5 * x * (1.0 + jax.lax.erf(x * math.sqrt(0.5)))
+
+
 def activation(name: str):
   return {
-      "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+      "gelu": gelu_exact,
       "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
       "relu": jax.nn.relu,
       "silu": jax.nn.silu,

@@ -107,7 +107,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   prog = build_program(model, filt, tx, kind=task.kind, mesh=mesh, rules=rules,
                        accum_steps=config.optimizer.grad_accum_steps)
   state = init_state(prog, config.seed)
-  frozen, rest = place_frozen(prog)
+  frozen, rest = place_frozen(prog, model)
 
   ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
                       async_save=config.checkpoint.async_save,

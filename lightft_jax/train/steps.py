@@ -171,11 +171,21 @@ def _jit_steps(prog: Program):
 
 
 def put(tree: Any, shardings: Any) -> Any:
-  """Host values -> global arrays with `shardings` (works when the mesh spans several processes)."""
+  """Host or device values -> global arrays with `shardings` (works when the mesh spans several processes).
+
+  A device array that already has the target sharding is returned as is, and one on this process's devices
+  is moved with `jax.device_put`, so placing weights that are already on the accelerator makes no host
+  round trip and no copy when nothing moves.
+  """
   def one(x, s):
     if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):  # typed RNG keys (nnx Rngs)
       impl = jax.random.key_impl(x)
       return jax.random.wrap_key_data(one(jax.random.key_data(x), s), impl=impl)
+    if isinstance(x, jax.Array):
+      if x.sharding.is_equivalent_to(s, x.ndim):
+        return x
+      if x.is_fully_addressable and s.is_fully_addressable:
+        return jax.device_put(x, s)
     x = np.asarray(jax.device_get(x))
     return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
   if not isinstance(shardings, NamedSharding):
@@ -195,10 +205,17 @@ def init_state(prog: Program, seed: int) -> dict:
                  out_shardings=prog.state_shardings)(params)
 
 
-def place_frozen(prog: Program) -> tuple[Any, Any]:
-  """(frozen params, other state) as device arrays with their shardings."""
+def place_frozen(prog: Program, model: nnx.Module | None = None) -> tuple[Any, Any]:
+  """(frozen params, other state) as device arrays with their shardings.
+
+  The placed arrays replace the loaded ones in `prog` (and in `model`, when given), so that once placement
+  moved anything, the unplaced copy of the frozen weights is no longer referenced and its memory is freed.
+  """
   frozen = put(prog.frozen.pure, prog.frozen_shardings)
   rest = put(prog.rest.pure, shd.replicated(prog.mesh))
+  prog.frozen.pure, prog.rest.pure = frozen, rest
+  if model is not None:
+    nnx.update(model, prog.frozen.to_state(frozen), prog.rest.to_state(rest))
   return frozen, rest
 
 
