@@ -217,3 +217,23 @@ def test_every_parameter_has_logical_axis_names(name, task, scan):
     assert any(n is not None for n in names) or var.ndim == 1, (path, names)
     if scan and "layers" in path:
       assert names[0] == "layers", (path, names)
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["w", "w.T"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_linear_gradients_equal_autodiff_of_dot(transpose, dtype):
+  """`layers.linear` (the matmul every Dense and tied head uses) has the gradients of a plain jnp.dot."""
+  from lightft_jax.models.layers import linear
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 5, 8)), dtype)
+  w = jnp.asarray(rng.normal(size=(6, 8) if transpose else (8, 6)), dtype)
+
+  def loss(dot):
+    return lambda x, w: jnp.sum(jnp.sin(dot(x, w)).astype(jnp.float32))
+
+  ours = jax.grad(loss(lambda x, w: linear(x, w, transpose)), (0, 1))(x, w)
+  ref = jax.grad(loss(lambda x, w: jnp.dot(x, w.T if transpose else w)), (0, 1))(x, w)
+  tol = 1e-6 if dtype == jnp.float32 else 2e-2
+  for a, b in zip(ours, ref):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=tol, rtol=tol)

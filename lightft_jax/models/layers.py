@@ -9,6 +9,7 @@ Shapes: B batch, T query length, S key length, D d_model, H heads, K kv heads, D
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -27,6 +28,34 @@ def _normal(std: float):
   return nnx.initializers.normal(stddev=std)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def linear(x: jax.Array, w: jax.Array, transpose: bool = False) -> jax.Array:
+  """x [..., in] @ w [in, out] (or @ w.T for w [out, in] when `transpose`), differentiated with plain
+  2-D matmuls.
+
+  The backward pass is the standard one written out: dx = g @ w.T, and dw contracts x and g over all
+  leading (batch and time) axes as one [in, tokens] @ [tokens, out] product. Autodiff of `jnp.dot` gives
+  XLA:CPU a weight-gradient dot with a transposed left operand, which its fast matmul library does not
+  take, so it falls back to a generic kernel at about half the speed (experiments/benchmarks/RESULTS.md).
+  When w is frozen its gradient is never used and XLA removes it, as with autodiff.
+  """
+  return jnp.dot(x, w.T if transpose else w)
+
+
+def _linear_fwd(x, w, transpose):
+  return linear(x, w, transpose), (x, w)
+
+
+def _linear_bwd(transpose, res, g):
+  x, w = res
+  if transpose:  # w [out, in]
+    return jnp.dot(g, w).astype(x.dtype), jnp.einsum("...o,...i->oi", g, x).astype(w.dtype)
+  return jnp.dot(g, w.T).astype(x.dtype), jnp.einsum("...i,...o->io", x, g).astype(w.dtype)
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
+
+
 class Dense(nnx.Module):
   """y = x @ kernel + bias with kernel [in, out] and logical axis names on both."""
 
@@ -40,7 +69,7 @@ class Dense(nnx.Module):
                  if use_bias else None)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = linear(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
@@ -79,7 +108,7 @@ class Embedding(nnx.Module):
     return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
 
   def attend(self, x: jax.Array) -> jax.Array:
-    return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
+    return linear(x.astype(self.dtype), self.embedding[...].astype(self.dtype), True)
 
 
 def gelu_exact(x: jax.Array) -> jax.Array:

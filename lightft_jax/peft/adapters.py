@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import MLP, Attention, Ctx, activation
+from lightft_jax.models.layers import MLP, Attention, Ctx, activation, linear
 from lightft_jax.peft import named
 from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
 
@@ -25,8 +25,8 @@ class AdapterParam(PeftParam):
 def adapter_fn(h: jax.Array, down: jax.Array, down_bias: jax.Array, up: jax.Array, up_bias: jax.Array,
                act, scale: float = 1.0) -> jax.Array:
   """scale * (act(h @ down + down_bias) @ up + up_bias). h [..., D], down [D, m], up [m, D] -> [..., D]."""
-  z = act(jnp.dot(h, down.astype(h.dtype)) + down_bias.astype(h.dtype))
-  return scale * (jnp.dot(z, up.astype(h.dtype)) + up_bias.astype(h.dtype))
+  z = act(linear(h, down.astype(h.dtype)) + down_bias.astype(h.dtype))
+  return scale * (linear(z, up.astype(h.dtype)) + up_bias.astype(h.dtype))
 
 
 class AdapterUnit(nnx.Module):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import Ctx, Dense, Embedding
+from lightft_jax.models.layers import Ctx, Dense, Embedding, linear
 from lightft_jax.peft import named
 from lightft_jax.peft.core import PeftParam, find_targets, path_str, register, replace_module
 
@@ -28,7 +28,7 @@ class LoraParam(PeftParam):
 
 def lora_delta(x: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
   """scale * x @ a @ b. x [..., in], a [in, r], b [r, out] -> [..., out]."""
-  return jnp.dot(jnp.dot(x, a.astype(x.dtype)), b.astype(x.dtype)) * scale
+  return linear(linear(x, a.astype(x.dtype)), b.astype(x.dtype)) * scale
 
 
 def lora_scale(r: int, alpha: float, rslora: bool) -> float:
@@ -45,7 +45,7 @@ def dora_output(x: jax.Array, kernel: jax.Array, a: jax.Array, b: jax.Array, mag
                 scale: float) -> jax.Array:
   """What DoRA adds to base(x): (m/|W'| - 1) * x@W + m/|W'| * scale * x@A@B. x [..., in] -> [..., out]."""
   ratio = (magnitude.astype(jnp.float32) / dora_norm(kernel, a, b, scale)).astype(x.dtype)
-  return (ratio - 1) * jnp.dot(x, kernel.astype(x.dtype)) + ratio * lora_delta(x, a, b, scale)
+  return (ratio - 1) * linear(x, kernel.astype(x.dtype)) + ratio * lora_delta(x, a, b, scale)
 
 
 def _kaiming_uniform(key, shape, fan_in, dtype):

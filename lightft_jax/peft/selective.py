@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import Ctx, Dense, Norm
+from lightft_jax.models.layers import Ctx, Dense, Norm, linear
 from lightft_jax.peft.core import (PeftParam, find_targets, get_module, make_trainable, module_paths, path_str,
                                    register, replace_module)
 
@@ -96,7 +96,7 @@ class SparseDense(nnx.Module):
     return flat.reshape(k.shape)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    return self.base(x, ctx) + jnp.dot(x.astype(self.base.dtype), self.delta_kernel().astype(self.base.dtype))
+    return self.base(x, ctx) + linear(x.astype(self.base.dtype), self.delta_kernel().astype(self.base.dtype))
 
 
 def grad_scores(model: nnx.Module, loss_fn: Callable, batches: Iterable, targets="all_linear") -> dict:
