@@ -22,3 +22,20 @@ def test_lora_case_runs_on_both_sides_with_equal_loss():
   for side in ("ours", "theirs"):
     assert res[side]["median_s"] > 0 and res[side]["tokens_per_s"] > 0
   assert res["memory_floor"]["total"] > res["memory_floor"]["weights"] > 0
+
+
+def test_profile_reads_the_ops_of_a_jax_trace(tmp_path):
+  import jax
+  import jax.numpy as jnp
+
+  from experiments.benchmarks.profile import jax_op_times, kind_of, table
+  f = jax.jit(lambda a, b: jnp.tanh(a @ b).sum())
+  a = jnp.ones((64, 64))
+  f(a, a).block_until_ready()
+  with jax.profiler.trace(str(tmp_path)):
+    for _ in range(2):
+      f(a, a).block_until_ready()
+  times = jax_op_times(tmp_path)
+  assert times and all(t >= 0 for t in times.values())
+  assert any(kind_of(name) == "matmul" for name in times)  # the dot ran and was recognised
+  assert "ms / step" in table(times, steps=2, top=5)
