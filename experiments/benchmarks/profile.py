@@ -112,7 +112,7 @@ def main(argv=None) -> int:
   if case is None:
     raise SystemExit(f"unknown case {args.case!r}; suite {args.suite!r} has {[c.name for c in get_suite(args.suite)]}")
   os.makedirs(args.out, exist_ok=True)
-  fns, res, _, _ = prepare(case, args.train_step)
+  fns = prepare(case, args.train_step)[0]
   for fn in fns.values():  # warm-up
     fn()
     fn()

@@ -27,10 +27,10 @@ def _env(suite: str, cpu_threads: int) -> dict:
   if suite != "gpu":
     env["JAX_PLATFORMS"] = "cpu"
     env["CUDA_VISIBLE_DEVICES"] = ""
-    if cpu_threads > 0:  # both sides get the same number of threads; torch reads OMP_NUM_THREADS
+    if cpu_threads > 0:  # both sides get the same cores (pin_cpus); torch reads OMP_NUM_THREADS
       env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpu_threads)
-      env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                          f"intra_op_parallelism_threads={cpu_threads}").strip()
+      if cpu_threads == 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
   return env
 
 
