@@ -8,12 +8,12 @@ import dataclasses
 
 import numpy as np
 
-from experiments.benchmarks.cases import get_suite
+from experiments.benchmarks.cases import get_case
 from experiments.benchmarks.measure import run_case
 
 
 def test_lora_case_runs_on_both_sides_with_equal_loss():
-  case = next(c for c in get_suite("smoke") if c.name == "a_lora_gpt2")
+  case = get_case("smoke", "a_lora_gpt2")
   case = dataclasses.replace(case, layers=1, batch=2, seq=8)
   res = run_case(case, repeats=1, warmup=0, inner=1)
   assert res["weights"].startswith("shared")

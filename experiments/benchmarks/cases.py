@@ -67,6 +67,13 @@ SUITES: dict[str, list[Case]] = {
 }
 
 
+def get_case(suite: str, name: str) -> Case:
+  case = next((c for c in get_suite(suite) if c.name == name), None)
+  if case is None:
+    raise ValueError(f"unknown case {name!r}; suite {suite!r} has {[c.name for c in get_suite(suite)]}")
+  return case
+
+
 def get_suite(name: str) -> list[Case]:
   if name not in SUITES:
     raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}")

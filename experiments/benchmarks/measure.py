@@ -13,6 +13,7 @@ import torch
 from experiments.benchmarks import analytic, hf_side, jax_side
 from experiments.benchmarks.cases import Case
 from experiments.benchmarks.timing import summarize, time_alternating
+from lightft_jax.models.config import TransformerConfig
 
 BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16, SXM datasheets
 
@@ -43,9 +44,9 @@ def _our_model_from(hf_model, cfg, case: Case):
     return jax_side.build_model(cfg, case, tmp)
 
 
-def prepare(case: Case, train_step: str = "project") -> tuple[dict, dict, int, int]:
+def prepare(case: Case, train_step: str = "project") -> tuple[dict, dict, int, int, TransformerConfig]:
   """Builds both sides of `case` on the same weights: ({"ours": fn, "theirs": fn}, partial result dict,
-  tokens and examples of work per call)."""
+  tokens and examples of work per call, our model config)."""
   info = device_info()
   gpu = info["platform"] == "gpu"
   tdev = "cuda" if gpu else "cpu"
@@ -89,15 +90,13 @@ def prepare(case: Case, train_step: str = "project") -> tuple[dict, dict, int, i
     fns["theirs"] = hf_side.score_fn(theirs_model, cfg, case, contexts, choices, tdev, gpu)
     work_tokens, work_examples = n_items * case.choices * case.seq, n_items
     res["items"] = n_items
-  return fns, res, work_tokens, work_examples
+  return fns, res, work_tokens, work_examples, cfg
 
 
 def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: str = "project") -> dict:
   info = device_info()
   gpu = info["platform"] == "gpu"
-  tdev = "cuda" if gpu else "cpu"
-  fns, res, work_tokens, work_examples = prepare(case, train_step)
-  cfg = jax_side.model_config(case, bf16=gpu)
+  fns, res, work_tokens, work_examples, cfg = prepare(case, train_step)
   samples = time_alternating(fns, repeats=repeats, warmup=warmup, inner=inner)
   res["ours_peak_bytes"], res["ours_peak_source"] = jax_side.peak_memory(), "allocator peak_bytes_in_use"
   xla = res.get("xla_memory")
@@ -105,7 +104,7 @@ def run_case(case: Case, *, repeats: int, warmup: int, inner: int, train_step: s
     res["ours_peak_bytes"] = (xla["argument_size_in_bytes"] + xla["output_size_in_bytes"]
                               - xla["alias_size_in_bytes"] + xla["temp_size_in_bytes"])
     res["ours_peak_source"] = "XLA compiled memory analysis (arguments + outputs - aliased + temp)"
-  res["theirs_peak_bytes"] = hf_side.peak_memory(tdev)
+  res["theirs_peak_bytes"] = hf_side.peak_memory("cuda" if gpu else "cpu")
   for side, s in samples.items():
     st = summarize(s)
     st["tokens_per_s"] = work_tokens / st["median_s"]

@@ -106,11 +106,9 @@ def main(argv=None) -> int:
   import jax
   import torch
 
-  from experiments.benchmarks.cases import get_suite
+  from experiments.benchmarks.cases import get_case
   from experiments.benchmarks.measure import device_info, prepare
-  case = next((c for c in get_suite(args.suite) if c.name == args.case), None)
-  if case is None:
-    raise SystemExit(f"unknown case {args.case!r}; suite {args.suite!r} has {[c.name for c in get_suite(args.suite)]}")
+  case = get_case(args.suite, args.case)
   os.makedirs(args.out, exist_ok=True)
   fns = prepare(case, args.train_step)[0]
   for fn in fns.values():  # warm-up

@@ -55,9 +55,9 @@ def pin_cpus(suite: str, cpu_threads: int) -> None:
 def one_case(args) -> None:
   """Child process: runs one case and writes its result JSON."""
   pin_cpus(args.suite, args.cpu_threads)
-  from experiments.benchmarks.cases import get_suite
+  from experiments.benchmarks.cases import get_case
   from experiments.benchmarks.measure import device_info, run_case
-  case = next(c for c in get_suite(args.suite) if c.name == args.one_case)
+  case = get_case(args.suite, args.one_case)
   res = run_case(case, repeats=args.repeats, warmup=args.warmup, inner=args.inner, train_step=args.train_step)
   res["device"] = device_info()
   with open(args.result, "w") as f:

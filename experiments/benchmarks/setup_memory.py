@@ -13,6 +13,8 @@ import jax
 import optax
 from flax import nnx
 
+from experiments.benchmarks.cases import LORA_QV
+
 
 def live_gib() -> float:
   return sum(a.nbytes for a in jax.live_arrays()) / 2**30
@@ -28,8 +30,7 @@ def main(argv=None) -> int:
   from lightft_jax.train import sharding, steps
   cfg = get_preset(args.preset, dtype="bfloat16", param_dtype="float32")
   model = Transformer(cfg, task="lm", rngs=nnx.Rngs(0))
-  method = {"method": "lora", "r": 8, "alpha": 16, "targets": "qv"} if args.method == "lora" else {"method": args.method}
-  peft.apply(model, method)
+  peft.apply(model, dict(LORA_QV) if args.method == "lora" else {"method": args.method})
   rows = [("model built, PEFT attached", live_gib())]
   mesh = sharding.make_mesh(devices=jax.devices()[:1])
   prog = steps.build_program(model, peft.trainable_filter(model), optax.adamw(1e-4), kind="lm", mesh=mesh)
