@@ -21,9 +21,17 @@ def test_round_trip_with_loader_state_and_meta(tmp_path):
   ck.wait()
   step, st, loader, meta = ck.restore_latest(abstract_like(state(0.0)))
   assert step == 3 and loader == {"epoch": 0, "index": 24} and meta == {"base_model": "tiny-bert"}
-  np.testing.assert_array_equal(st["params"]["w"], np.full((4, 3), 3.0))
-  assert ck.restore_latest is not None
+  jax.tree.map(np.testing.assert_array_equal, st, state(3.0))  # every leaf: step, params, rng
+  assert st["step"].dtype == jnp.int32 and st["rng"].dtype == jax.random.PRNGKey(0).dtype
+  assert ck.save(3, state(4.0), {}, {}) is False  # a step is written once
   ck.close()
+  # A fresh manager on the same directory (what a resumed run opens) finds the same step and values.
+  again = Checkpointer(tmp_path / "checkpoints", async_save=False)
+  assert again.steps() == [3]
+  step2, st2, loader2, meta2 = again.restore_latest(abstract_like(state(0.0)))
+  assert (step2, loader2, meta2) == (3, {"epoch": 0, "index": 24}, {"base_model": "tiny-bert"})
+  jax.tree.map(np.testing.assert_array_equal, st2, state(3.0))
+  again.close()
 
 
 def test_corrupted_latest_falls_back_to_previous(tmp_path, caplog):
