@@ -136,3 +136,34 @@ def test_place_frozen_keeps_one_copy_of_the_frozen_weights(axes):
   else:
     assert all(x.sharding.mesh.devices.size == 8 for x in placed)
     assert after < before + frozen_bytes / 2  # the unsharded loaded copy is gone
+
+
+def test_unknown_logical_axis_name_is_an_error_listing_the_known_names():
+  mesh = shd.make_mesh(data=1, fsdp=2, tensor=4)
+  with pytest.raises(ValueError, match=r"unknown logical axis name\(s\) \['kv_head'\].*known: \[.*'embed'.*'kv_heads'"):
+    shd.logical_to_spec(("kv_head", None), (4, 8), mesh)
+  rules = shd.merge_rules((("kv_head", "tensor"),))  # a new name is declared through a rule
+  assert shd.logical_to_spec(("kv_head", None), (4, 8), mesh, rules) == jax.sharding.PartitionSpec("tensor")
+
+
+_METHOD_OPTIONS = {"mask": {"params": r".*attn.*kernel", "density": 0.5}, "layers": {"layers": (0,)}}
+
+
+@pytest.mark.parametrize("method", peft.core.methods())
+def test_every_parameter_axis_name_has_a_rule(method):
+  """Every registered PEFT method's parameters (and the model's) name only logical axes the rules know."""
+  mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
+  model = Transformer(get_preset("tiny-gpt2"), task="classification", num_labels=3, rngs=nnx.Rngs(0))
+  opts = {"method": method, **_METHOD_OPTIONS.get(method, {})}
+  if "n_tasks" in peft.core._METHODS[method].defaults:
+    opts["n_tasks"] = 2
+  peft.apply(model, ml_collections.ConfigDict(opts))
+  assert shd.state_specs(nnx.state(model), mesh) is not None
+
+
+def test_prefix_slots_split_by_kv_head():
+  mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
+  model = Transformer(get_preset("tiny-llama"), task="lm", rngs=nnx.Rngs(0))  # 2 kv heads
+  peft.apply(model, ml_collections.ConfigDict({"method": "prefix", "num_tokens": 3}))
+  specs = shd.state_specs(nnx.state(model), mesh)
+  assert specs["decoder"]["layers"][0]["attn"]["kv_prefix"]["prefix_k"] == jax.sharding.PartitionSpec(None, "tensor")

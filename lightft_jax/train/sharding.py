@@ -1,8 +1,9 @@
 """Device mesh and logical-axis sharding rules (MaxText style).
 
 Parameters carry logical axis names (`embed`, `mlp`, `heads`, ...) in their `out_sharding` metadata; a
-rules table maps each logical name to a mesh axis (`data`, `fsdp`, `tensor`) or None (replicated). A
-dimension is only sharded when the mesh axis size divides it, and a mesh axis is used once per array.
+rules table maps each logical name to a mesh axis (`data`, `fsdp`, `tensor`) or None (replicated). Every
+name must have a rule (an unknown name is an error, not a silent replication). A dimension is only
+sharded when the mesh axis size divides it, and a mesh axis is used once per array.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("kv", "tensor"),
+    ("kv_heads", "tensor"),  # a [.., K, Dh] array split by key/value head (prefix-tuning slots)
     ("qkv", "tensor"),
     ("vocab", "tensor"),
     ("layers", None),
@@ -65,10 +67,14 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mes
                     rules: Sequence[tuple[str, MeshAxes]] = DEFAULT_RULES) -> P:
   """Logical axis names of one array -> mesh PartitionSpec.
 
-  Names missing from `rules` are replicated; a mesh axis already used by an earlier dimension, or whose
-  size does not divide the dimension, is dropped.
+  None is replicated; a name missing from `rules` is an error (a typo would otherwise silently replicate);
+  a mesh axis already used by an earlier dimension, or whose size does not divide the dimension, is dropped.
   """
   table = dict(rules)
+  unknown = [n for n in names if n is not None and n not in table]
+  if unknown:
+    raise ValueError(f"unknown logical axis name(s) {unknown} (array of shape {tuple(shape)}, axes {tuple(names)}); "
+                     f"known: {sorted(table)}. Add a rule with mesh.rules to map a new name.")
   used: set[str] = set()
   out = []
   for name, dim in zip(names, shape):
