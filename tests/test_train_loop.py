@@ -1,10 +1,14 @@
-"""End-to-end runs of train(): run directory contract, resume, NaN stop, small PEFT checkpoints."""
+"""End-to-end runs of train(): run directory contract, resume, non-finite steps, small PEFT checkpoints."""
 
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from lightft_jax.train import config_lib
@@ -60,7 +64,7 @@ def test_run_directory_resume_and_small_peft_checkpoint(data, tmp_path):
   ckpt_bytes = sum(f.stat().st_size for f in (d / "checkpoints" / "6").rglob("*") if f.is_file())
   assert ckpt_bytes < 4 * saved["total_params"] / 10
   meta = json.loads(next((d / "checkpoints" / "6" / "meta").glob("*")).read_text())
-  assert meta["base_model"] == "tiny-bert" and meta["peft"] == {"method": "head"}
+  assert meta["config"]["model.name"] == "tiny-bert" and meta["config"]["peft.method"] == "head"
   # resuming a finished run trains nothing and gives the same parameters
   again = train(cfg, d)
   assert again["trainable_params_sha256"] == res["trainable_params_sha256"]
@@ -74,10 +78,55 @@ def test_run_directory_resume_and_small_peft_checkpoint(data, tmp_path):
   assert resumed["trainable_params_sha256"] == res["trainable_params_sha256"]
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data, tmp_path):
-  cfg = make_config(data, checkpoint_every=1)
-  cfg.optimizer.lr = float("nan")
-  with pytest.raises(TrainingDiverged, match="at step 2.*step 1"):
-    train(cfg, tmp_path / "nan")
-  assert (tmp_path / "nan" / "checkpoints" / "1").exists()
-  assert not (tmp_path / "nan" / "checkpoints" / "2").exists()
+def _checkpoint(directory: Path, step: int) -> dict:
+  """The train state saved at `step` in `directory`, read back with the shapes it was written with."""
+  ck = ocp.CheckpointManager(directory, item_names=("state", "loader", "meta"))
+  meta = ck.item_metadata(step)["state"]
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta)
+  state = ck.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+  ck.close()
+  return state
+
+
+def _all_finite(tree) -> bool:
+  return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree)
+             if np.issubdtype(np.asarray(x).dtype, np.inexact))
+
+
+# LoRA with lr=1e12: steps 1-3 train, then the loss stays finite while the gradient overflows (old behaviour:
+# that NaN update was applied and saved, and named as "the last good checkpoint").
+DIVERGING = {"peft": {"method": "lora", "r": 4, "targets": "qv"}, "optimizer.lr": 1e12, "checkpoint_every": 1,
+             "checkpoint.max_to_keep": 20, "log_every": 1, "task.test_split": "", "logging.plots": False}
+
+
+def test_nonfinite_update_is_never_applied_and_the_named_checkpoint_is_finite(data, tmp_path):
+  cfg = make_config(data, **DIVERGING)
+  with pytest.raises(TrainingDiverged) as e:
+    train(cfg, tmp_path / "d")
+  bad, named = map(int, re.search(r"step (\d+) is not finite.*last checkpoint is step (\d+)", str(e.value)).groups())
+  assert named == bad - 1 >= 1
+  ckpts = tmp_path / "d" / "checkpoints"
+  assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())[-1] == named
+  state = _checkpoint(ckpts, named)
+  assert jax.tree.leaves(state["params"]) and _all_finite(state)  # params, optimizer state, everything
+  res = json.loads((tmp_path / "d" / "results.json").read_text())
+  assert res["status"] == "diverged" and res["step"] == bad and res["skipped_steps"] == [bad]
+  rows = [json.loads(l) for l in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
+  assert all(r["loss"] is not None and r["grad_norm"] is not None for r in rows)  # rows before the bad step
+
+
+def test_skip_nonfinite_skips_bad_steps_then_stops(data, tmp_path):
+  cfg = make_config(data, **DIVERGING, total_steps=10, **{"train.skip_nonfinite": 2})
+  with pytest.raises(TrainingDiverged, match=r"stopped after 3 non-finite steps \(train.skip_nonfinite=2\)"):
+    train(cfg, tmp_path / "s")
+  res = json.loads((tmp_path / "s" / "results.json").read_text())
+  first = res["skipped_steps"][0]
+  assert res["status"] == "diverged" and res["skipped_steps"] == [first, first + 1, first + 2]
+  # the run went on through the skipped steps (their checkpoints exist) and none of them changed the state
+  ckpts = tmp_path / "s" / "checkpoints"
+  before, after = _checkpoint(ckpts, first - 1), _checkpoint(ckpts, first + 1)
+  assert _all_finite(after) and int(after["step"]) == first + 1
+  for a, b in zip(jax.tree.leaves(before["params"]), jax.tree.leaves(after["params"])):
+    np.testing.assert_array_equal(a, b)
+  rows = {r["step"]: r for r in map(json.loads, (tmp_path / "s" / "metrics.jsonl").read_text().splitlines())}
+  assert rows[first]["grad_norm"] is None and rows[first - 1]["grad_norm"] is not None

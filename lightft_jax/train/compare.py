@@ -24,8 +24,9 @@ def comparison_table(rows: list[dict[str, Any]], metric: str) -> str:
   """Markdown table: method, trainable params (% of model), test metric, wall time."""
   lines = [f"| method | trainable params | test {metric} | wall time (s) |", "|---|---:|---:|---:|"]
   for r in rows:
+    value = "n/a" if r["test_metric"] is None else f"{r['test_metric']:.4f}"
     lines.append(f"| {r['method']} | {r['trainable_params']:,} ({r['trainable_percent']:.2f}%) | "
-                 f"{r['test_metric']:.4f} | {r['wall_time_s']:.0f} |")
+                 f"{value} | {r['wall_time_s']:.0f} |")
   return "\n".join(lines)
 
 
@@ -42,12 +43,12 @@ def run_with_baselines(config: ml_collections.ConfigDict, workdir: str | Path) -
     test = res.get("test") or res.get("eval") or {}
     metric = next((k for k in test if k not in ("loss", "examples")), "loss")
     rows.append({"method": name, "trainable_params": res["trainable_params"],
-                 "trainable_percent": res["trainable_percent"], "test_metric": test.get(metric, float("nan")),
+                 "trainable_percent": res["trainable_percent"], "test_metric": test.get(metric),
                  "metric": metric, "wall_time_s": res["wall_time_s"], "workdir": str(wd)})
   if len(rows) > 1 and distributed.is_main():
     rows = rows[1:] + rows[:1]  # baselines first, the main method last
     table = comparison_table(rows, rows[-1]["metric"])
     (workdir / "comparison.md").write_text(table + "\n")
-    (workdir / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (workdir / "comparison.json").write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
     print("\n" + table, flush=True)
   return rows

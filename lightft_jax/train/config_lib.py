@@ -33,6 +33,17 @@ def unknown_key_error(cfg: ml_collections.ConfigDict, key: str) -> KeyError:
   return KeyError(f"unknown config key {key!r}{hint} Valid keys: {', '.join(valid)}")
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{dotted key: leaf value} of a nested ConfigDict or dict (an empty section has no keys)."""
+  out: dict[str, Any] = {}
+  for k, v in tree.items():
+    if isinstance(v, (dict, ml_collections.ConfigDict)):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
 def check_key(cfg: ml_collections.ConfigDict, key: str) -> None:
   """Raises `unknown_key_error` unless the dotted `key` exists in `cfg`."""
   node: Any = cfg
@@ -90,6 +101,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0  # 0: evaluate only at the end
   c.checkpoint_every = 0  # 0: save only at the end (and on SIGTERM)
 
+  c.train = ml_collections.ConfigDict()
+  # Steps whose loss, gradient or update is NaN/inf are never applied. Up to this many such steps in the
+  # whole run (in total, not consecutively; a resume keeps the count) are skipped, each consuming its
+  # batch; the next one stops the run with TrainingDiverged.
+  c.train.skip_nonfinite = 0
+
   c.model = ml_collections.ConfigDict()
   c.model.name = "tiny-bert"  # a preset of lightft_jax.models.PRESETS or an HF checkpoint directory
   c.model.overrides = ml_collections.ConfigDict()  # TransformerConfig fields for presets (vocab_size=...)
@@ -143,6 +160,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.metric = ""  # metric for keep-best; "" = the task's first metric
   c.eval.mode = "max"  # max | min
   c.eval.batch_size = 0  # 0: batch_size
+  c.eval.max_new_tokens = 0  # tokens seq2seq evaluation generates (whatever the reference length); 0: model.max_length
 
   c.logging = ml_collections.ConfigDict()
   c.logging.progress = True
@@ -175,6 +193,9 @@ def finalize(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for k in ("total_steps", "batch_size"):
     if cfg[k] <= 0:
       raise ValueError(f"{k} must be positive, got {cfg[k]}")
+  skip = cfg.train.skip_nonfinite
+  if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+    raise ValueError(f"train.skip_nonfinite must be an integer >= 0, got {cfg.train.skip_nonfinite!r}")
   cfg.lock()
   for free in (cfg.peft, cfg.model.overrides, cfg.task.options):  # validated by peft / models / data
     free.unlock()

@@ -1,4 +1,4 @@
-"""Run logging: metrics.jsonl (always), W&B (offline by default), a tqdm progress bar, a summary table.
+"""Run logging: metrics.jsonl (always, strict JSON), W&B (offline by default), a tqdm progress bar, a summary table.
 
 Only process 0 writes or logs; other processes get a logger whose methods do nothing.
 """
@@ -55,7 +55,7 @@ class MetricLogger:
       return
     row = {"step": int(step), "split": split, **{k: _jsonable(v) for k, v in metrics.items()}}
     with self.path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
+      f.write(json.dumps(row, allow_nan=False) + "\n")  # strict: a NaN metric is an error, not a "NaN" token
     if self.run is not None:
       self.run.log({f"{split}/{k}": v for k, v in row.items() if k not in ("step", "split")}, step=int(step))
 

@@ -2,7 +2,14 @@
 
 config -> task + tokenizer + model (+ PEFT) -> mesh + sharded program -> restore or init -> steps with
 logging, eval, keep-best and periodic checkpoints -> final eval on the eval and test splits -> results.json,
-metrics.jsonl, plots. SIGTERM saves a checkpoint and returns; a NaN/inf loss stops with `TrainingDiverged`.
+metrics.jsonl, plots. SIGTERM saves a checkpoint and returns. A resume first checks that the config still
+defines the same trained state (`checkpoint.check_resume`).
+
+Non-finite steps: the train step never applies an update whose loss, gradient or value is NaN/inf, so every
+saved state is finite. Such a step is skipped (its batch is consumed) up to `train.skip_nonfinite` times in
+the whole run; the next one ends the run: results.json gets `"status": "diverged"` (the last train loss as
+null when it was not finite) and `TrainingDiverged` names the step and the last checkpoint, which is finite.
+All JSON is strict: a NaN or infinity that reaches a results or metrics file is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from flax import nnx
 
 from lightft_jax.train import distributed, sharding as shd
 from lightft_jax.train.build import build_model, build_tokenizer, model_family
-from lightft_jax.train.checkpoint import Checkpointer, abstract_like
+from lightft_jax.train.checkpoint import Checkpointer, abstract_like, check_resume, state_config
 from lightft_jax.train.evaluate import evaluate
 from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, peak_tflops,
                                      summary_table)
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(FloatingPointError):
-  """The loss became NaN or infinite."""
+  """More than `train.skip_nonfinite` steps had a NaN or infinite loss, gradient or update."""
 
 
 class _Preemption:
@@ -68,15 +75,23 @@ def _make_loader(data, task, split, cfg, tokenizer, family, *, train: bool):
                           drop_remainder=train, padding=cfg.task.padding)
 
 
-def _meta(cfg: ml_collections.ConfigDict, step: int, loader_states: list) -> dict:
-  """What a checkpoint needs beside the trainable state to rebuild the run: the base model reference."""
-  return {"step": step, "base_model": cfg.model.name, "model_overrides": cfg.model.overrides.to_dict(),
-          "peft": cfg.peft.to_dict(), "task": cfg.task.name, "seed": cfg.seed, "loader_states": loader_states}
+def _meta(cfg: ml_collections.ConfigDict, step: int, loader_states: list, skipped: list[int]) -> dict:
+  """What a checkpoint needs beside the trainable state to continue the run: the config that defines the
+  state (checked on resume), the data position of every process and the steps skipped as non-finite."""
+  return {"step": step, "total_steps": cfg.total_steps, "config": state_config(cfg),
+          "loader_states": loader_states, "skipped_steps": list(skipped)}
+
+
+def finite_or_none(x: float | None) -> float | None:
+  """`x`, or None when it is NaN or infinite (strict JSON has no NaN)."""
+  return x if x is not None and math.isfinite(x) else None
 
 
 def write_json(path: Path, obj: Any) -> None:
+  """Strict JSON (a NaN or infinity raises ValueError), written atomically."""
+  text = json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n"
   tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+  tmp.write_text(text)
   tmp.replace(path)
 
 
@@ -113,11 +128,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                       async_save=config.checkpoint.async_save,
                       best_mode=config.eval.mode if config.checkpoint.keep_best else None)
   loader = _make_loader(data, task, config.task.train_split, config, tokenizer, family, train=True)
-  step = 0
-  restored = ckpt.restore_latest(abstract_like(state))
+  step, skipped = 0, []
+  restored = ckpt.restore_latest(abstract_like(state), check_meta=lambda meta: check_resume(meta, config))
   if restored is not None:
     step, state, _, meta = restored
+    if len(meta["loader_states"]) != jax.process_count():
+      raise ValueError(f"the checkpoint at step {step} was written by {len(meta['loader_states'])} processes; "
+                       f"this run has {jax.process_count()}: each process resumes its own data position")
     loader.set_state(meta["loader_states"][jax.process_index()])
+    skipped = list(meta.get("skipped_steps", []))
     log.info("resumed from step %d in %s", step, ckpt.directory)
   logger = MetricLogger(workdir, config, enabled=main)
   logger.truncate_after(step)
@@ -126,13 +145,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   def run_eval(split: str, limit: int = 0, report: bool = False) -> dict[str, float]:
     batches = _make_loader(data, task, split, config, tokenizer, family, train=False)
     return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit,
-                    report=report, tokenizer=tokenizer)
+                    report=report, tokenizer=tokenizer,
+                    max_new_tokens=config.eval.max_new_tokens or config.model.max_length)
 
   def save(at: int, force: bool = False) -> None:
-    ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state())), force=force)
+    ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state()), skipped),
+              force=force)
 
   best_name = config.eval.metric
-  status, train_loss = "completed", None
+  status, train_loss, diverged = "completed", None, ""
   progress = Progress(config.total_steps, step, enabled=main and config.logging.progress)
   peak = peak_tflops(config.logging.peak_tflops, jax.devices()[0].device_kind)
   speed = Throughput(flops_per_token=flops_per_token(total, trainable),
@@ -150,26 +171,36 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         batch = next(batches)
         state, m = prog.train_step(state, frozen, rest, shd.global_batch(batch, mesh, rules))
         train_loss = float(m["loss"])
-        if not math.isfinite(train_loss):
-          ckpt.wait()
-          good = ckpt.steps()
-          raise TrainingDiverged(f"loss is {train_loss} at step {step + 1}; stopped. The last good checkpoint "
-                                 f"is {'step %d' % good[-1] if good else 'none'} in {ckpt.directory}")
         step += 1
+        if not bool(m["ok"]):
+          skipped.append(step)
+          what = f"step {step} is not finite (loss {train_loss}, gradient norm {float(m['grad_norm'])})"
+          if len(skipped) > config.train.skip_nonfinite:
+            ckpt.wait()
+            good = ckpt.steps()
+            status = "diverged"
+            diverged = (f"{what}; stopped after {len(skipped)} non-finite steps (train.skip_nonfinite="
+                        f"{config.train.skip_nonfinite}). No non-finite update was applied or saved; the last "
+                        f"checkpoint is {'step %d' % good[-1] if good else 'none'} in {ckpt.directory}")
+            log.error("%s", diverged)
+            break
+          log.warning("%s; skipped, parameters unchanged (%d of train.skip_nonfinite=%d)", what, len(skipped),
+                      config.train.skip_nonfinite)
         tokens = int(np.sum(batch["attention_mask"])) * jax.process_count()
         rates = speed.update(tokens, config.batch_size)
         progress.update(train_loss, rates)
         if "time_to_first_step_s" in rates:
           first, rates = rates, {}
         if step % config.log_every == 0 or step == config.total_steps:
-          logger.log(step, "train", {"loss": train_loss, "grad_norm": float(m["grad_norm"]),
+          logger.log(step, "train", {"loss": finite_or_none(train_loss),
+                                     "grad_norm": finite_or_none(float(m["grad_norm"])),
                                      "lr": float(lr_at(step - 1)), **first, **rates})
           first = {}
         if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
           metrics = run_eval(config.task.eval_split, config.task.eval_limit)
           logger.log(step, "eval", metrics)
           best_name = best_name or next((k for k in metrics if k not in ("loss", "examples")), "loss")
-          ckpt.save_best(step, state, None, _meta(config, step, []), metrics[best_name])
+          ckpt.save_best(step, state, None, _meta(config, step, [], skipped), metrics[best_name])
         if config.checkpoint_every and step % config.checkpoint_every == 0:
           save(step)
     if status == "completed":
@@ -178,7 +209,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     progress.close()
     ckpt.wait()
 
-  results: dict[str, Any] = {"status": status, "step": step, "train_loss": train_loss,
+  results: dict[str, Any] = {"status": status, "step": step, "train_loss": finite_or_none(train_loss),
+                             "skipped_steps": skipped,
                              "trainable_params": int(trainable), "total_params": int(total),
                              "trainable_percent": 100.0 * trainable / max(total, 1),
                              "trainable_params_sha256": params_digest(state["params"]),
@@ -188,7 +220,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     if results["eval"]:
       logger.log(step, "eval", results["eval"])
       best_name = best_name or next((k for k in results["eval"] if k not in ("loss", "examples")), "loss")
-      ckpt.save_best(step, state, None, _meta(config, step, []), results["eval"][best_name])
+      ckpt.save_best(step, state, None, _meta(config, step, [], skipped), results["eval"][best_name])
     if config.task.test_split:
       results["test"] = run_eval(config.task.test_split, report=True)
       report = results["test"].pop("report", None)
@@ -207,4 +239,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     print(summary_table(results), flush=True)
   logger.summary(results)
   logger.close()
+  if diverged:
+    raise TrainingDiverged(diverged)
   return results

@@ -4,6 +4,9 @@ The model is split once into (graphdef, trainable params, frozen params, other s
 a pure-dict pytree {"step", "params", "opt_state", "rng"}: only trainable parameters get gradients and
 optimizer state; the frozen parameters are a separate, sharded, never-donated argument (one copy, reused
 every step). Both steps are `jax.jit`ted with explicit in/out shardings; the train state is donated.
+
+The train step never applies a non-finite update: when the loss, the gradient norm or any update is NaN or
+infinite, it keeps the old parameters and optimizer state (only `step` advances) and reports `ok=False`.
 """
 
 from __future__ import annotations
@@ -120,11 +123,11 @@ def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
   inputs, ctx = split_inputs(batch)
   out = model(**inputs, ctx=ctx)
   loss, aux = loss_and_predictions(prog.kind, out, batch)
-  # Auxiliary losses that modules sow (e.g. mixture-of-experts load balancing) join the objective.
+  # Auxiliary losses that modules sow (e.g. mixture-of-experts load balancing) join the training objective.
   sown = nnx.pop(model, nnx.Intermediate)
   aux_terms = [v for path, v in jax.tree_util.tree_flatten_with_path(sown)[0]
                if any("aux_loss" in str(k) for k in path)]
-  if aux_terms:
+  if aux_terms and train:  # a training regulariser: eval loss and perplexity are the task loss alone
     aux["aux_loss"] = sum(jnp.sum(v) for v in aux_terms)
     loss = loss + aux["aux_loss"]
   return loss, aux
@@ -136,6 +139,11 @@ def grad_norm(grads: Any) -> jax.Array:
   materialises them and reduces them in a separate pass (about 5% of a full fine-tuning step)."""
   return jnp.sqrt(sum(jnp.einsum("...,...->", g, g, preferred_element_type=jnp.float32)
                       for g in jax.tree.leaves(grads)))
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """True when no leaf of `tree` holds a NaN or an infinity."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _jit_steps(prog: Program):
@@ -158,9 +166,13 @@ def _jit_steps(prog: Program):
       (loss, grads), _ = jax.lax.scan(body, zeros, jnp.arange(k))
       loss, grads = loss / k, jax.tree.map(lambda g: g / k, grads)
     updates, opt_state = prog.tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
+    gnorm = grad_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & all_finite(updates)
+    keep = lambda new, old: jnp.where(ok, new, old)  # a non-finite step leaves params and optimizer as they were
+    params = jax.tree.map(keep, optax.apply_updates(state["params"], updates), state["params"])
+    opt_state = jax.tree.map(keep, opt_state, state["opt_state"])
     new = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "rng": state["rng"]}
-    return new, {"loss": loss, "grad_norm": grad_norm(grads)}
+    return new, {"loss": loss, "grad_norm": gnorm, "ok": ok}
 
   def eval_step(params, frozen, rest, batch):
     loss, aux = _loss_fn(prog, params, frozen, rest, batch, None, False)
