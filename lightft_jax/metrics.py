@@ -85,15 +85,19 @@ def _token_f1(prediction: str, truth: str) -> float:
 
 
 def squad_em_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-  """SQuAD v1.1 exact match and token F1, in percent; each reference is the list of gold answers
-  (the best-matching one counts, as in the official script)."""
+  """SQuAD v1.1 exact match and token F1, in percent, as the official evaluate-v1.1.py computes them:
+  predictions are answer strings (the original text of the predicted span), each reference is the list of
+  every gold answer string of that question, and each score is the max over those gold answers."""
   if len(predictions) != len(references):
     raise ValueError(f"{len(predictions)} predictions for {len(references)} questions")
   if not predictions:
     raise ValueError("no predictions to score")
   em = f = 0.0
-  for pred, golds in zip(predictions, references):
+  for i, (pred, golds) in enumerate(zip(predictions, references)):
     golds = [golds] if isinstance(golds, str) else list(golds)
+    if not golds:
+      raise ValueError(f"question {i} has no gold answers; SQuAD v1.1 scores against at least one (use [\"\"] "
+                       f"for a question whose answer is the empty string)")
     em += max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds)
     f += max(_token_f1(pred, g) for g in golds)
   n = len(predictions)

@@ -38,7 +38,7 @@ def test_seq2seq_eval_generates_and_scores_text(tok, preset, fmt):
   batch = fmt(task, SEQ2SEQ, tok, 12, padding="longest")
   prog, params, frozen, rest = program(preset, "lm", "seq2seq", **({"head_dim": 16}
                                                                    if preset == "tiny-t5" else {}))
-  m = evaluate(prog, params, frozen, rest, [batch], task=task, local_rows=4, tokenizer=tok)
+  m = evaluate(prog, params, frozen, rest, [batch], task=task, local_rows=4, tokenizer=tok, max_new_tokens=8)
   assert m["examples"] == 3 and np.isfinite(m["loss"])
   for k in ("bleu", "rouge1", "rougeL"):
     assert 0.0 <= m[k] <= 100.0, m
@@ -55,8 +55,9 @@ QA = [{"question": "who wrote it?", "context": "the book was written by alice in
 def test_qa_eval_best_span_em(tok):
   task = Task("toyqa", "qa", ("question", "context"), None, ("squad",), lambda s, d: QA)
   batch = formats.encoder_qa(task, QA, tok, 32, padding="longest")
+  host = batch.pop(formats.HOST)  # gold answer strings and contexts stay on the host
   prog, params, frozen, rest = program("tiny-bert", "qa", "qa")
-  m = evaluate(prog, params, frozen, rest, [batch], task=task, local_rows=2, tokenizer=tok)
+  m = evaluate(prog, params, frozen, rest, [{**batch, formats.HOST: host}], task=task, local_rows=2, tokenizer=tok)
   assert 0.0 <= m["span_em"] <= 1.0 and 0.0 <= m["exact_match"] <= 100.0 and 0.0 <= m["f1"] <= 100.0
   # Gold spans set to the model's own best spans: every metric is perfect.
   own = jax.device_get(prog.eval_step(params, frozen, rest, shd.global_batch(batch, prog.mesh)))["predictions"]
@@ -64,4 +65,4 @@ def test_qa_eval_best_span_em(tok):
   assert np.all(s <= e) and np.all(e - s < 30)
   forced = {**batch, "start_positions": s.astype(np.int32), "end_positions": e.astype(np.int32)}
   m = evaluate(prog, params, frozen, rest, [forced], task=task, local_rows=2, tokenizer=tok)
-  assert m["span_em"] == 1.0 and m["exact_match"] == pytest.approx(100.0)  # F1 is 0 for empty (special-token) spans
+  assert m["span_em"] == 1.0  # (SQuAD EM/F1 on the answer strings: tests/test_train_evaluate.py)

@@ -11,6 +11,12 @@ seq2seq `decoder_input_ids` are the targets shifted right behind the decoder sta
   decoder, text-to-text: input_ids = prompt + answer, labels = answer tokens only
   encoder_decoder, text-to-text: input_ids (source), decoder_input_ids, decoder_attention_mask, labels [b,S]
   decoder, lm: see `pack_documents` / pipeline (packed rows with segment_ids and positions)
+
+Formatters whose metrics need the original text also return `batch[HOST]`, a dict of per-row host data that
+never goes to a device (the `Loader` moves it to `loader.host`; evaluation reads it): qa encoder batches carry
+`contexts`, `answers` (every gold answer string) and `offsets` [b,T,2] (character span of each context token
+in its context, -1 for question / special / padding tokens); text-to-text batches carry `references` (the
+target texts as written, before tokenisation and truncation).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ FAMILIES = ("encoder", "decoder", "encoder_decoder")
 PADDINGS = ("max_length", "longest", "bucket")
 IGNORE = -100
 ANSWER_PREFIX = "\nAnswer:"
+HOST = "host"  # key of the per-row host-side data (strings, offsets) in a formatted batch
 
 
 def pad_length(longest: int, max_length: int, padding: str) -> int:
@@ -105,9 +112,17 @@ def encoder_qa(task, examples, tok, max_length, padding="max_length"):
     ends.append(end)
   ids = [enc.ids for enc in encs]
   length = pad_length(max(len(i) for i in ids), max_length, padding)
+  offsets = np.full((len(encs), length, 2), -1, np.int32)
+  for r, enc in enumerate(encs):
+    for t in range(min(len(enc.ids), length)):
+      if enc.sequence_ids[t] == 1:
+        offsets[r, t] = enc.offsets[t]
+  host = {"contexts": [e["context"] for e in examples], "answers": [list(e["answers"]["text"]) for e in examples],
+          "offsets": offsets}
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),
           "token_type_ids": pad_rows([enc.type_ids for enc in encs], length, 0),
-          "start_positions": np.asarray(starts, np.int32), "end_positions": np.asarray(ends, np.int32)}
+          "start_positions": np.asarray(starts, np.int32), "end_positions": np.asarray(ends, np.int32),
+          HOST: host}
 
 
 def _target_ids(tok, text: str) -> list[int]:
@@ -128,7 +143,11 @@ def decoder_text_to_text(task, examples, tok, max_length, padding="max_length"):
     labels.append([IGNORE if t + 1 < n_prompt else full[t + 1] for t in range(len(full) - 1)])
   length = pad_length(max(len(i) for i in ids), max_length, padding)
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),
-          "labels": pad_rows(labels, length, IGNORE)}
+          "labels": pad_rows(labels, length, IGNORE), HOST: _references(task, examples)}
+
+
+def _references(task, examples) -> dict:
+  return {"references": [task.target_text(e) for e in examples]}
 
 
 def seq2seq_text_to_text(task, examples, tok, max_length, padding="max_length", max_target_length=None):
@@ -141,7 +160,8 @@ def seq2seq_text_to_text(task, examples, tok, max_length, padding="max_length", 
   t_len = pad_length(max(len(t) for t in tgt), tl, padding)
   return {"input_ids": pad_rows(src, length, tok.pad_token_id), "attention_mask": _mask(src, length),
           "decoder_input_ids": pad_rows(dec, t_len, tok.pad_token_id),
-          "decoder_attention_mask": _mask(dec, t_len), "labels": pad_rows(tgt, t_len, IGNORE)}
+          "decoder_attention_mask": _mask(dec, t_len), "labels": pad_rows(tgt, t_len, IGNORE),
+          HOST: _references(task, examples)}
 
 
 def lm_document(text: str, tok, max_length: int) -> dict[str, np.ndarray]:

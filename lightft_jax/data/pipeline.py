@@ -52,18 +52,23 @@ class Loader:
   """Iterator of numpy batches with a checkpointable position.
 
   `next(loader)` -> dict of numpy arrays; `get_state()` -> JSON-serialisable dict; `set_state(state)` makes
-  the next batch the one an uninterrupted loader would yield after the state was taken.
+  the next batch the one an uninterrupted loader would yield after the state was taken. `host`: the host-side
+  rows of the batch just yielded (`formats.HOST`: gold answer strings, contexts, reference texts), kept out of
+  the batch so that only arrays reach the device; None for formats without any.
   """
 
   def __init__(self, dataset: grain.IterDataset, info: dict[str, Any]):
     self.dataset, self.info = dataset, info
     self._it = iter(dataset)
+    self.host = None
 
   def __iter__(self) -> "Loader":
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    return next(self._it)
+    batch = next(self._it)
+    self.host = batch.pop(formats.HOST, None)
+    return batch
 
   def get_state(self) -> dict:
     return self._it.get_state()

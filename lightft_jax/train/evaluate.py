@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
+from lightft_jax.data.formats import HOST
 from lightft_jax.train import distributed, sharding as shd
 from lightft_jax.train.losses import IGNORE
 from lightft_jax.train.steps import Program
@@ -15,23 +16,46 @@ KINDS_WITH_LABEL_METRICS = ("classification", "regression", "icl_regression", "t
 
 
 def pad_batch(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-  """Pads every array to `rows` rows (zeros, labels -100) and adds `weights` [rows] (1 real, 0 padding)."""
+  """Pads every array to `rows` rows and adds `weights` [rows] (1 real, 0 padding).
+
+  Padding rows are zeros, except per-token labels ([b,T] int), which get -100. Per-example class labels
+  ([b] int) get class 0, a valid id: the row's zero weight removes it from the loss, while a -100 there
+  would index outside the logits in the cross-entropy, giving NaN, and NaN * 0 is still NaN.
+  """
   n = len(next(iter(batch.values())))
   out = {}
   for k, v in batch.items():
     v = np.asarray(v)
-    fill = -100 if k == "labels" and v.dtype.kind == "i" else 0
+    fill = IGNORE if k == "labels" and v.dtype.kind == "i" and v.ndim > 1 else 0
     out[k] = np.concatenate([v, np.full((rows - n,) + v.shape[1:], fill, v.dtype)]) if rows > n else v
   out["weights"] = (np.arange(rows) < n).astype(np.float32)
   return out
 
 
+def _check_labels(batch: dict[str, np.ndarray], kind: str) -> None:
+  """Class labels must be class ids: TFDS marks unlabelled splits (GLUE / SuperGLUE test) with -1."""
+  labels = np.asarray(batch.get("labels", []))
+  if kind == "classification" and labels.ndim == 1 and np.any(labels < 0):
+    raise ValueError(f"eval batch has class labels {sorted(set(labels[labels < 0].tolist()))} (an unlabelled "
+                     "split, e.g. GLUE test): evaluate a labelled split instead, e.g. "
+                     "--config.task.test_split=validation, or skip it with --config.task.test_split=''")
+
+
 def _aligned(batches: Iterable[dict]):
-  """Yields batches until every process is done; a process out of rows yields an empty (all-padding) batch,
-  so all processes run the same number of eval steps (the last global batch may be split unevenly)."""
+  """Yields (batch, host) until every process is done; a process out of rows yields an empty (all-padding)
+  batch, so all processes run the same number of eval steps (the last global batch may be split unevenly).
+
+  host: the batch's host-side rows (`formats.HOST`), taken out of the batch, or from `loader.host` for a
+  `data.Loader` (which keeps them out of its batches); None when the format has none.
+  """
   it, template = iter(batches), None
   while True:
     batch = next(it, None)
+    host = None
+    if batch is not None:
+      batch = dict(batch)
+      host = batch.pop(HOST, None)
+      host = getattr(it, "host", None) if host is None else host
     template = batch if batch is not None else template
     if jax.process_count() > 1:
       if not any(distributed.allgather_json(batch is not None)):
@@ -42,7 +66,7 @@ def _aligned(batches: Iterable[dict]):
         batch = {k: np.asarray(v)[:0] for k, v in template.items()}
     elif batch is None:
       return
-    yield batch
+    yield batch, host
 
 
 def _prompts(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,34 +82,57 @@ def _prompts(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return ids, mask
 
 
-def _generated_texts(model, batch: dict[str, np.ndarray], tokenizer) -> tuple[list[str], list[str]]:
-  """Greedy continuations of a text-to-text batch and its reference texts (decoded labels, -100 dropped)."""
+def _generated_texts(model, batch: dict[str, np.ndarray], tokenizer, max_new_tokens: int,
+                     host: dict | None) -> tuple[list[str], list[str]]:
+  """Greedy continuations (up to `max_new_tokens`, whatever the label width) of a text-to-text batch, and its
+  reference texts: the targets as written when the batch carries them (`host["references"]`), else the
+  decoded labels (-100 dropped)."""
   from lightft_jax.models.generate import generate
   ids, mask = _prompts(batch)
   stop = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
-  out = np.asarray(generate(model, ids, mask, max_new_tokens=batch["labels"].shape[1], stop_tokens=stop,
+  out = np.asarray(generate(model, ids, mask, max_new_tokens=max_new_tokens, stop_tokens=stop,
                             pad_token_id=tokenizer.pad_token_id))
   preds = [tokenizer.decode([int(t) for t in row if t != tokenizer.pad_token_id]).strip() for row in out]
-  refs = [tokenizer.decode([int(t) for t in row if t != IGNORE]).strip() for row in batch["labels"]]
+  n = len(batch["labels"])
+  if host is not None and "references" in host:
+    refs = list(host["references"]) + [""] * (n - len(host["references"]))
+  else:
+    refs = [tokenizer.decode([int(t) for t in row if t != IGNORE]).strip() for row in batch["labels"]]
   return preds, refs
 
 
+def span_text(context: str, offsets: np.ndarray, start: int, end: int) -> str:
+  """The original text of token span [start, end] in `context`: from the first context token's first
+  character to the last one's last (offsets [T,2], -1 on non-context tokens), as the SQuAD post-processing
+  of transformers does; "" when the span holds no context token."""
+  toks = [t for t in range(max(start, 0), min(end, len(offsets) - 1) + 1) if offsets[t, 0] >= 0]
+  return context[int(offsets[toks[0], 0]):int(offsets[toks[-1], 1])] if toks else ""
+
+
 def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterable[dict], *, task,
-             local_rows: int, limit: int = 0, report: bool = False, tokenizer=None) -> dict[str, float]:
+             local_rows: int, limit: int = 0, report: bool = False, tokenizer=None,
+             max_new_tokens: int = 0) -> dict[str, float]:
   """Loss (and perplexity for LM kinds) plus `task.metrics` on argmax / regression predictions; with
   `report`, a classification task also gets `report` (sklearn's per-class precision / recall / F1 text).
 
-  seq2seq with a `tokenizer`: greedy generation (`models.generate`, up to the label length) scored with the
-  task's text metrics (BLEU / ROUGE) against the decoded labels. qa: `span_em`, the fraction of best spans
-  (`losses.best_spans`) equal to the gold token span; with a `tokenizer` (single process), also the task's
-  SQuAD exact_match / f1 on the decoded predicted span vs the decoded gold token span (the loaders carry
-  no raw answer texts or offsets, so the reference is the gold span's tokens, not the original string).
+  seq2seq with a `tokenizer`: greedy generation (`models.generate`, `max_new_tokens` new tokens at most, the
+  config's `eval.max_new_tokens`; it must be positive) scored with the task's text metrics (BLEU / ROUGE)
+  against the target texts as written (decoded labels for batches without them). qa: `span_em`, the
+  fraction of best spans (`losses.best_spans`) equal to the gold token span; when the batches carry the
+  original contexts and answers (`formats.encoder_qa` does), also the task's SQuAD exact_match / f1 of the
+  predicted span's original text against every gold answer string (the max over them, as the official
+  v1.1 script takes). Several processes: every process's texts are gathered, so all return the same metrics.
 
   batches: this process's rows of each eval batch (the last may be short; it is padded to `local_rows`).
   """
+  generate_text = prog.kind == "seq2seq" and tokenizer is not None
+  if generate_text and max_new_tokens <= 0:
+    raise ValueError(f"seq2seq evaluation generates up to max_new_tokens tokens; got {max_new_tokens}. Set "
+                     "--config.eval.max_new_tokens=N (N > 0)")
   loss_sum, weight, preds, refs, seen, texts = 0.0, 0.0, [], [], 0, ([], [])
-  model = prog.model(params, frozen, rest, train=False) if prog.kind == "seq2seq" and tokenizer else None
-  for batch in _aligned(batches):
+  model = prog.model(params, frozen, rest, train=False) if generate_text else None
+  for batch, host in _aligned(batches):
+    _check_labels(batch, prog.kind)
     padded = pad_batch(batch, local_rows)
     out = jax.device_get(prog.eval_step(params, frozen, rest, shd.global_batch(padded, prog.mesh)))
     loss_sum, weight = loss_sum + float(out["loss_sum"]), weight + float(out["weight"])
@@ -97,17 +144,26 @@ def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterab
       gold = np.stack([out["start_positions"], out["end_positions"]], -1)
       preds += list(np.asarray(out["predictions"])[keep])
       refs += list(gold[keep])
-      if tokenizer is not None and jax.process_count() == 1:
-        for row, p, g in zip(padded["input_ids"][keep], out["predictions"][keep], gold[keep]):
-          texts[0].append(tokenizer.decode(row[p[0]:p[1] + 1]))
-          texts[1].append([tokenizer.decode(row[g[0]:g[1] + 1])])
+      if host is not None and "answers" in host:
+        # This process's rows are the first len(batch) of its local slice of the global outputs.
+        lo = jax.process_index() * local_rows
+        local_pred = np.asarray(out["predictions"])[lo:lo + len(host["answers"])]
+        for context, offsets, answers, (s, e) in zip(host["contexts"], host["offsets"], host["answers"],
+                                                     local_pred):
+          texts[0].append(span_text(context, offsets, int(s), int(e)))
+          texts[1].append(list(answers) or [""])
     elif model is not None:
-      p, r = _generated_texts(model, padded, tokenizer)
-      texts[0].extend(np.asarray(p, object)[keep])
-      texts[1].extend(np.asarray(r, object)[keep])
+      p, r = _generated_texts(model, padded, tokenizer, max_new_tokens, host)
+      n = len(batch["labels"])
+      texts[0].extend(p[:n])
+      texts[1].extend(r[:n])
     seen += int(np.sum(out["weights"] > 0))
     if limit and seen >= limit:
       break
+  if jax.process_count() > 1 and (prog.kind == "qa" or model is not None):
+    gathered = distributed.allgather_json([list(texts[0]), [list(r) if isinstance(r, list) else r
+                                                            for r in texts[1]]])
+    texts = ([p for g in gathered for p in g[0]], [r for g in gathered for r in g[1]])
   metrics = {"loss": loss_sum / max(weight, 1e-9), "examples": seen}
   if prog.kind in ("lm", "seq2seq"):
     metrics["perplexity"] = float(np.exp(min(metrics["loss"], 50.0)))
