@@ -152,6 +152,40 @@ def test_qa_span_targets_recover_the_answer(tok):
   assert short["start_positions"][0] == 0
 
 
+def test_qa_loader_keeps_every_gold_answer_on_the_host(tok):
+  """All gold answer strings and the contexts reach evaluation through `loader.host`; the batch itself
+  holds only arrays (what the device gets)."""
+  ctx = "The Normans gave their name to Normandy, a region in France."
+  rows = [{"question": "Who named Normandy?", "context": ctx,
+           "answers": {"text": ["The Normans", "Normans"], "answer_start": [0, 4]}},
+          {"question": "Where is Normandy?", "context": ctx,
+           "answers": {"text": ["France", "in France", "a region in France"], "answer_start": [53, 50, 41]}}]
+  task = data.Task("qa_rows", "qa", ("question", "context"), None, ("squad",), lambda s, d: rows)
+  loader = data.make_loader(task, "train", tokenizer=tok, batch_size=2, max_length=32, shuffle=False,
+                            num_epochs=1, padding="longest")
+  batch = next(loader)
+  assert formats.HOST not in batch and all(isinstance(v, np.ndarray) for v in batch.values())
+  assert loader.host["answers"] == [r["answers"]["text"] for r in rows]
+  assert loader.host["contexts"] == [ctx, ctx]
+  offsets = loader.host["offsets"]
+  assert offsets.shape == batch["input_ids"].shape + (2,)
+  for r, row in enumerate(rows):
+    s, e = batch["start_positions"][r], batch["end_positions"][r]
+    assert ctx[offsets[r, s, 0]:offsets[r, e, 1]] == row["answers"]["text"][0]  # the first answer's span
+    question_len = len(tok.encode(row["question"]))  # [CLS] question [SEP]: not context
+    assert np.all(offsets[r, :question_len] == -1)
+
+
+def test_text_to_text_loader_keeps_the_target_texts(task, tok):
+  for family in ("decoder", "encoder_decoder"):
+    loader = data.make_loader(task, "train", tokenizer=tok, batch_size=4, max_length=48, shuffle=False,
+                              model_family=family)
+    batch = next(loader)
+    assert formats.HOST not in batch
+    want = [task.target_text(e) for e in task.examples("train", limit=4)]
+    assert loader.host == {"references": want}
+
+
 def test_unsupported_family_is_a_clear_error(tok):
   with pytest.raises(ValueError, match="supported: \\['encoder'\\]"):
     formats.formatter("token_classification", "decoder")
