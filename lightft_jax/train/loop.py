@@ -104,7 +104,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   main = distributed.is_main()
   if main:
     workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", config.to_dict())
 
   task = data.get_task(config.task.name, **config.task.options.to_dict())
   model = build_model(config.model, task=MODEL_TASK[task.kind], num_labels=task.num_labels, seed=config.seed)
@@ -138,6 +137,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     loader.set_state(meta["loader_states"][jax.process_index()])
     skipped = list(meta.get("skipped_steps", []))
     log.info("resumed from step %d in %s", step, ckpt.directory)
+  if main:  # after the resume check: a refused config does not overwrite the run's
+    write_json(workdir / "config.json", config.to_dict())
   logger = MetricLogger(workdir, config, enabled=main)
   logger.truncate_after(step)
   local_rows = (config.eval.batch_size or config.batch_size) // jax.process_count()
