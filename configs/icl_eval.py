@@ -36,7 +36,9 @@ def get_config(arg=None):
   c.icl = ml_collections.ConfigDict(dict(
       ks=parse_ks(a.k), seeds=tuple(range(a.seeds)), selection=a.selection, label_mode=a.labels,
       order="as_selected", per_query_demos=False, calibrate=a.calibrate,
-      content_free_inputs=("N/A", "", "[MASK]"), add_bos=True, batch_size=8, stop_sequences=("\n",),
+      content_free_inputs=("N/A", "", "[MASK]"), add_bos="auto", batch_size=8, stop_sequences=("\n",),
       max_new_tokens=16))
+  # add_bos: "auto" encodes prompts as the tokenizer does (BOS only where its post-processor adds one);
+  # "true" / "false" force a BOS token before every prompt or none.
   c.wandb = ml_collections.ConfigDict(dict(mode="disabled"))
   return c

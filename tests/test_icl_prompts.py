@@ -78,3 +78,56 @@ def test_prediction_rules():
   biased = np.log(true_p * prior)
   np.testing.assert_array_equal(cal.predict(biased), [0, 0, 0])
   np.testing.assert_array_equal(cal.predict_calibrated(biased, prior), [1, 0, 1])
+
+
+def _smollm_tokenizers():
+  import transformers as hf_t
+  from lightft_jax.models import assets
+  from lightft_jax.models.hf import load_tokenizer
+  path = assets.smollm2_gguf()
+  return load_tokenizer(path), hf_t.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+PROMPTS = ["Review: a fine film\nSentiment:", "Review: x\nSentiment: positive\n\nReview: y\nSentiment:", "N/A"]
+
+
+def test_default_prompt_encoding_is_the_tokenizers_own_smollm2():
+  from lightft_jax.icl.fewshot import PromptEncoder
+  ours, ref = _smollm_tokenizers()
+  enc = PromptEncoder(ours)  # add_bos=None: as the tokenizer does; SmolLM2 adds no BOS
+  for text in PROMPTS:
+    assert enc.context(text) == ref.encode(text) == ref(text)["input_ids"], text
+    assert enc.context(text)[0] != ours.bos_token_id
+    assert PromptEncoder(ours, add_bos=True).context(text) == [ours.bos_token_id] + ref.encode(text)
+    assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text)
+  assert enc.answer(" positive") == ref.encode(" positive", add_special_tokens=False)
+
+
+def test_default_prompt_encoding_is_the_tokenizers_own_with_bos(tmp_path):
+  """A Llama-style tokenizer whose post-processor adds BOS: the default keeps it (once), as transformers does;
+  special tokens a post-processor appends after the text are dropped (a prompt is continued)."""
+  import json
+  import transformers as hf_t
+  from tokenizers import Tokenizer as RawTokenizer
+  from tokenizers import processors
+  from lightft_jax.icl.fewshot import PromptEncoder
+  from lightft_jax.models.tokenizer import Tokenizer
+  ours_plain, _ = _smollm_tokenizers()
+  bos, eos = "<|im_start|>", "<|im_end|>"
+  for name, single in (("bos", f"{bos} $A"), ("bos_eos", f"{bos} $A {eos}")):
+    raw = RawTokenizer.from_str(ours_plain.tok.to_str())
+    raw.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[(bos, raw.token_to_id(bos)), (eos, raw.token_to_id(eos))])
+    folder = tmp_path / name
+    folder.mkdir()
+    raw.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": bos, "eos_token": eos}))
+    ours, ref = Tokenizer.from_file(folder), hf_t.AutoTokenizer.from_pretrained(folder)
+    enc = PromptEncoder(ours)
+    for text in PROMPTS:
+      ids = ref.encode(text)
+      assert ids[0] == raw.token_to_id(bos)
+      expected = ids if name == "bos" else ids[:-1]
+      assert enc.context(text) == expected, (name, text)
+      assert PromptEncoder(ours, add_bos=True).context(text) == expected  # never two BOS tokens
+      assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text, add_special_tokens=False)

@@ -26,7 +26,9 @@ _EXPORT = flags.DEFINE_string("export", "", "write train.jsonl / test.jsonl of t
 _SCAN = flags.DEFINE_bool("scan_layers", True, "scan over layers (faster compiles)")
 _MODES = flags.DEFINE_list("labels", ["gold", "random"], "demonstration label modes to run")
 _SELECTION = flags.DEFINE_string("selection", "random", "demonstration selection: random | balanced | knn")
-_BOS = flags.DEFINE_bool("add_bos", True, "start every prompt with the tokenizer's BOS token")
+_BOS = flags.DEFINE_enum("add_bos", "auto", ["auto", "true", "false"],
+                         "auto: encode prompts as the tokenizer does (no BOS for SmolLM2); true: start every "
+                         "prompt with the tokenizer's BOS token; false: never")
 _INSTRUCTION = flags.DEFINE_string("instruction", "", "text before the demonstrations")
 
 

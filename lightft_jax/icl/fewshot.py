@@ -32,21 +32,38 @@ class FewShotOptions:
   per_query_demos: bool = False  # random/balanced: new demonstrations per query (knn always is)
   calibrate: bool = True
   content_free_inputs: tuple[str, ...] = cal.CONTENT_FREE_INPUTS
-  add_bos: bool = True
+  add_bos: bool | None = None  # None: the tokenizer's own convention (its post-processor); True / False force it
   batch_size: int = 8
   stop_sequences: tuple[str, ...] = ("\n",)
   max_new_tokens: int = 16
 
 
 class PromptEncoder:
-  """Text -> token ids for contexts (optionally after BOS) and answers (no special tokens)."""
+  """Text -> token ids for contexts and answers (answers never get special tokens).
 
-  def __init__(self, tokenizer: Tokenizer, add_bos: bool):
+  add_bos=None (the default) encodes a context as the tokenizer itself does, `tokenizer.encode(text)`:
+  whatever its post-processor puts before the text (BOS for Llama-style tokenizers, nothing for SmolLM2
+  or GPT-2), as transformers' tokenizers with add_special_tokens=True and lm-evaluation-harness do. Special
+  tokens a post-processor appends after the text (EOS, [SEP]) are dropped, since a prompt is continued.
+  add_bos=True puts the tokenizer's BOS before the plain text whether or not the tokenizer would;
+  add_bos=False encodes the plain text only.
+  """
+
+  def __init__(self, tokenizer: Tokenizer, add_bos: bool | None = None):
     self.tokenizer = tokenizer
+    self.add_bos = add_bos
     self.bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
 
   def context(self, text: str) -> list[int]:
-    return self.bos + self.tokenizer.encode(text, add_special_tokens=False)
+    bare = self.tokenizer.encode(text, add_special_tokens=False)
+    if self.add_bos is not None:
+      return self.bos + bare
+    full = self.tokenizer.encode(text)
+    n = len(bare)
+    for start in range(len(full) - n + 1):  # the special tokens before the text, as the tokenizer adds them
+      if full[start:start + n] == bare:
+        return full[:start] + bare
+    return full
 
   def answer(self, text: str) -> list[int]:
     return self.tokenizer.encode(text, add_special_tokens=False)

@@ -52,11 +52,22 @@ def make_template(prompt_cfg: ml_collections.ConfigDict, task) -> PromptTemplate
                         instruction=prompt_cfg.instruction, answer_field=prompt_cfg.answer_field)
 
 
+def parse_add_bos(value) -> bool | None:
+  """Config value of `icl.add_bos` -> FewShotOptions.add_bos: "auto" / None -> None (the tokenizer's own
+  convention), "true" / True -> True, "false" / False -> False."""
+  if value is None or isinstance(value, bool):
+    return value
+  table = {"auto": None, "true": True, "false": False}
+  if str(value).lower() not in table:
+    raise ValueError(f"icl.add_bos must be 'auto', 'true' or 'false', got {value!r}")
+  return table[str(value).lower()]
+
+
 def fewshot_options(icl: ml_collections.ConfigDict) -> FewShotOptions:
   return FewShotOptions(ks=tuple(icl.ks), seeds=tuple(icl.seeds), selection=icl.selection,
                         label_mode=icl.label_mode, order=icl.order, per_query_demos=icl.per_query_demos,
                         calibrate=icl.calibrate, content_free_inputs=tuple(icl.content_free_inputs),
-                        add_bos=icl.add_bos, batch_size=icl.batch_size, stop_sequences=tuple(icl.stop_sequences),
+                        add_bos=parse_add_bos(icl.add_bos), batch_size=icl.batch_size, stop_sequences=tuple(icl.stop_sequences),
                         max_new_tokens=icl.max_new_tokens)
 
 

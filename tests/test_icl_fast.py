@@ -1,0 +1,84 @@
+"""The fast choice-scoring path on real SmolLM2 prompts against transformers: shared demonstration prefix,
+length-sorted batches, one-token and multi-token answers."""
+
+import numpy as np
+import pytest
+import torch
+import transformers as T
+
+from lightft_jax.icl.fewshot import PromptEncoder
+from lightft_jax.icl.prompts import PromptTemplate
+from lightft_jax.icl.scoring import bucket_length, common_prefix_length, score_choices
+from lightft_jax.models import assets
+from lightft_jax.models.hf import from_pretrained, load_tokenizer
+
+TEMPLATE = PromptTemplate("Review: {text}\nSentiment:", verbalizers=("negative", "positive"))
+DEMOS = [{"text": "A gorgeous, witty, seductive movie.", "label": 1},
+         {"text": "The plot is nothing but boilerplate cliches from start to finish.", "label": 0}]
+QUERIES = [{"text": t} for t in (
+    "Dull.",
+    "An exhilarating experience from a director at the top of his game, with performances that stay with you.",
+    "It's technically sumptuous but also almost wildly alive.",
+    "Too long, too loud and far too pleased with itself.",
+    "Charming.",
+)]
+
+
+@pytest.fixture(scope="module")
+def smollm():
+  path = assets.smollm2_gguf()
+  tok = load_tokenizer(path)
+  ours = from_pretrained(path, task="lm")
+  hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+  return tok, ours, hf
+
+
+def _reference(hf, ctx, choice):
+  with torch.no_grad():
+    logp = torch.log_softmax(hf(torch.tensor([ctx + choice])).logits[0].double(), -1)
+  return float(sum(logp[len(ctx) - 1 + j, t] for j, t in enumerate(choice)))
+
+
+def _check(hf, contexts, choices, ll):
+  for ctx, chs, got in zip(contexts, choices, ll):
+    assert got.shape == (len(chs),)
+    for choice, value in zip(chs, got):
+      ref = _reference(hf, ctx, choice)
+      assert abs(ref - value) < 1e-4, (ref, value)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_one_token_answers_match_transformers(smollm, k):
+  tok, ours, hf = smollm
+  enc = PromptEncoder(tok)
+  contexts = [enc.context(TEMPLATE.build(DEMOS[:k], q)) for q in QUERIES]
+  answers = [enc.answer(a) for a in TEMPLATE.choices()]
+  assert all(len(a) == 1 for a in answers)  # " negative" / " positive" are single SmolLM2 tokens
+  if k:
+    assert common_prefix_length(contexts) >= 16  # the demonstrations run once into the shared cache
+  ll, greedy = score_choices(ours, contexts, [answers] * len(contexts), batch_size=2)
+  _check(hf, contexts, [answers] * len(contexts), ll)
+  assert all(g.sum() <= 1 for g in greedy)
+
+
+def test_multi_token_answers_after_shared_prefix_match_transformers(smollm):
+  tok, ours, hf = smollm
+  enc = PromptEncoder(tok)
+  contexts = [enc.context(TEMPLATE.build(DEMOS, q)) for q in QUERIES[:4]]
+  answers = [enc.answer(a) for a in (" positive", " not good", " a masterpiece, truly")]
+  assert len({len(a) for a in answers}) == 3, answers
+  ll, greedy = score_choices(ours, contexts, [answers] * 4, batch_size=3)
+  _check(hf, contexts, [answers] * 4, ll)
+  # Without the shared cache (min_prefix above every context) the scores are the same.
+  ll_plain, greedy_plain = score_choices(ours, contexts, [answers] * 4, batch_size=3, min_prefix=10**6)
+  np.testing.assert_allclose(np.stack(ll), np.stack(ll_plain), atol=1e-4)
+  np.testing.assert_array_equal(np.stack(greedy), np.stack(greedy_plain))
+
+
+def test_common_prefix_and_buckets():
+  assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+  assert common_prefix_length([[7], [8, 9]]) == 0
+  for n in range(1, 600):
+    b = bucket_length(n)
+    assert n <= b <= n + (7 if n <= 64 else 15 if n <= 256 else 31), (n, b)
+  assert len({bucket_length(n) for n in range(1, 129)}) == 12  # few compiled shapes
