@@ -27,7 +27,7 @@ def get_config(arg=None):
                                            overrides=ml_collections.ConfigDict()))
   c.task = ml_collections.ConfigDict(dict(name=a.task, options=ml_collections.ConfigDict(), data_dir="",
                                           split="test", demo_split="train", limit=a.limit, pool_limit=0))
-  rotten = a.task == "rotten_tomatoes"
+  rotten = a.task.split("/")[0] == "rotten_tomatoes"  # either source: rotten_tomatoes(/snippets), /polarity
   c.prompt = ml_collections.ConfigDict(dict(
       input_template="Review: {text}\nSentiment:" if rotten else "",  # "": built from the task's text fields
       verbalizers=("negative", "positive") if rotten else (),  # (): the task's verbalizer / label names
