@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 # Config keys (fnmatch patterns over dotted keys) that do not define the trained state.
 RESUME_SAFE = ("total_steps", "log_every", "eval_every", "checkpoint_every", "baselines", "train.skip_nonfinite",
-               "checkpoint.*", "eval.batch_size", "task.eval_limit", "task.test_split", "logging.*", "wandb.*",
-               "mesh.*", "distributed.*")
+               "checkpoint.*", "eval.batch_size", "eval.max_new_tokens", "task.eval_limit", "task.test_split",
+               "logging.*", "wandb.*", "mesh.*", "distributed.*")
 
 
 class ResumeMismatch(ValueError):
