@@ -146,6 +146,9 @@ def evaluate_fewshot(model: Transformer, tokenizer: Tokenizer, template: PromptT
   per_seed: dict[int, list[dict]] = {}
   for k in options.ks:
     for seed in options.seeds:
+      if k == 0 and per_seed.get(k):  # no demonstrations: every seed scores the same prompts
+        per_seed[k].append({**per_seed[k][0], "seed": seed})
+        continue
       sets = _demo_sets(options, k, seed, pool, len(queries), pool_labels, num_labels, embeddings,
                         template.answer_field)
       contexts = []
