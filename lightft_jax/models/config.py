@@ -1,7 +1,8 @@
 """One config describes every architecture of the Transformer family.
 
-BERT/RoBERTa (post-LN encoders), GPT-2 and Llama-style decoders, and T5 v1.0/v1.1
-encoder-decoders are all points in this space; `PRESETS` names a few of them.
+BERT/RoBERTa (post-LN encoders), GPT-2 and Llama/Mistral-style decoders, and T5 v1.0/v1.1
+encoder-decoders are all points in this space; `PRESETS` names a few of them (each defined in its
+architecture's module, `lightft_jax.models.archs.<model_type>`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import dataclasses
 from typing import Literal
 
 import jax.numpy as jnp
+
+from lightft_jax.models import archs
 
 Arch = Literal["encoder", "decoder", "encoder_decoder"]
 ARCHS = ("encoder", "decoder", "encoder_decoder")
@@ -20,7 +23,7 @@ class TransformerConfig:
   """Static description of a Transformer; hashable so it can key jit caches."""
 
   arch: Arch = "decoder"
-  model_type: str = "custom"  # HF model_type this config mirrors (bert, roberta, gpt2, t5, llama)
+  model_type: str = "custom"  # HF model_type this config mirrors (a key of lightft_jax.models.archs)
   vocab_size: int = 1024
   d_model: int = 64
   n_layers: int = 2
@@ -54,6 +57,7 @@ class TransformerConfig:
   mlp_bias: bool = True
   fused_qkv: bool = False  # one projection to q,k,v (GPT-2 c_attn)
   attn_scale: float | None = None  # None: 1/sqrt(head_dim); T5 uses 1.0
+  sliding_window: int | None = None  # causal self-attention sees its own and the W-1 previous slots (Mistral)
 
   # Embeddings and heads.
   tie_embeddings: bool = True
@@ -79,6 +83,8 @@ class TransformerConfig:
       raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set head_dim")
     if self.num_kv_heads <= 0 or self.n_heads % self.num_kv_heads:
       raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.num_kv_heads}")
+    if self.sliding_window is not None and self.sliding_window < 1:
+      raise ValueError(f"sliding_window must be a positive number of slots or None, got {self.sliding_window}")
 
   @property
   def num_kv_heads(self) -> int:
@@ -107,53 +113,9 @@ class TransformerConfig:
     return dataclasses.replace(self, **kw)
 
 
-def _make(defaults: dict, kw: dict) -> TransformerConfig:
-  return TransformerConfig(**{**defaults, **kw})
-
-
-def _bert(**kw):
-  return _make(dict(arch="encoder", model_type="bert", position="learned", prenorm=False, embed_norm=True,
-                    final_norm=False, norm_eps=1e-12, type_vocab_size=2, activation="gelu", pooler=True,
-                    tie_embeddings=True), kw)
-
-
-def _gpt2(**kw):
-  return _make(dict(arch="decoder", model_type="gpt2", position="learned", prenorm=True, activation="gelu_tanh",
-                    fused_qkv=True, tie_embeddings=True, pad_token_id=50256, bos_token_id=50256,
-                    eos_token_id=50256), kw)
-
-
-def _llama(**kw):
-  return _make(dict(arch="decoder", model_type="llama", position="rope", norm="rmsnorm", norm_eps=1e-6,
-                    activation="silu", gated_mlp=True, qkv_bias=False, out_bias=False, mlp_bias=False,
-                    tie_embeddings=False), kw)
-
-
-def _t5(**kw):
-  return _make(dict(arch="encoder_decoder", model_type="t5", position="relative", norm="rmsnorm",
-                    norm_eps=1e-6, activation="relu", qkv_bias=False, out_bias=False, mlp_bias=False,
-                    attn_scale=1.0, tie_embeddings=True, scale_tied_logits=True, pad_token_id=0,
-                    eos_token_id=1, decoder_start_token_id=0), kw)
-
-
-PRESETS: dict[str, TransformerConfig] = {
-    "tiny-bert": _bert(vocab_size=1024, d_model=64, n_layers=2, n_heads=4, d_ff=128, max_positions=128),
-    "tiny-gpt2": _gpt2(vocab_size=1024, d_model=64, n_layers=2, n_heads=4, d_ff=256, max_positions=128,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    "tiny-llama": _llama(vocab_size=1024, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
-                         max_positions=128, pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    "tiny-t5": _t5(vocab_size=1024, d_model=64, n_layers=2, n_heads=4, head_dim=16, d_ff=128,
-                   max_positions=128),
-    "bert-base": _bert(vocab_size=30522, d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_positions=512),
-    "roberta-base": _bert(vocab_size=50265, d_model=768, n_layers=12, n_heads=12, d_ff=3072,
-                          max_positions=514, position_offset=2, type_vocab_size=1, model_type="roberta",
-                          pad_token_id=1).replace(pooler=False),
-    "gpt2": _gpt2(vocab_size=50257, d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_positions=1024),
-    "llama-1b": _llama(vocab_size=32000, d_model=2048, n_layers=16, n_heads=32, n_kv_heads=8, d_ff=8192,
-                       max_positions=4096, rope_theta=500000.0),
-    "t5-small": _t5(vocab_size=32128, d_model=512, n_layers=6, n_heads=8, head_dim=64, d_ff=2048,
-                    max_positions=512),
-}
+# Presets live beside their architecture (lightft_jax/models/archs/<model_type>.py).
+PRESETS: dict[str, TransformerConfig] = {name: TransformerConfig(**fields)
+                                         for name, fields in archs.preset_fields().items()}
 
 
 def get_preset(name: str, **overrides) -> TransformerConfig:

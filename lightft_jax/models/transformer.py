@@ -223,6 +223,8 @@ class Transformer(nnx.Module):
     q_pos = start + jnp.arange(t)
     k_pos = jnp.arange(s)
     causal = k_pos[None, :] <= q_pos[:, None]  # [T,S]
+    if self.cfg.sliding_window is not None:  # Mistral: a query sees its own and the W-1 previous slots
+      causal = causal & (k_pos[None, :] > q_pos[:, None] - self.cfg.sliding_window)
     mask = causal[None, None] & attention_mask.astype(bool)[:, None, None, :]
     if segment_ids is not None:
       if cache is not None:

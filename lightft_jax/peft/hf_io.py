@@ -2,8 +2,9 @@
 
 Covers LoRA (plain, rsLoRA, DoRA; Dense and embedding targets), IA3, prefix tuning and prompt tuning
 (encoder-decoders included: HF peft prefixes their decoder self-attention only and prompts their encoder input).
-Base-module names come from the HF checkpoint tables in `lightft_jax.models.hf`; tensor layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are
-[out, 1] (or [1, in] on feed-forward modules), prefixes are HF's `prompt_embeddings` [P, L*2*K*Dh].
+Base-module names come from the architecture's weight rules (`lightft_jax.models.archs.get_arch`); tensor
+layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are [out, 1] (or [1, in] on feed-forward
+modules), prefixes are HF's `prompt_embeddings` [P, L*2*K*Dh].
 A trainable task head is written as HF `modules_to_save` (HF peft does the same for classifiers).
 
 Note on positions: HF peft's prefix tuning gives real tokens positions P, P+1, ... (the prefix sits in the
@@ -21,7 +22,7 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from lightft_jax.models import hf
+from lightft_jax.models import archs, hf
 from lightft_jax.peft import core, named
 from lightft_jax.peft.ia3 import IA3Dense
 from lightft_jax.peft.lora import LoraEmbedding, lora_modules
@@ -40,22 +41,20 @@ def _task_type(model) -> str:
   return _TASK_TYPES[model.task]
 
 
+def _arch(model) -> archs.Architecture:
+  if model.cfg.model_type not in archs.MODEL_TYPES:
+    raise ValueError(f"HF peft interop needs a model of type {archs.MODEL_TYPES}, got {model.cfg.model_type!r}")
+  return archs.get_arch(model.cfg.model_type)
+
+
 def module_names(model) -> dict[str, str]:
   """Our base-module path -> HF module name in the task class (e.g. 'bert.encoder.layer.0.attention.self.query')."""
-  cfg = model.cfg
-  if cfg.model_type not in hf.SUPPORTED_MODEL_TYPES:
-    raise ValueError(f"HF peft interop needs a model of type {hf.SUPPORTED_MODEL_TYPES}, got {cfg.model_type!r}")
-  _, prefix, _ = hf._hf_class(cfg.model_type, model.task)
-  out = {}
-  for ours, theirs, _ in hf._rules(cfg, model.task, prefix):
-    if ours.endswith(".bias"):
-      continue
-    out[ours.rpartition(".")[0]] = theirs[: -len(".weight")] if theirs.endswith(".weight") else theirs
-  return out
+  return _arch(model).module_names(model.cfg, model.task)
 
 
-def _head_rules(model) -> list[tuple[str, str, str]]:
-  return hf._hf_class(model.cfg.model_type, model.task)[2]
+def _head_rules(model) -> list[archs.Rule]:
+  hf.check_hf_head(model)
+  return list(_arch(model).hf_class(model.task).head)
 
 
 def _methods(model) -> list[str]:
@@ -146,7 +145,7 @@ def _save_lora(model, names, adapter, tensors) -> dict:
   r, alpha, rslora, dora = spec.pop()
   return {"r": r, "lora_alpha": alpha, "use_rslora": rslora, "use_dora": dora, "target_modules": sorted(targets),
           "lora_dropout": float(units[0].dropout.rate) if units[0].dropout is not None else 0.0, "bias": "none",
-          "fan_in_fan_out": model.cfg.model_type == "gpt2", "init_lora_weights": True}
+          "fan_in_fan_out": _arch(model).conv1d, "init_lora_weights": True}
 
 
 def _save_ia3(model, names, tensors) -> dict:
@@ -160,8 +159,8 @@ def _save_ia3(model, names, tensors) -> dict:
     targets.append(theirs)
     if m.feedforward:
       ff.append(theirs)
-  return {"target_modules": sorted(targets), "feedforward_modules": sorted(ff), "fan_in_fan_out":
-          model.cfg.model_type == "gpt2", "init_ia3_weights": True}
+  return {"target_modules": sorted(targets), "feedforward_modules": sorted(ff),
+          "fan_in_fan_out": _arch(model).conv1d, "init_ia3_weights": True}
 
 
 def _submodules(model) -> int:
@@ -248,7 +247,7 @@ def _save_head(model, tensors, key_prefix: str) -> list[str]:
   tops = set()
   for ours, theirs, kind in _head_rules(model):
     if ours in params:
-      tensors[key_prefix + theirs] = _np(hf._convert(np.asarray(params[ours][...]), kind))
+      tensors[key_prefix + theirs] = _np(archs.convert(np.asarray(params[ours][...]), kind))
       tops.add(theirs.split(".")[0])
   return sorted(tops)
 
@@ -413,12 +412,11 @@ def _load_head(model, rest: dict[str, np.ndarray]):
   clean = {re.sub(r"^base_model\.(model\.)?", "", k).replace(".modules_to_save", "").replace(".base_layer", ""): v
            for k, v in rest.items()}
   params = {core.unwrapped_path(core.path_str(p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
-  _, prefix, _ = hf._hf_class(model.cfg.model_type, model.task)
   head = {ours for ours, _, _ in _head_rules(model)}
   used, head_used = set(), False
-  for ours, theirs, kind in hf._rules(model.cfg, model.task, prefix):
+  for ours, theirs, kind in _arch(model).rules(model.cfg, model.task):
     if theirs in clean and ours in params:
-      _set(params[ours], hf._convert(clean[theirs], kind), theirs)
+      _set(params[ours], archs.convert(clean[theirs], kind), theirs)
       used.add(theirs)
       head_used |= ours in head
   unused = sorted(set(clean) - used)
