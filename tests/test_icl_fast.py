@@ -82,3 +82,49 @@ def test_common_prefix_and_buckets():
     b = bucket_length(n)
     assert n <= b <= n + (7 if n <= 64 else 15 if n <= 256 else 31), (n, b)
   assert len({bucket_length(n) for n in range(1, 129)}) == 12  # few compiled shapes
+
+
+def _tiny_lm(preset):
+  from flax import nnx
+  from lightft_jax.models import Transformer, get_preset
+  cfg = get_preset(preset, vocab_size=97, d_model=32, n_layers=2, max_positions=256)
+  return Transformer(cfg, task="lm", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_generate_from_prefix_cache_equals_full_prompt(preset):
+  """generate(prefix=prefix_cache(...)) continues exactly as generating from prefix + prompt (learned
+  positions and RoPE), with the prefix cache padded to more slots than it has tokens."""
+  from lightft_jax.models.generate import generate, prefix_cache
+  model = _tiny_lm(preset)
+  rng = np.random.default_rng(0)
+  prefix = list(rng.integers(3, 97, 21))
+  prompts = [list(rng.integers(3, 97, n)) for n in (5, 9, 2)]
+  t = max(map(len, prompts))
+  ids, mask = np.zeros((3, t), np.int32), np.zeros((3, t), np.int32)
+  full_ids, full_mask = np.zeros((3, t + 21), np.int32), np.zeros((3, t + 21), np.int32)
+  for r, x in enumerate(prompts):
+    ids[r, t - len(x):], mask[r, t - len(x):] = x, 1
+    full_ids[r, t + 21 - len(x) - 21:], full_mask[r, t - len(x):] = prefix + x, 1
+  cache = prefix_cache(model, prefix, slots=32)
+  got, got_logits = generate(model, ids, mask, max_new_tokens=6, prefix=cache, return_logits=True)
+  ref, ref_logits = generate(model, full_ids, full_mask, max_new_tokens=6, return_logits=True)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+  np.testing.assert_allclose(np.asarray(got_logits), np.asarray(ref_logits), atol=1e-4)
+
+
+def test_generated_answers_with_shared_prefix_equal_plain_ones():
+  from lightft_jax.icl.generation import generate_answers
+  from lightft_jax.models.assets import minilm_dir
+  from lightft_jax.models.tokenizer import Tokenizer
+  tok = Tokenizer.from_file(minilm_dir())
+  from flax import nnx
+  from lightft_jax.models import Transformer, get_preset
+  model = Transformer(get_preset("tiny-llama", vocab_size=tok.vocab_size, d_model=32, n_layers=1,
+                                 max_positions=128), task="lm", rngs=nnx.Rngs(1))
+  demos = "Q: one\nA: 1\n\nQ: two\nA: 2\n\nQ: three\nA: 3\n\n"
+  contexts = [tok.encode(demos + f"Q: {w}\nA:", add_special_tokens=False) for w in ("four", "five six", "x")]
+  assert common_prefix_length(contexts) >= 16
+  kw = dict(stop_sequences=("\n",), max_new_tokens=4, batch_size=2)
+  assert generate_answers(model, tok, contexts, **kw) == generate_answers(model, tok, contexts, min_prefix=10**6,
+                                                                          **kw)

@@ -95,10 +95,36 @@ def _stop_array(stop_tokens) -> jax.Array:
   return jnp.asarray(ids + [-1] * (size - len(ids)), jnp.int32)
 
 
+def prefix_cache(model, prefix_ids, *, slots: int | None = None) -> dict:
+  """A token prefix shared by every row, run once (batch 1) into a KV cache, for `generate(prefix=...)`.
+
+  prefix_ids: P token ids. slots: cache slots Pb >= P (pad to a few sizes so later programs compile once).
+  Returns {"k","v": [L,1,Pb,K,Dh], "mask": int32 [Pb], "length": P}.
+  """
+  p = len(prefix_ids)
+  pb = p if slots is None else slots
+  if pb < p or p < 1:
+    raise ValueError(f"prefix of {p} tokens needs 1 <= length <= slots, got slots={pb}")
+  ids = np.zeros((1, pb), np.int32)
+  mask = np.zeros((1, pb), np.int32)
+  ids[0, :p], mask[0, :p] = prefix_ids, 1
+  graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
+  k, v = _prefill(graphdef, state, ids, mask)
+  return {"k": k, "v": v, "mask": mask[0], "length": p}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _prefill(graphdef, state, ids, mask):
+  model = nnx.merge(graphdef, state)
+  _, cache = model.decode(ids, mask, default_positions(mask), cache=model.init_cache(*ids.shape))
+  return cache["k"], cache["v"]
+
+
 def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, stop_tokens=(), pad_token_id: int | None = None,
              rng: jax.Array | None = None, ctx: dict[str, Any] | None = None,
-             decoder_start_token_id: int | None = None, return_logits: bool = False):
+             decoder_start_token_id: int | None = None, return_logits: bool = False,
+             prefix: dict | None = None):
   """Generates up to `max_new_tokens` tokens after each prompt.
 
   Args:
@@ -115,6 +141,9 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
     ctx: per-call conditioning passed to every submodule (task ids, condition vectors, ...).
     decoder_start_token_id: first decoder token of encoder-decoder models; defaults to the config's.
     return_logits: also return the float32 logits each token was chosen from.
+    prefix: decoder-only: a prefix shared by every row, already in a KV cache, that goes before each prompt:
+      {"k","v": [L,1,Pb,K,Dh] (`prefix_cache`), "mask": [Pb] (1 on its real slots), "length": P}. Prompt
+      positions then start at P.
 
   Returns:
     int32 [B,N] generated tokens, or (tokens, logits [B,N,V]) with `return_logits`. Logits of
@@ -127,9 +156,12 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
   attention_mask = jnp.ones((b, t), jnp.int32) if attention_mask is None else jnp.asarray(attention_mask, jnp.int32)
   if attention_mask.shape != (b, t):
     raise ValueError(f"attention_mask shape {attention_mask.shape} != input_ids shape {input_ids.shape}")
+  if prefix is not None and (cfg.arch != "decoder" or model.soft_prompt is not None):
+    raise ValueError("a cached prefix needs a decoder-only model without a soft prompt")
   if cfg.arch == "decoder":
     _check_left_padded(attention_mask)
     n_soft = 0 if model.soft_prompt is None else model.soft_prompt.num_tokens
+    n_soft += 0 if prefix is None else int(prefix["length"])
     slots = n_soft + t + max_new_tokens - 1
     if cfg.position in ("learned", "rope") and slots > cfg.max_positions:
       raise ValueError(f"soft prompt {n_soft} + prompt length {t} + max_new_tokens {max_new_tokens} - 1 = {slots} "
@@ -141,13 +173,16 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
   opts = dict(temperature=jnp.float32(max(temperature, 1e-6)), top_k=jnp.int32(top_k), top_p=jnp.float32(top_p),
               stops=_stop_array(stop_tokens), pad=jnp.int32(pad),
               start=jnp.int32(start))
-  tokens, logits = _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, n_new=int(max_new_tokens),
-                             greedy=temperature == 0, keep_logits=bool(return_logits))
+  if prefix is not None:
+    prefix = {"k": prefix["k"], "v": prefix["v"], "mask": jnp.asarray(prefix["mask"], jnp.int32),
+              "length": jnp.int32(prefix["length"])}
+  tokens, logits = _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix,
+                             n_new=int(max_new_tokens), greedy=temperature == 0, keep_logits=bool(return_logits))
   return (tokens, logits) if return_logits else tokens
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("n_new", "greedy", "keep_logits"))
-def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_new, greedy, keep_logits):
+def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix, *, n_new, greedy, keep_logits):
   """Prefill + while_loop. Returns tokens [B,N] and logits [B,N,V] (empty [B,N,0] unless keep_logits).
 
   `opts` holds traced scalars (temperature, top_k, top_p, pad, start) and the stop ids [S], so changing
@@ -162,13 +197,21 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_n
   embeds, mask = None, attention_mask
   if model.soft_prompt is not None:
     embeds, mask, _, _ = model.soft_prompt(model.embed.tokens, input_ids, None, attention_mask, None, None, ctx)
+  cache = None
   if cfg.arch == "decoder":
-    slots = mask.shape[1] + n_new - 1
+    pb, start = (0, 0) if prefix is None else (prefix["k"].shape[2], prefix["length"])
+    slots = pb + mask.shape[1] + n_new - 1
     # Slots after the prompt hold generated tokens; causality hides those not written yet.
     cache_mask = jnp.concatenate([mask, jnp.ones((b, n_new - 1), jnp.int32)], 1)
+    cache = model.init_cache(b, slots)
+    if prefix is not None:  # the shared prefix's keys/values fill the first Pb slots of every row
+      rows = lambda x: jnp.broadcast_to(x, x.shape[:1] + (b,) + x.shape[2:]).astype(cache["k"].dtype)
+      cache = {"k": cache["k"].at[:, :, :pb].set(rows(prefix["k"])),
+               "v": cache["v"].at[:, :, :pb].set(rows(prefix["v"])), "index": jnp.int32(pb)}
+      cache_mask = jnp.concatenate([jnp.broadcast_to(prefix["mask"][None], (b, pb)), cache_mask], 1)
     enc = enc_mask = None
-    first_ids, first_pos = (input_ids if embeds is None else None), default_positions(mask)
-    next_pos = jnp.sum(mask, -1)  # position of the first generated token, per row
+    first_ids, first_pos = (input_ids if embeds is None else None), start + default_positions(mask)
+    next_pos = start + jnp.sum(mask, -1)  # position of the first generated token, per row
   else:
     slots = n_new
     cache_mask = jnp.ones((b, slots), jnp.int32)
@@ -198,7 +241,7 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, *, n_n
       all_logits = all_logits.at[:, i].set(logits)
     return tok, key, tokens, all_logits, done | jnp.isin(tok, opts["stops"])
 
-  logits, cache = forward(first_ids, first_pos, model.init_cache(b, slots), embeds)
+  logits, cache = forward(first_ids, first_pos, model.init_cache(b, slots) if cache is None else cache, embeds)
   tokens = jnp.full((b, n_new), pad, jnp.int32)
   all_logits = jnp.zeros((b, n_new, vocab_kept), jnp.float32)
   tok, key, tokens, all_logits, done = emit(0, logits, key, tokens, all_logits, jnp.zeros((b,), bool))
