@@ -6,6 +6,8 @@ Base-module names come from the architecture's weight rules (`lightft_jax.models
 layouts: LoRA A [r, in] / B [out, r] are our a.T / b.T, IA3 vectors are [out, 1] (or [1, in] on feed-forward
 modules), prefixes are HF's `prompt_embeddings` [P, L*2*K*Dh].
 A trainable task head is written as HF `modules_to_save` (HF peft does the same for classifiers).
+Each method is one `HFMethod` (attached / save / load) in a table that `register_hf` extends; save_hf and
+load_hf look the method up there.
 
 Note on positions: HF peft's prefix tuning gives real tokens positions P, P+1, ... (the prefix sits in the
 KV cache); ours keeps them at 0, 1, ... Pass `positions = arange(T) + P` to reproduce HF numbers.
@@ -13,9 +15,11 @@ KV cache); ours keeps them at 0, 1, ... Pass `positions = arange(T) + P` to repr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +33,6 @@ from lightft_jax.peft.lora import LoraEmbedding, lora_modules
 from lightft_jax.peft.prefix import prefix_kv, stacks
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
-PEFT_TYPES = ("LORA", "IA3", "PREFIX_TUNING", "PROMPT_TUNING")
 _TASK_TYPES = {"classification": "SEQ_CLS", "regression": "SEQ_CLS", "token_classification": "TOKEN_CLS",
                "qa": "QUESTION_ANS", "base": "FEATURE_EXTRACTION"}
 _PREFIX_TARGETS = r".*layers\.\d+\.attn(\.base)?$"
@@ -57,17 +60,39 @@ def _head_rules(model) -> list[archs.Rule]:
   return list(_arch(model).hf_class(model.task).head)
 
 
+@dataclasses.dataclass(frozen=True)
+class HFMethod:
+  """How one of our PEFT methods maps onto an HF peft adapter directory.
+
+  attached(model) -> bool: the model carries this method.
+  save(model, names, adapter, tensors) -> dict: writes the method's tensors (HF names) into `tensors` and returns
+      its adapter_config.json entries; `names` is `module_names(model)`.
+  load(model, cfg, tensors, adapter) -> dict: attaches the method to `model`, fills it from `tensors` and returns
+      the tensors it did not use (task heads, saved base layers).
+  prompt_learning: HF peft keys `modules_to_save` as base_model.<name> (prompt learning) instead of
+      base_model.model.<name>.
+  """
+
+  peft_type: str
+  attached: Callable[[nnx.Module], bool]
+  save: Callable[..., dict]
+  load: Callable[..., dict]
+  prompt_learning: bool = False
+
+
+_HF_METHODS: dict[str, HFMethod] = {}
+
+
+def register_hf(method: HFMethod) -> HFMethod:
+  """Adds an HF peft type to save_hf / load_hf (one entry per `peft_type`)."""
+  if method.peft_type in _HF_METHODS:
+    raise ValueError(f"HF peft type {method.peft_type!r} registered twice")
+  _HF_METHODS[method.peft_type] = method
+  return method
+
+
 def _methods(model) -> list[str]:
-  found = []
-  if lora_modules(model):
-    found.append("LORA")
-  if any(isinstance(m, IA3Dense) for _, m in nnx.iter_modules(model)):
-    found.append("IA3")
-  if any(a.kv_prefix is not None for layers in _prefix_stacks(model).values() for a in layers):
-    found.append("PREFIX_TUNING")
-  if getattr(model, "soft_prompt", None) is not None:
-    found.append("PROMPT_TUNING")
-  return found
+  return [t for t, m in _HF_METHODS.items() if m.attached(model)]
 
 
 def _prefix_stacks(model):
@@ -93,22 +118,14 @@ def save_hf(model: nnx.Module, directory, base_model_name_or_path: str | None = 
   kinds = _methods(model)
   if len(kinds) != 1:
     raise ValueError(f"an HF peft adapter directory holds exactly one method; this model has {kinds or 'none'} "
-                     f"(supported: {PEFT_TYPES})")
-  kind = kinds[0]
+                     f"(supported: {tuple(_HF_METHODS)})")
+  method = _HF_METHODS[kinds[0]]
   names = module_names(model)
-  cfg: dict = {"peft_type": kind, "task_type": _task_type(model), "base_model_name_or_path": base_model_name_or_path,
-               "inference_mode": True, "revision": None}
+  cfg: dict = {"peft_type": method.peft_type, "task_type": _task_type(model),
+               "base_model_name_or_path": base_model_name_or_path, "inference_mode": True, "revision": None}
   tensors: dict[str, np.ndarray] = {}
-  prompt_learning = kind in ("PREFIX_TUNING", "PROMPT_TUNING")
-  if kind == "LORA":
-    cfg.update(_save_lora(model, names, adapter, tensors))
-  elif kind == "IA3":
-    cfg.update(_save_ia3(model, names, tensors))
-  elif kind == "PREFIX_TUNING":
-    cfg.update(_save_prefix(model, tensors))
-  else:
-    cfg.update(_save_prompt(model, tensors))
-  head = _save_head(model, tensors, "base_model." if prompt_learning else "base_model.model.")
+  cfg.update(method.save(model, names, adapter, tensors))
+  head = _save_head(model, tensors, "base_model." if method.prompt_learning else "base_model.model.")
   cfg["modules_to_save"] = head or None
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
@@ -148,7 +165,7 @@ def _save_lora(model, names, adapter, tensors) -> dict:
           "fan_in_fan_out": _arch(model).conv1d, "init_lora_weights": True}
 
 
-def _save_ia3(model, names, tensors) -> dict:
+def _save_ia3(model, names, adapter, tensors) -> dict:
   targets, ff = [], []
   for p, m in nnx.iter_modules(model):
     if not isinstance(m, IA3Dense):
@@ -194,7 +211,7 @@ def _check_seq2seq_prefix(model):
                      f"layers; this decoder has {model.cfg.num_decoder_layers}")
 
 
-def _save_prefix(model, tensors) -> dict:
+def _save_prefix(model, names, adapter, tensors) -> dict:
   if any(getattr(m, "kv_prefix", None) is not None for p, m in nnx.iter_modules(model)
          if core.path_str(p).endswith("cross_attn")):
     raise ValueError("HF peft has no prefixes on cross-attention; remove them before save_hf")
@@ -228,7 +245,7 @@ def _to_hf_blocks(kv: np.ndarray) -> np.ndarray:
   return out
 
 
-def _save_prompt(model, tensors) -> dict:
+def _save_prompt(model, names, adapter, tensors) -> dict:
   prompt = _np(model.soft_prompt.prompt[...])
   # Encoder-decoders: HF keeps 2P rows and prepends the first P to the encoder input; its prompt-tuning forward
   # never reads the other P (the decoder half), which we fill with a copy.
@@ -266,10 +283,9 @@ def load_hf(model: nnx.Module, directory, adapter: str = "default") -> nnx.Modul
   cfg = json.loads((directory / CONFIG_FILE).read_text())
   tensors = load_file(str(directory / WEIGHTS_FILE))
   kind = cfg.get("peft_type")
-  if kind not in PEFT_TYPES:
-    raise ValueError(f"peft_type {kind!r} is not supported; supported: {PEFT_TYPES}")
-  loaders = {"LORA": _load_lora, "IA3": _load_ia3, "PREFIX_TUNING": _load_prefix, "PROMPT_TUNING": _load_prompt}
-  rest = loaders[kind](model, cfg, tensors, adapter)
+  if kind not in _HF_METHODS:
+    raise ValueError(f"peft_type {kind!r} is not supported; supported: {tuple(_HF_METHODS)}")
+  rest = _HF_METHODS[kind].load(model, cfg, tensors, adapter)
   _load_head(model, rest)
   return model
 
@@ -425,3 +441,18 @@ def _load_head(model, rest: dict[str, np.ndarray]):
                      f"{unused[:6]}")
   if head_used:
     core.make_trainable(model.head)
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+def _has_prefix(model) -> bool:
+  return any(a.kv_prefix is not None for layers in _prefix_stacks(model).values() for a in layers)
+
+
+register_hf(HFMethod("LORA", lambda model: bool(lora_modules(model)), _save_lora, _load_lora))
+register_hf(HFMethod("IA3", lambda model: any(isinstance(m, IA3Dense) for _, m in nnx.iter_modules(model)),
+                     _save_ia3, _load_ia3))
+register_hf(HFMethod("PREFIX_TUNING", _has_prefix, _save_prefix, _load_prefix, prompt_learning=True))
+register_hf(HFMethod("PROMPT_TUNING", lambda model: getattr(model, "soft_prompt", None) is not None, _save_prompt,
+                     _load_prompt, prompt_learning=True))
+PEFT_TYPES = tuple(_HF_METHODS)
