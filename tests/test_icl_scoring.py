@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -80,15 +82,53 @@ def _examples(n, seed):
 TEMPLATE = PromptTemplate("Review: {text}\nSentiment:", verbalizers=("negative", "positive"))
 
 
+def forward_logp(model, ids) -> np.ndarray:
+  """log p(next token) [T,V] from one unpadded forward pass of `ids`, in float64."""
+  logits = np.asarray(model(jnp.asarray([ids], jnp.int32))["logits"][0], np.float64)
+  return logits - logits.max(-1, keepdims=True) - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
+                                                                                                    keepdims=True))
+
+
+def reference_loglik(model, context, answer) -> float:
+  logp = forward_logp(model, context + answer)
+  return float(sum(logp[len(context) - 1 + j, t] for j, t in enumerate(answer)))
+
+
 def test_fewshot_harness_metrics_and_k_limit(tiny_lm):
-  model, tok = tiny_lm
-  pool, queries = _examples(12, 0), _examples(6, 1)
-  out = evaluate_fewshot(model, tok, TEMPLATE, pool, queries,
-                         options=FewShotOptions(ks=(0, 2), seeds=(0, 1), label_mode="flipped"))
+  tiny, tok = tiny_lm
+  # A perturbed copy of the tiny model (its predictions then depend more on the input), answer texts of
+  # different lengths (so length normalisation matters) and unbalanced gold labels (so a predictor stuck on
+  # one label, or predicting the other label than it should, scores differently from the reference).
+  model = Transformer(tiny.cfg, task="lm", rngs=nnx.Rngs(0))
+  leaves, treedef = jax.tree.flatten(nnx.state(model, nnx.Param))
+  keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+  nnx.update(model, jax.tree.unflatten(treedef, [w + 0.3 * jax.random.normal(k, w.shape, w.dtype)
+                                                 for w, k in zip(leaves, keys)]))
+  template = PromptTemplate("Review: {text}\nSentiment:", verbalizers=("bad", "excellent"))
+  pool = _examples(12, 0)
+  queries = [{**q, "label": y} for q, y in zip(_examples(8, 1), (1, 1, 0, 1, 1, 1, 0, 1))]
+  out = evaluate_fewshot(model, tok, template, pool, queries,
+                         options=FewShotOptions(ks=(0, 2), seeds=(0, 1), label_mode="flipped", add_bos=False))
   assert sorted(out["per_k"]) == [0, 2] and len(out["per_seed"][2]) == 2
-  for row in out["per_k"].values():
+  # k=0 by hand: plain text prompts, each choice scored by an unpadded forward pass.
+  answers = [tok.encode(c, add_special_tokens=False) for c in template.choices()]
+  ll = np.array([[reference_loglik(model, tok.encode(template.build([], q), add_special_tokens=False), a)
+                  for a in answers] for q in queries])
+  uncond = np.array([reference_loglik(model, tok.encode("Sentiment:", add_special_tokens=False), a)
+                     for a in answers])
+  gold = np.array([q["label"] for q in queries])
+  lengths = np.array([len(c) for c in template.choices()], np.float64)
+  k0 = out["per_k"][0]
+  expected = {"acc": ll, "acc_norm": ll / lengths, "acc_mi": ll - uncond}
+  for name, scores in expected.items():
+    assert k0[name] == pytest.approx(np.mean(scores.argmax(-1) == gold), abs=1e-12), name
+    assert np.mean(scores.argmax(-1) == gold) != np.mean(scores.argmin(-1) == gold)  # a flipped rule shows
+  assert len({float(np.mean(v.argmax(-1) == gold)) for v in expected.values()}) == 3  # the three rules differ
+  # Per-k numbers are the mean and (population) std over the per-seed rows.
+  for k, row in out["per_k"].items():
     for name in ("acc", "acc_norm", "acc_mi", "acc_calibrated"):
-      assert 0.0 <= row[name] <= 1.0 and row[name + "_std"] >= 0.0
+      per_seed = [r[name] for r in out["per_seed"][k]]
+      assert row[name] == pytest.approx(np.mean(per_seed)) and row[name + "_std"] == pytest.approx(np.std(per_seed))
   # With k=0 there are no demonstrations, so seeds cannot differ.
   assert out["per_k"][0]["acc_std"] == 0.0
   with pytest.raises(ValueError, match=r"k=12 demonstrations make a prompt of \d+ tokens.*only \d+ of these"):
@@ -99,17 +139,32 @@ def test_generation_scored_fewshot(tiny_lm):
   model, tok = tiny_lm
   assert cut_at_stop("yes\nReview: more", ["\n", "Review"]) == "yes"
   template = PromptTemplate("Q: {text}\nA:", answer_field="answer")
-  rows = [{"text": f"q{i}", "answer": "yes"} for i in range(3)]
+  rows = [{"text": t, "answer": "yes"} for t in ("q0", "a much longer question one", "q two")]
   seen = {}
 
   def metric(preds, refs):
-    seen["preds"], seen["refs"] = preds, refs
+    seen.setdefault("preds", []).append(preds)
+    seen["refs"] = refs
     return {"exact_match": float(np.mean([p == r for p, r in zip(preds, refs)]))}
 
   out = evaluate_fewshot(model, tok, template, rows, rows, metric_fn=metric,
-                         options=FewShotOptions(ks=(1,), max_new_tokens=3, batch_size=4))
-  assert seen["refs"] == ["yes"] * 3 and all(isinstance(p, str) and "\n" not in p for p in seen["preds"])
-  assert 0.0 <= out["per_k"][1]["exact_match"] <= 1.0
+                         options=FewShotOptions(ks=(0, 1), max_new_tokens=3, batch_size=4, add_bos=False))
+  assert seen["refs"] == ["yes"] * 3 and all(isinstance(p, str) and "\n" not in p for p in seen["preds"][1])
+  # k=0 by hand: greedy decoding with unpadded forward passes (the rows have different lengths, so the
+  # harness's padded batch must not change the answers), cut at the stop sequence, stripped.
+  expected = []
+  for r in rows:
+    ids = tok.encode(template.build([], r), add_special_tokens=False)
+    new = []
+    for _ in range(3):
+      t = int(forward_logp(model, ids + new)[-1].argmax())
+      if t == tok.eos_token_id:
+        break
+      new.append(t)
+    expected.append(cut_at_stop(tok.decode(new), ["\n"]).strip())
+  assert seen["preds"][0] == expected
+  assert out["per_k"][0]["exact_match"] == float(np.mean([p == "yes" for p in expected]))
+  assert out["per_k"][1]["exact_match"] == float(np.mean([p == "yes" for p in seen["preds"][1]]))
 
 
 def test_run_icl_eval_writes_run_directory(tmp_path):
