@@ -1,0 +1,173 @@
+"""Figures quoted in experiments/*.md against the committed JSON they come from.
+
+Benchmarks: every number in a table row of experiments/benchmarks/RESULTS.md must be one that
+`experiments.benchmarks.report` writes for that case from the run's `results.json` (rounded as quoted), and
+the figures the prose derives from the JSON are recomputed here. In-context regression: the README tables are
+the committed curves and the LSA-vs-GD JSON. Re-running a benchmark without updating the text fails here.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from experiments.benchmarks import report
+
+ROOT = Path(__file__).parent.parent
+BENCH = ROOT / "experiments" / "benchmarks"
+RESULTS_MD = (BENCH / "RESULTS.md").read_text()
+FLAT = " ".join(RESULTS_MD.split())  # prose with its line breaks folded
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def run_cases(run: str) -> dict[str, dict]:
+  """{case letter: case dict} of results/RUN/results.json."""
+  data = json.loads((BENCH / "results" / run / "results.json").read_text())
+  return {c["case"][0]: c for c in data["cases"]}
+
+
+# Runs of `experiments.benchmarks.run` (their JSON has "cases"); other result folders have their own format.
+RUNS = sorted(p.parent.name for p in (BENCH / "results").glob("*/results.json") if "cases" in json.loads(p.read_text()))
+
+
+def table_rows() -> list[tuple[str, str]]:
+  """(run, row) for every case row of a table under a heading that names `results/RUN/`."""
+  out, run = [], None
+  for line in RESULTS_MD.splitlines():
+    if line.startswith("#"):
+      m = re.search(r"`results/([\w-]+)/`", line)
+      run = m.group(1) if m and m.group(1) in RUNS else None
+    elif run and line.startswith("| ("):
+      out.append((run, line))
+  return out
+
+
+def numbers(text: str) -> list[str]:
+  text = re.sub(r"`[^`]*`", "", text).replace("6N", "")  # code spans (preset names) and the "6N" label
+  return [n.replace(",", "") for n in NUMBER.findall(text)]
+
+
+def allowed_numbers(case: dict) -> list[float]:
+  """What report.table writes for the case, plus its batch and sequence and the 6N MFU of both sides."""
+  vals = [float(n) for n in numbers(report.table([case]).splitlines()[-1])]
+  vals += [case[k] for k in ("batch", "seq") if k in case]
+  peak = (case.get("device") or {}).get("bf16_peak_flops")
+  flops = case.get("flops_per_step")
+  if peak and flops:
+    vals += [100 * flops["six_n"] / case[side]["median_s"] / peak for side in ("ours", "theirs")]
+  return vals
+
+
+def quoted(value: str, candidates: list[float]) -> bool:
+  decimals = len(value.split(".")[1]) if "." in value else 0
+  return any(round(c, decimals) == float(value) for c in candidates)
+
+
+def test_every_benchmark_table_names_an_existing_run():
+  assert {run for run, _ in table_rows()} == set(RUNS)
+
+
+@pytest.mark.parametrize("run,row", table_rows())
+def test_benchmark_table_numbers_come_from_the_json(run, row):
+  letter = row[3]
+  case = run_cases(run)[letter]
+  allowed = allowed_numbers(case)
+  if "failed" in row or "out of memory" in row:  # a failed case may quote the same case of another run
+    allowed += [v for other in RUNS if letter in run_cases(other) and "error" not in run_cases(other)[letter]
+                for v in allowed_numbers(run_cases(other)[letter])]
+  missing = [n for n in numbers(row) if not quoted(n, allowed)]
+  assert not missing, f"{run}: {missing} not in the JSON for {row[:60]}"
+
+
+def fmt(x: float, spec: str) -> str:
+  return format(x, spec)
+
+
+def derived_claims() -> list[str]:
+  """Strings the prose of RESULTS.md must contain, computed from the committed JSON."""
+  cpu, train, two = run_cases("cpu"), run_cases("cpu_train"), run_cases("cpu_2threads")
+  after, before = run_cases("gpu_h100_after"), run_cases("gpu_h100_before")
+  gib = 2 ** 30
+  claims = []
+  # (c) prefix: the first losses differ, and the text quotes them.
+  for run in (cpu, train):
+    c = run["c"]
+    assert abs(c["ours_first_loss"] - c["theirs_first_loss"]) > 1e-3
+    claims.append(f"{c['ours_first_loss']:.4f} vs {c['theirs_first_loss']:.4f}")
+  # (e) hypernetwork: trainable counts differ by design; theirs is 4 peft adapters of (a)'s size.
+  e, a = cpu["e"], cpu["a"]
+  assert e["theirs_trainable_params"] == 4 * a["theirs_trainable_params"] != e["trainable_params"]
+  claims += [f"{e['trainable_params']:,} trainable parameters",
+             f"theirs {e['theirs_trainable_params']:,} = 4 x {a['theirs_trainable_params']:,}"]
+  # GPU: hypernetwork vs single LoRA step time; (h) memory plan against the floor and the peak.
+  claims.append(f"{after['e']['ours']['median_s'] * 1e3:.2f} ms vs {after['a']['ours']['median_s'] * 1e3:.2f} ms")
+  h = after["h"]
+  mem = h["xla_memory"]
+  plan = mem["argument_size_in_bytes"] + mem["output_size_in_bytes"] - mem["alias_size_in_bytes"] + \
+      mem["temp_size_in_bytes"]
+  floor = h["memory_floor"]["total"]
+  claims += [f"{mem['argument_size_in_bytes'] / 1e9:.2f} GB of arguments + {mem['temp_size_in_bytes'] / 1e9:.2f} GB "
+             f"of temporaries = {plan / gib:.2f} GiB = {plan / floor:.2f}x the floor",
+             f"The {(h['ours_peak_bytes'] - plan) / gib:.2f} GiB difference ({h['ours_peak_bytes'] / gib:.2f} - "
+             f"{plan / gib:.2f})",
+             f"{h['memory_floor']['weights'] / gib:.2f} GiB, `memory_floor.weights`",
+             f"{h['ours_peak_bytes'] / gib:.2f} - {h['memory_floor']['weights'] / gib:.2f} = "
+             f"{(h['ours_peak_bytes'] - h['memory_floor']['weights']) / gib:.1f} GiB "
+             f"({(h['ours_peak_bytes'] - h['memory_floor']['weights']) / floor:.2f}x the floor)",
+             f"temporaries at {before['a']['xla_memory']['temp_size_in_bytes'] / 1e9:.1f} GB",
+             f"from {before['a']['xla_memory']['temp_size_in_bytes'] / 1e9:.1f} to "
+             f"{after['a']['xla_memory']['temp_size_in_bytes'] / 1e9:.1f} GB"]
+  # CPU: spreads, run-to-run movement of the unchanged PyTorch side, floor and compile-time ranges.
+  one_core = [c for run in (cpu, train) for c in run.values()]
+  spreads = lambda kinds: [100 * c[s]["iqr_rel"] / 2 for c in one_core + list(two.values()) if c["kind"] in kinds
+                           for s in ("ours", "theirs")]
+  lo, hi = min(spreads(("train", "score"))), max(spreads(("train", "score")))
+  gen = sorted({round(x) for x in spreads(("generate",))})
+  claims.append(f"{lo:.0f}-{hi:.0f}% for the training and scoring cases and {'/'.join(map(str, gen))}% for "
+                "generation")
+  moves = {k: abs(train[k]["theirs"]["tokens_per_s"] / cpu[k]["theirs"]["tokens_per_s"] - 1) for k in train}
+  worst = max(moves, key=moves.get)
+  claims.append(f"moved by up to {100 * moves[worst]:.0f}% (({worst}): {cpu[worst]['theirs']['tokens_per_s']:.0f} -> "
+                f"{train[worst]['theirs']['tokens_per_s']:.0f} tokens/s)")
+  floors = [c["ours_over_floor"] for run in (cpu, train, two) for c in run.values() if "ours_over_floor" in c]
+  claims.append(f"{min(floors):.2f}-{max(floors):.2f}x the analytic floor")
+  firsts = [c["ours_first_step_s"] for c in one_core]
+  claims.append(f"one core): {min(firsts):.0f}-{max(firsts):.0f} s")
+  ratios = {round(run["a"]["ours"]["median_s"] and run["e"]["ours"]["median_s"] / run["a"]["ours"]["median_s"], 2)
+            for run in (cpu, train)}
+  assert len(ratios) == 1
+  claims.append(f"takes {ratios.pop():.2f}x the time of a single-LoRA batch (a)")
+  gpu_firsts = [c["ours_first_step_s"] for c in after.values() if "ours_first_step_s" in c and "error" not in c]
+  claims.append(f"is {min(gpu_firsts):.0f}-{max(gpu_firsts):.0f} s for every GPU case")
+  return claims
+
+
+@pytest.mark.parametrize("claim", derived_claims())
+def test_benchmark_prose_figures_match_the_json(claim):
+  assert claim in FLAT
+
+
+REGRESSION = ROOT / "experiments" / "icl_regression"
+
+
+def test_icl_regression_tables_are_the_committed_curves():
+  text = (REGRESSION / "README.md").read_text()
+  blocks = re.findall(r"\*\*(\w+)\*\* \(squared error / d; columns: number of in-context examples\)\n\n"
+                      r"(\|.*\|)\n\|[-|]+\|\n((?:\|.*\|\n)+)", text)
+  assert [b[0] for b in blocks] == ["linear", "sparse_linear"]
+  for name, header, body in blocks:
+    curves = json.loads((REGRESSION / "results" / name / "results.json").read_text())["curves"]
+    ks = [int(k) for k in header.strip("|").split("|")[1:]]
+    for row in body.strip().splitlines():
+      cells = [c.strip() for c in row.strip("|").split("|")]
+      assert cells[1:] == [f"{curves[cells[0]][k]:.3f}" for k in ks], (name, cells[0])
+
+
+def test_lsa_vs_gd_table_is_the_committed_json():
+  text = " ".join((REGRESSION / "README.md").read_text().split())
+  r = json.loads((REGRESSION / "results" / "lsa_vs_gd.json").read_text())
+  for claim in (f"eta={r['eta']:.3f}", f"| {r['sensitivity_cos']:.4f} |",
+                f"| {r['pred_diff']:.3f} (targets have RMS {r['target_rms']:.2f}) |",
+                f"| {r['loss_lsa']:.3f} / {r['loss_gd']:.3f} |", f"{r['steps']} steps, batch {r['batch_size']}"):
+    assert claim in text, claim
