@@ -171,3 +171,18 @@ def test_lsa_vs_gd_table_is_the_committed_json():
                 f"| {r['pred_diff']:.3f} (targets have RMS {r['target_rms']:.2f}) |",
                 f"| {r['loss_lsa']:.3f} / {r['loss_gd']:.3f} |", f"{r['steps']} steps, batch {r['batch_size']}"):
     assert claim in text, claim
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_each_runs_results_md_is_its_json(run):
+  data = json.loads((BENCH / "results" / run / "results.json").read_text())
+  md = (BENCH / "results" / run / "results.md").read_text()
+  assert f"- command: `{data['meta']['command']}`" in md
+  rows = [r for r in report.table(data["cases"]).splitlines()[2:]]
+  md_rows = [r for r in md.splitlines() if r.startswith("| (")]
+  assert len(md_rows) == len(rows)
+  for ours, written in zip(rows, md_rows):
+    if "failed:" in ours:  # report.table keeps 120 characters of the error; older files cut it elsewhere
+      assert written.split("failed:")[0] == ours.split("failed:")[0]
+      continue
+    assert ours.startswith(written[:-1])  # a file written before a column was added has fewer columns
