@@ -1,8 +1,8 @@
 """Two CPU processes on localhost (jax.distributed, one device each) train exactly like one process with
-two devices: same losses and the same final parameter digest; only process 0 writes the run directory."""
+two devices: same losses and the same final parameter digest; only process 0 writes the run directory.
+Run by `pytest -m faults` (a second pytest call in .ci/run)."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from test_train_faults import env
 from test_train_loop import write_data
 
 ROOT = Path(__file__).parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.faults
 
 
 def free_port() -> int:
@@ -24,12 +25,10 @@ def free_port() -> int:
 
 def cmd(data, workdir, extra=()):
   return [sys.executable, "-m", "lightft_jax.main", f"--config=configs/jsonl_classifier.py:data={data},steps=6",
-          f"--workdir={workdir}", "--config.log_every=1", "--config.schedule.name=constant", *extra]
+          f"--workdir={workdir}", "--config.log_every=1", "--config.schedule.name=constant",
+          "--config.logging.plots=False", *extra]
 
 
-def env(devices: int):
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
-          "PYTHONPATH": str(ROOT)}
 
 
 def losses(workdir: Path):
@@ -47,7 +46,7 @@ def test_two_processes_match_one_process(tmp_path):
                                                           f"--config.distributed.process_id={i}"]),
                             cwd=ROOT, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
-  outs = [p.communicate(timeout=900)[0] for p in procs]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
   assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
   assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=1e-6)
   a = json.loads((tmp_path / "one" / "results.json").read_text())
