@@ -49,7 +49,7 @@ def table(results: list[dict]) -> str:
 def write(out_dir: str, meta: dict, results: list[dict]) -> str:
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump({"meta": meta, "cases": results}, f, indent=1, default=str)
+    json.dump({"meta": meta, "cases": results}, f, indent=1, default=str, allow_nan=False)
   md = [f"# Benchmarks: suite `{meta['suite']}`", "",
         f"- command: `{meta['command']}`", f"- date: {meta['date']}", f"- device: {meta['device']}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",

@@ -61,7 +61,7 @@ def one_case(args) -> None:
   res = run_case(case, repeats=args.repeats, warmup=args.warmup, inner=args.inner, train_step=args.train_step)
   res["device"] = device_info()
   with open(args.result, "w") as f:
-    json.dump(res, f, default=str)
+    json.dump(res, f, default=str, allow_nan=False)
 
 
 def main(argv=None) -> int:

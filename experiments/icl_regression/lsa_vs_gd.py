@@ -22,7 +22,7 @@ def main(_):
             "first_loss": losses[0], "final_loss": losses[-1],
             **compare_lsa_with_gd(model, _DIMS.value, _CONTEXT.value)}
   Path(_OUT.value).parent.mkdir(parents=True, exist_ok=True)
-  Path(_OUT.value).write_text(json.dumps(result, indent=2))
+  Path(_OUT.value).write_text(json.dumps(result, indent=2, allow_nan=False))
   print(json.dumps(result, indent=2))
 
 

@@ -38,7 +38,7 @@ def export(folder: Path, limit: int):
   folder.mkdir(parents=True, exist_ok=True)
   for split, n in (("train", None), ("test", limit)):
     rows = [{"text": e["text"], "label": int(e["label"])} for e in task.examples(split, limit=n)]
-    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
 def main(_):

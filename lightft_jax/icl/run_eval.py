@@ -92,12 +92,12 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
                          metric_fn=None if template.verbalizers else task.metrics, embed_fn=embed_fn)
   with open(workdir / "metrics.jsonl", "w") as f:
     for k, row in out["per_k"].items():
-      f.write(json.dumps({"step": k, "split": config.task.split, "k": k, **row}) + "\n")
+      f.write(json.dumps({"step": k, "split": config.task.split, "k": k, **row}, allow_nan=False) + "\n")
   results = {"task": task.name, "split": config.task.split, "num_queries": len(queries), "pool_size": len(pool),
              "model": config.model.name, "label_mode": options.label_mode, "selection": options.selection,
              "seeds": list(options.seeds), "per_k": {str(k): v for k, v in out["per_k"].items()},
              "per_seed": {str(k): v for k, v in out["per_seed"].items()}}
-  (workdir / "results.json").write_text(json.dumps(results, indent=2))
+  (workdir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
   ks = sorted(out["per_k"])
   names = [n for n in out["per_k"][ks[0]] if not n.endswith("_std")]
   plot_curves(workdir / "accuracy_vs_k.png", ks, {n: [out["per_k"][k][n] for k in ks] for n in names},

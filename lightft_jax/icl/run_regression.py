@@ -37,7 +37,7 @@ def run_icl_regression(config: ml_collections.ConfigDict, workdir: str | Path) -
                           interval=cur.interval)
   task_kw = dict(noise_std=r.noise_std, sparsity=r.sparsity)
   with open(workdir / "metrics.jsonl", "w") as log_file:
-    log = lambda row: (log_file.write(json.dumps({**row, "split": "train"}) + "\n"), log_file.flush())
+    log = lambda row: (log_file.write(json.dumps({**row, "split": "train"}, allow_nan=False) + "\n"), log_file.flush())
     rows = train_regressor(model, steps=config.total_steps, batch_size=config.batch_size, lr=config.optimizer.lr,
                            curriculum=curriculum, function_class=r.function_class, seed=config.seed,
                            task_kw=task_kw, log_every=config.log_every, log=log)
@@ -54,7 +54,7 @@ def run_icl_regression(config: ml_collections.ConfigDict, workdir: str | Path) -
              "final_train_loss": rows[-1]["loss"], "model": {"preset": config.model.name, **dict(config.model.overrides)},
              "num_params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))),
              "metric": "squared error / n_dims at each number of in-context examples", "curves": curves}
-  (workdir / "results.json").write_text(json.dumps(results, indent=2))
+  (workdir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
   plot_curves(workdir / "error_vs_examples.png", range(r.n_points), curves, xlabel="in-context examples",
               ylabel="squared error / d",
               title=f"{r.function_class}, d={r.n_dims}" + (f", {r.sparsity}-sparse" if sparse else ""))
