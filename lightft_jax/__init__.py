@@ -1,0 +1,12 @@
+"""lightft_jax: in-context learning and lightweight fine-tuning of Transformers in JAX / Flax NNX.
+
+  models/     the Transformer family, its heads, generation and HF checkpoint import / export
+  peft/       LoRA, prefix, prompt, adapters, IA3, selective tuning, hypernetworks, HF-PEFT I/O
+  data/       task registry, Grain / TFDS pipelines and formats, synthetic ICL tasks
+  icl/        few-shot prompting, scoring, calibration, regression baselines
+  train/      mesh and sharding, train / eval steps, losses, evaluators, optimizers, checkpoints, logging
+  kinds.py    the task-kind registry: per kind (classification, regression, token_classification, qa,
+              seq2seq, lm, icl_regression) its model head, formatters per model family, loss and evaluator
+  metrics.py  accuracy, F1, span F1, EM, BLEU, ROUGE, perplexity
+  main.py     the command-line entry point
+"""

@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from experiments.benchmarks.cases import Case
+from lightft_jax.kinds import IGNORE_INDEX
 from lightft_jax.models import Transformer, from_pretrained, get_preset
 from lightft_jax.models.config import TransformerConfig
 from lightft_jax.train.losses import loss_and_predictions
@@ -89,7 +90,7 @@ def train_step(model: Transformer, case: Case, batch: dict[str, np.ndarray], whi
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
   if kind == "lm":  # labels aligned with the logits (the data convention): next token, -100 at the end
     ids = batch["input_ids"]
-    batch["labels"] = jnp.concatenate([ids[:, 1:], jnp.full((ids.shape[0], 1), -100, ids.dtype)], 1)
+    batch["labels"] = jnp.concatenate([ids[:, 1:], jnp.full((ids.shape[0], 1), IGNORE_INDEX, ids.dtype)], 1)
   trainable, total = peft.param_counts(model)
   t0 = time.perf_counter()
   fn, args = TRAIN_STEPS[which](model, kind, batch, optax.adamw(1e-4, weight_decay=0.01))

@@ -4,6 +4,9 @@ Names are imported on first use, so importing `lightft_jax.data` pulls in neithe
 `get_task` / `Task` (registry), `make_loader` / `Loader` (Grain pipelines), `Curriculum`, `sample_icl_batch`,
 `FUNCTION_CLASSES` (Garg et al. regression tasks, pure JAX), `associative_recall`, `few_shot_classification`,
 `FewShotPrompt` (discrete ICL prompts).
+
+A task's `kind` names an entry of `lightft_jax.kinds`, which declares the kind's formatter per model family
+(`formats`), its text-to-text target and metric inputs (`tasks`) beside its head, loss and evaluator.
 """
 
 import importlib

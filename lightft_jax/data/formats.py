@@ -1,8 +1,12 @@
 """Examples -> numpy model inputs, per task kind and model family.
 
-Label convention (every family): `labels[b, t]` is the target of `logits[b, t]`, -100 where no loss is
-taken. Decoder targets are therefore already shifted (labels[t] = input_ids[t + 1] on answer tokens);
-seq2seq `decoder_input_ids` are the targets shifted right behind the decoder start token (pad id).
+Which function formats which (kind, family) pair is declared by each kind in `lightft_jax.kinds`
+(`KindSpec.formatters`); `formatter(kind, family)` looks it up. Every batch function takes
+(task, examples, tok, max_length, padding) and returns a dict of numpy arrays.
+
+Label convention (every family): `labels[b, t]` is the target of `logits[b, t]`, `kinds.IGNORE_INDEX`
+(-100) where no loss is taken. Decoder targets are therefore already shifted (labels[t] = input_ids[t + 1] on
+answer tokens); seq2seq `decoder_input_ids` are the targets shifted right behind the decoder start token (pad id).
 
   encoder, classification / regression: input_ids, attention_mask [b,T] (+ token_type_ids for pairs),
       labels [b] int32 / float32
@@ -23,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FAMILIES = ("encoder", "decoder", "encoder_decoder")
+from lightft_jax.kinds import IGNORE_INDEX, get_kind
+
 PADDINGS = ("max_length", "longest", "bucket")
-IGNORE = -100
 ANSWER_PREFIX = "\nAnswer:"
 HOST = "host"  # key of the per-row host-side data (strings, offsets) in a formatted batch
 
@@ -59,8 +63,7 @@ def _mask(rows, length: int, side: str = "right") -> np.ndarray:
   return pad_rows([[1] * len(r) for r in rows], length, 0, side)
 
 
-def encoder_classification(task, examples, tok, max_length, padding="max_length"):
-  """Sequence classification / regression for encoders: [CLS] a [SEP] (b [SEP])."""
+def _encoder_sequence(task, examples, tok, max_length, padding, label_dtype):
   inputs = [task.encoder_inputs(e) for e in examples]
   pairs = [x[1] for x in inputs] if len(inputs[0]) == 2 else None
   enc = tok.encode_batch([x[0] for x in inputs], pairs, max_length=max_length, padding="longest")
@@ -69,9 +72,18 @@ def encoder_classification(task, examples, tok, max_length, padding="max_length"
          "attention_mask": pad_rows(enc["attention_mask"], length, 0)}
   if pairs is not None:
     out["token_type_ids"] = pad_rows(enc["token_type_ids"], length, 0)
-  dtype = np.float32 if task.kind == "regression" else np.int32
-  out["labels"] = np.asarray([e["label"] for e in examples], dtype)
+  out["labels"] = np.asarray([e["label"] for e in examples], label_dtype)
   return out
+
+
+def encoder_classification(task, examples, tok, max_length, padding="max_length"):
+  """Sequence classification for encoders: [CLS] a [SEP] (b [SEP]); labels [b] int32 class ids."""
+  return _encoder_sequence(task, examples, tok, max_length, padding, np.int32)
+
+
+def encoder_regression(task, examples, tok, max_length, padding="max_length"):
+  """Sequence regression for encoders: as `encoder_classification`, labels [b] float32."""
+  return _encoder_sequence(task, examples, tok, max_length, padding, np.float32)
 
 
 def encoder_token_classification(task, examples, tok, max_length, padding="max_length"):
@@ -82,13 +94,13 @@ def encoder_token_classification(task, examples, tok, max_length, padding="max_l
   for e, enc in zip(examples, encs):
     row, prev = [], None
     for w in enc.word_ids:
-      row.append(IGNORE if w is None or w == prev else int(e["labels"][w]))
+      row.append(IGNORE_INDEX if w is None or w == prev else int(e["labels"][w]))
       prev = w
     ids.append(enc.ids)
     labels.append(row)
   length = pad_length(max(len(i) for i in ids), max_length, padding)
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),
-          "labels": pad_rows(labels, length, IGNORE)}
+          "labels": pad_rows(labels, length, IGNORE_INDEX)}
 
 
 def encoder_qa(task, examples, tok, max_length, padding="max_length"):
@@ -140,10 +152,10 @@ def decoder_text_to_text(task, examples, tok, max_length, padding="max_length"):
     full = (prompt + target)[-(max_length + 1):]
     n_prompt = max(0, len(full) - len(target))
     ids.append(full[:-1])
-    labels.append([IGNORE if t + 1 < n_prompt else full[t + 1] for t in range(len(full) - 1)])
+    labels.append([IGNORE_INDEX if t + 1 < n_prompt else full[t + 1] for t in range(len(full) - 1)])
   length = pad_length(max(len(i) for i in ids), max_length, padding)
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),
-          "labels": pad_rows(labels, length, IGNORE), HOST: _references(task, examples)}
+          "labels": pad_rows(labels, length, IGNORE_INDEX), HOST: _references(task, examples)}
 
 
 def _references(task, examples) -> dict:
@@ -160,7 +172,7 @@ def seq2seq_text_to_text(task, examples, tok, max_length, padding="max_length", 
   t_len = pad_length(max(len(t) for t in tgt), tl, padding)
   return {"input_ids": pad_rows(src, length, tok.pad_token_id), "attention_mask": _mask(src, length),
           "decoder_input_ids": pad_rows(dec, t_len, tok.pad_token_id),
-          "decoder_attention_mask": _mask(dec, t_len), "labels": pad_rows(tgt, t_len, IGNORE),
+          "decoder_attention_mask": _mask(dec, t_len), "labels": pad_rows(tgt, t_len, IGNORE_INDEX),
           HOST: _references(task, examples)}
 
 
@@ -181,24 +193,11 @@ def finish_packed(row: dict) -> dict[str, np.ndarray]:
   positions (restart at 0 in every packed document)."""
   seg = row["input_ids_segment_ids"].astype(np.int32)
   return {"input_ids": row["input_ids"].astype(np.int32), "attention_mask": (seg > 0).astype(np.int32),
-          "labels": np.where(seg > 0, row["labels"], IGNORE).astype(np.int32), "segment_ids": seg,
+          "labels": np.where(seg > 0, row["labels"], IGNORE_INDEX).astype(np.int32), "segment_ids": seg,
           "positions": row["input_ids_positions"].astype(np.int32)}
 
 
 def formatter(kind: str, family: str):
-  """The batch function for a (task kind, model family) pair; unsupported pairs raise with the options."""
-  if family not in FAMILIES:
-    raise ValueError(f"model_family must be one of {FAMILIES}, got {family!r}")
-  table = {
-      ("classification", "encoder"): encoder_classification,
-      ("regression", "encoder"): encoder_classification,
-      ("token_classification", "encoder"): encoder_token_classification,
-      ("qa", "encoder"): encoder_qa,
-  }
-  for k in ("classification", "regression", "qa", "seq2seq"):
-    table[(k, "decoder")] = decoder_text_to_text
-    table[(k, "encoder_decoder")] = seq2seq_text_to_text
-  if (kind, family) not in table:
-    ok = sorted(f for k, f in table if k == kind) or (["decoder"] if kind == "lm" else [])
-    raise ValueError(f"task kind {kind!r} cannot be formatted for model_family={family!r}; supported: {ok}")
-  return table[(kind, family)]
+  """The batch function for a (task kind, model family) pair (`kinds.get_kind(kind).formatter(family)`);
+  an unknown kind or family, or an unsupported pair, raises with the options."""
+  return get_kind(kind).formatter(family)

@@ -1,5 +1,8 @@
 """Grain input pipelines: deterministic given a seed, checkpointable, one disjoint slice per host.
 
+The task kind (`lightft_jax.kinds`) says how examples become rows: its formatter for the model family, or,
+for packed kinds (LM), whole documents packed into rows.
+
 Non-LM tasks: source -> shuffle(seed) -> repeat(num_epochs, reshuffled each epoch) -> this host's rows of
 every global batch -> batch + tokenize. Host p of P gets rows [p*b, (p+1)*b) of each global batch of
 B = b*P rows, and reads only those records. LM tasks: this host's documents (every P-th) -> shuffle ->
@@ -15,6 +18,7 @@ import grain
 import numpy as np
 
 from lightft_jax.data import formats
+from lightft_jax.kinds import get_kind
 
 # Small read-ahead: a couple of batches prepared in the background, not hundreds (2-core machines).
 READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
@@ -103,12 +107,14 @@ def make_loader(task, split: str, *, tokenizer, batch_size: int, max_length: int
     raise ValueError(f"padding must be one of {formats.PADDINGS}, got {padding!r}")
   b = batch_size // process_count
   info = dict(task=task.name, split=split, batch_size=batch_size, per_process=b, model_family=model_family)
-  if task.kind == "lm":
-    if model_family != "decoder":
-      raise ValueError(f"task kind 'lm' needs model_family='decoder', got {model_family!r}")
+  spec = get_kind(task.kind)
+  if spec.packed:
+    if model_family not in spec.formatters:
+      raise ValueError(f"task kind {task.kind!r} needs model_family=" + " or ".join(map(repr, spec.formatters))
+                       + f", got {model_family!r}")
     return Loader(_lm_dataset(task, split, tokenizer, b, max_length, seed, shuffle, num_epochs, process_index,
-                              process_count, data_dir), info)
-  fmt = formats.formatter(task.kind, model_family)
+                              process_count, data_dir, spec.formatter(model_family)), info)
+  fmt = spec.formatter(model_family)
   kw = {"max_target_length": max_target_length} if fmt is formats.seq2seq_text_to_text else {}
   ds = grain.MapDataset.source(task.open(split, data_dir))
   if shuffle:
@@ -121,12 +127,12 @@ def make_loader(task, split: str, *, tokenizer, batch_size: int, max_length: int
 
 
 def _lm_dataset(task, split, tok, b, max_length, seed, shuffle, num_epochs, process_index, process_count,
-                data_dir) -> grain.IterDataset:
+                data_dir, document=formats.lm_document) -> grain.IterDataset:
   ds = grain.MapDataset.source(task.open(split, data_dir))[process_index::process_count]
   if shuffle:
     ds = ds.shuffle(seed=seed)
   ds = ds.repeat(num_epochs)
-  ds = ds.map(lambda e: formats.lm_document(e["text"], tok, max_length))
+  ds = ds.map(lambda e: document(e["text"], tok, max_length))
   ds = ds.to_iter_dataset(READ_OPTIONS).filter(lambda r: r["input_ids"].size > 0)
   ds = grain.experimental.FirstFitPackIterDataset(
       ds, length_struct={"input_ids": max_length, "labels": max_length}, num_packing_bins=b, seed=seed,

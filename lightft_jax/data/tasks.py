@@ -4,6 +4,10 @@ An example is a plain dict with the fields named by the task: `text_fields` (str
 (int / float) for classification and regression; `tokens` + `labels` (per-word ids) for NER; `question`,
 `context`, `answers` {"text": [...], "answer_start": [...]} for QA; `source` + `target` for seq2seq;
 `text` for LM. `get_task(name, **options)` returns a `Task`; unknown names list the registered ones.
+
+A task's `kind` is a name in `lightft_jax.kinds`, which also says how the kind's examples become text-to-text
+targets (`label_word`, `label_number`, `first_answer`, `target_field` below) and what its metrics read
+(`tag_sequences` for NER).
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ import numpy as np
 
 from lightft_jax import metrics as M
 from lightft_jax.data import sources
-
-KINDS = ("classification", "regression", "token_classification", "qa", "seq2seq", "lm", "icl_regression")
+from lightft_jax.kinds import IGNORE_INDEX, get_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +42,7 @@ class Task:
   verbalizer: tuple[str, ...] | None = None
 
   def __post_init__(self):
-    if self.kind not in KINDS:
-      raise ValueError(f"task kind must be one of {KINDS}, got {self.kind!r}")
+    get_kind(self.kind)  # an unknown kind raises, listing the known ones
 
   @property
   def num_labels(self) -> int | None:
@@ -70,35 +72,49 @@ class Task:
     return " ".join([self.name] + [f"{f}: {example[f]}" for f in self.text_fields])
 
   def target_text(self, example: dict) -> str:
-    """The text-to-text target: label word (classification), "%.1f" (regression), first answer (QA)."""
-    if self.kind == "classification":
-      words = self.verbalizer or tuple(n.replace("_", " ") for n in self.label_names)
-      return words[int(example["label"])]
-    if self.kind == "regression":
-      return f"{float(example['label']):.1f}"
-    if self.kind == "qa":
-      return example["answers"]["text"][0] if example["answers"]["text"] else ""
-    if self.kind == "seq2seq":
-      return example["target"]
-    raise ValueError(f"task kind {self.kind!r} has no text target")
+    """The text-to-text target: label word (classification), "%.1f" (regression), first answer (QA),
+    `target` (seq2seq); the kind's `target` in `lightft_jax.kinds`."""
+    return get_kind(self.kind).target_text(self, example)
 
   def metrics(self, predictions, references) -> dict[str, float]:
     """The task's standard metrics. Classification: label ids; regression: floats; NER: per-word tag ids
     or tag strings (-100 entries dropped); QA: answer strings vs lists of gold answers; seq2seq: strings;
     LM: per-token NLL vs weights."""
-    if self.kind == "token_classification":
-      predictions, references = _tag_sequences(predictions, references, self.label_names)
+    predictions, references = get_kind(self.kind).prepare_metrics(self, predictions, references)
     return M.compute(self.metric_names, predictions, references)
 
   def with_options(self, **changes) -> "Task":
     return dataclasses.replace(self, **changes)
 
 
-def _tag_sequences(predictions, references, names):
-  """Per-word tag-id (or tag-string) sequences -> tag strings, dropping positions whose reference is -100."""
+def label_word(task: Task, example: dict) -> str:
+  """Classification target text: the verbalizer's word for the label (default: the label name)."""
+  words = task.verbalizer or tuple(n.replace("_", " ") for n in task.label_names)
+  return words[int(example["label"])]
+
+
+def label_number(task: Task, example: dict) -> str:
+  """Regression target text: the label with one decimal."""
+  return f"{float(example['label']):.1f}"
+
+
+def first_answer(task: Task, example: dict) -> str:
+  """QA target text: the first gold answer ("" when there is none)."""
+  return example["answers"]["text"][0] if example["answers"]["text"] else ""
+
+
+def target_field(task: Task, example: dict) -> str:
+  """seq2seq target text: the example's `target`."""
+  return example["target"]
+
+
+def tag_sequences(task: Task, predictions, references):
+  """Per-word tag-id (or tag-string) sequences -> tag strings, dropping positions whose reference is
+  IGNORE_INDEX."""
+  names = task.label_names
   preds, refs = [], []
   for p, r in zip(predictions, references):
-    keep = [i for i, t in enumerate(r) if not (isinstance(t, (int, np.integer)) and t == -100)]
+    keep = [i for i, t in enumerate(r) if not (isinstance(t, (int, np.integer)) and t == IGNORE_INDEX)]
     name = lambda t: names[int(t)] if isinstance(t, (int, np.integer)) else str(t)
     preds.append([name(p[i]) for i in keep])
     refs.append([name(r[i]) for i in keep])

@@ -1,4 +1,12 @@
-"""Evaluation over a whole split: padded last batch, weighted loss, the task's metrics."""
+"""Evaluation over a whole split: padded last batch, weighted loss, the task's metrics.
+
+`evaluate` runs the eval step over every batch and sums the weighted loss; what else is measured is the task
+kind's evaluator (`lightft_jax.kinds`, big_vision's evaluator-per-type): `LabelMetrics` (classification,
+regression, NER: the task's metrics on predicted vs gold labels), `ClassMetrics` (adds the per-class report
+and the unlabelled-split check), `SpanMetrics` (QA), `TextMetrics` (seq2seq generation) and `Perplexity` (LM).
+An evaluator is built per evaluation with the keywords `evaluate` passes (see `Evaluator`), sees every eval
+batch (`update`) and returns its metrics (`result`); a new kind's evaluator subclasses `Evaluator`.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,9 @@ import jax
 import numpy as np
 
 from lightft_jax.data.formats import HOST
+from lightft_jax.kinds import IGNORE_INDEX, get_kind
 from lightft_jax.train import distributed, sharding as shd
-from lightft_jax.train.losses import IGNORE
 from lightft_jax.train.steps import Program
-
-KINDS_WITH_LABEL_METRICS = ("classification", "regression", "icl_regression", "token_classification")
 
 
 def pad_batch(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -26,19 +32,10 @@ def pad_batch(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
   out = {}
   for k, v in batch.items():
     v = np.asarray(v)
-    fill = IGNORE if k == "labels" and v.dtype.kind == "i" and v.ndim > 1 else 0
+    fill = IGNORE_INDEX if k == "labels" and v.dtype.kind == "i" and v.ndim > 1 else 0
     out[k] = np.concatenate([v, np.full((rows - n,) + v.shape[1:], fill, v.dtype)]) if rows > n else v
   out["weights"] = (np.arange(rows) < n).astype(np.float32)
   return out
-
-
-def _check_labels(batch: dict[str, np.ndarray], kind: str) -> None:
-  """Class labels must be class ids: TFDS marks unlabelled splits (GLUE / SuperGLUE test) with -1."""
-  labels = np.asarray(batch.get("labels", []))
-  if kind == "classification" and labels.ndim == 1 and np.any(labels < 0):
-    raise ValueError(f"eval batch has class labels {sorted(set(labels[labels < 0].tolist()))} (an unlabelled "
-                     "split, e.g. GLUE test): evaluate a labelled split instead, e.g. "
-                     "--config.task.test_split=validation, or skip it with --config.task.test_split=''")
 
 
 def _aligned(batches: Iterable[dict]):
@@ -74,7 +71,7 @@ def _prompts(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   a decoder row (prompt + answer, right-padded), the tokens up to the first labelled position, left-padded."""
   if "decoder_input_ids" in batch:
     return batch["input_ids"], batch["attention_mask"]
-  labelled = batch["labels"] != IGNORE
+  labelled = batch["labels"] != IGNORE_INDEX
   ends = np.maximum(np.where(labelled.any(1), labelled.argmax(1) + 1, batch["attention_mask"].sum(1)), 1)
   ids, mask = np.zeros_like(batch["input_ids"]), np.zeros_like(batch["attention_mask"])
   for r, n in enumerate(ends):
@@ -97,7 +94,7 @@ def _generated_texts(model, batch: dict[str, np.ndarray], tokenizer, max_new_tok
   if host is not None and "references" in host:
     refs = list(host["references"]) + [""] * (n - len(host["references"]))
   else:
-    refs = [tokenizer.decode([int(t) for t in row if t != IGNORE]).strip() for row in batch["labels"]]
+    refs = [tokenizer.decode([int(t) for t in row if t != IGNORE_INDEX]).strip() for row in batch["labels"]]
   return preds, refs
 
 
@@ -109,11 +106,157 @@ def span_text(context: str, offsets: np.ndarray, start: int, end: int) -> str:
   return context[int(offsets[toks[0], 0]):int(offsets[toks[-1], 1])] if toks else ""
 
 
+def _gather_texts(texts: tuple[list, list]) -> tuple[list, list]:
+  """Every process's (predicted, reference) texts, in process order (several processes return the same)."""
+  gathered = distributed.allgather_json([list(texts[0]), [list(r) if isinstance(r, list) else r
+                                                          for r in texts[1]]])
+  return [p for g in gathered for p in g[0]], [r for g in gathered for r in g[1]]
+
+
+class Evaluator:
+  """A task kind's metrics over one evaluation; this base measures nothing beyond the loss.
+
+  Built by `evaluate` with keywords: task (`data.Task`: its `metrics` and `label_names`), prog / params /
+  frozen / rest (the program and state being evaluated, for evaluators that run the model themselves),
+  local_rows (rows of this process's slice of each global batch), report, tokenizer, max_new_tokens (see
+  `evaluate`). Per eval batch: `check(batch)` before the step (raise on inputs the kind cannot score), then
+  `update(batch, padded, out, host)` with the raw and padded batch, the eval step's outputs (`loss_sum`,
+  `weight`, `predictions`, `weights` and the replicated targets) and the batch's host rows. `result(loss)`
+  returns the metrics beside `loss` and `examples`.
+  """
+
+  def __init__(self, *, task, prog: Program | None = None, params: Any = None, frozen: Any = None,
+               rest: Any = None, local_rows: int = 0, report: bool = False, tokenizer=None,
+               max_new_tokens: int = 0):
+    self.task, self.prog, self.params, self.frozen, self.rest = task, prog, params, frozen, rest
+    self.local_rows, self.report, self.tokenizer, self.max_new_tokens = local_rows, report, tokenizer, max_new_tokens
+
+  def check(self, batch: dict[str, np.ndarray]) -> None:
+    pass
+
+  def update(self, batch: dict, padded: dict, out: dict, host: dict | None) -> None:
+    pass
+
+  def result(self, loss: float) -> dict[str, Any]:
+    return {}
+
+
+class LabelMetrics(Evaluator):
+  """`task.metrics` on the argmax / regression predictions vs the labels of the real rows (per-token for NER)."""
+
+  def __init__(self, **kw):
+    super().__init__(**kw)
+    self.preds, self.refs = [], []
+
+  def update(self, batch, padded, out, host):
+    keep = out["weights"] > 0
+    self.preds += list(np.asarray(out["predictions"])[keep])
+    self.refs += list(np.asarray(out["labels"])[keep])
+
+  def result(self, loss):
+    if not self.preds:
+      return {}
+    preds, refs = [p.tolist() for p in self.preds], [r.tolist() for r in self.refs]
+    return self.scores(preds, refs)
+
+  def scores(self, preds: list, refs: list) -> dict[str, Any]:
+    return {k: float(v) for k, v in self.task.metrics(preds, refs).items()}
+
+
+class ClassMetrics(LabelMetrics):
+  """LabelMetrics for class ids; an unlabelled split is an error, and `report` adds sklearn's per-class
+  precision / recall / F1 text."""
+
+  def check(self, batch):
+    """Class labels must be class ids: TFDS marks unlabelled splits (GLUE / SuperGLUE test) with -1."""
+    labels = np.asarray(batch.get("labels", []))
+    if labels.ndim == 1 and np.any(labels < 0):
+      raise ValueError(f"eval batch has class labels {sorted(set(labels[labels < 0].tolist()))} (an unlabelled "
+                       "split, e.g. GLUE test): evaluate a labelled split instead, e.g. "
+                       "--config.task.test_split=validation, or skip it with --config.task.test_split=''")
+
+  def scores(self, preds, refs):
+    metrics = super().scores(preds, refs)
+    if self.report:
+      from sklearn.metrics import classification_report
+      names = self.task.label_names or sorted({str(r) for r in refs})
+      metrics["report"] = classification_report(refs, preds, labels=list(range(len(names))), target_names=names,
+                                                digits=4, zero_division=0)
+    return metrics
+
+
+class SpanMetrics(Evaluator):
+  """Extractive QA: `span_em` (best span == gold token span) and, when the batches carry the original
+  contexts and answers, the task's SQuAD metrics on the predicted span's text."""
+
+  def __init__(self, **kw):
+    super().__init__(**kw)
+    self.preds, self.refs, self.texts = [], [], ([], [])
+
+  def update(self, batch, padded, out, host):
+    keep = out["weights"] > 0
+    gold = np.stack([out["start_positions"], out["end_positions"]], -1)
+    self.preds += list(np.asarray(out["predictions"])[keep])
+    self.refs += list(gold[keep])
+    if host is not None and "answers" in host:
+      # This process's rows are the first len(batch) of its local slice of the global outputs.
+      lo = jax.process_index() * self.local_rows
+      local_pred = np.asarray(out["predictions"])[lo:lo + len(host["answers"])]
+      for context, offsets, answers, (s, e) in zip(host["contexts"], host["offsets"], host["answers"], local_pred):
+        self.texts[0].append(span_text(context, offsets, int(s), int(e)))
+        self.texts[1].append(list(answers) or [""])
+
+  def result(self, loss):
+    texts = _gather_texts(self.texts) if jax.process_count() > 1 else self.texts
+    metrics = {}
+    if self.preds:
+      metrics["span_em"] = float(np.mean([np.array_equal(p, r) for p, r in zip(self.preds, self.refs)]))
+    if texts[0]:
+      metrics.update({k: float(v) for k, v in self.task.metrics(*texts).items()})
+    return metrics
+
+
+class Perplexity(Evaluator):
+  """Language modelling: exp(loss) (the loss is the mean token cross-entropy)."""
+
+  def result(self, loss):
+    return {"perplexity": float(np.exp(min(loss, 50.0)))}
+
+
+class TextMetrics(Perplexity):
+  """Text-to-text: perplexity, and with a tokenizer, greedy generation scored with the task's text metrics."""
+
+  def __init__(self, **kw):
+    super().__init__(**kw)
+    self.model, self.texts = None, ([], [])
+    if self.tokenizer is not None:
+      if self.max_new_tokens <= 0:
+        raise ValueError(f"seq2seq evaluation generates up to max_new_tokens tokens; got {self.max_new_tokens}. "
+                         "Set --config.eval.max_new_tokens=N (N > 0)")
+      self.model = self.prog.model(self.params, self.frozen, self.rest, train=False)
+
+  def update(self, batch, padded, out, host):
+    if self.model is None:
+      return
+    p, r = _generated_texts(self.model, padded, self.tokenizer, self.max_new_tokens, host)
+    n = len(batch["labels"])
+    self.texts[0].extend(p[:n])
+    self.texts[1].extend(r[:n])
+
+  def result(self, loss):
+    metrics = super().result(loss)
+    texts = _gather_texts(self.texts) if jax.process_count() > 1 and self.model is not None else self.texts
+    if texts[0]:
+      metrics.update({k: float(v) for k, v in self.task.metrics(*texts).items()})
+    return metrics
+
+
 def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterable[dict], *, task,
              local_rows: int, limit: int = 0, report: bool = False, tokenizer=None,
              max_new_tokens: int = 0) -> dict[str, float]:
-  """Loss (and perplexity for LM kinds) plus `task.metrics` on argmax / regression predictions; with
-  `report`, a classification task also gets `report` (sklearn's per-class precision / recall / F1 text).
+  """Loss plus the metrics of the task kind's evaluator (`kinds.get_kind(prog.kind).evaluator`):
+  perplexity for LM kinds; `task.metrics` on argmax / regression predictions; with `report`, a
+  classification task also gets `report` (sklearn's per-class precision / recall / F1 text).
 
   seq2seq with a `tokenizer`: greedy generation (`models.generate`, `max_new_tokens` new tokens at most, the
   config's `eval.max_new_tokens`; it must be positive) scored with the task's text metrics (BLEU / ROUGE)
@@ -125,61 +268,19 @@ def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterab
 
   batches: this process's rows of each eval batch (the last may be short; it is padded to `local_rows`).
   """
-  generate_text = prog.kind == "seq2seq" and tokenizer is not None
-  if generate_text and max_new_tokens <= 0:
-    raise ValueError(f"seq2seq evaluation generates up to max_new_tokens tokens; got {max_new_tokens}. Set "
-                     "--config.eval.max_new_tokens=N (N > 0)")
-  loss_sum, weight, preds, refs, seen, texts = 0.0, 0.0, [], [], 0, ([], [])
-  model = prog.model(params, frozen, rest, train=False) if generate_text else None
+  evaluator = get_kind(prog.kind).make_evaluator(
+      task=task, prog=prog, params=params, frozen=frozen, rest=rest, local_rows=local_rows, report=report,
+      tokenizer=tokenizer, max_new_tokens=max_new_tokens)
+  loss_sum, weight, seen = 0.0, 0.0, 0
   for batch, host in _aligned(batches):
-    _check_labels(batch, prog.kind)
+    evaluator.check(batch)
     padded = pad_batch(batch, local_rows)
     out = jax.device_get(prog.eval_step(params, frozen, rest, shd.global_batch(padded, prog.mesh)))
     loss_sum, weight = loss_sum + float(out["loss_sum"]), weight + float(out["weight"])
-    keep = out["weights"] > 0
-    if prog.kind in KINDS_WITH_LABEL_METRICS:
-      preds += list(np.asarray(out["predictions"])[keep])
-      refs += list(np.asarray(out["labels"])[keep])
-    elif prog.kind == "qa":
-      gold = np.stack([out["start_positions"], out["end_positions"]], -1)
-      preds += list(np.asarray(out["predictions"])[keep])
-      refs += list(gold[keep])
-      if host is not None and "answers" in host:
-        # This process's rows are the first len(batch) of its local slice of the global outputs.
-        lo = jax.process_index() * local_rows
-        local_pred = np.asarray(out["predictions"])[lo:lo + len(host["answers"])]
-        for context, offsets, answers, (s, e) in zip(host["contexts"], host["offsets"], host["answers"],
-                                                     local_pred):
-          texts[0].append(span_text(context, offsets, int(s), int(e)))
-          texts[1].append(list(answers) or [""])
-    elif model is not None:
-      p, r = _generated_texts(model, padded, tokenizer, max_new_tokens, host)
-      n = len(batch["labels"])
-      texts[0].extend(p[:n])
-      texts[1].extend(r[:n])
+    evaluator.update(batch, padded, out, host)
     seen += int(np.sum(out["weights"] > 0))
     if limit and seen >= limit:
       break
-  if jax.process_count() > 1 and (prog.kind == "qa" or model is not None):
-    gathered = distributed.allgather_json([list(texts[0]), [list(r) if isinstance(r, list) else r
-                                                            for r in texts[1]]])
-    texts = ([p for g in gathered for p in g[0]], [r for g in gathered for r in g[1]])
   metrics = {"loss": loss_sum / max(weight, 1e-9), "examples": seen}
-  if prog.kind in ("lm", "seq2seq"):
-    metrics["perplexity"] = float(np.exp(min(metrics["loss"], 50.0)))
-  if prog.kind == "qa" and preds:
-    metrics["span_em"] = float(np.mean([np.array_equal(p, r) for p, r in zip(preds, refs)]))
-  if texts[0]:
-    metrics.update({k: float(v) for k, v in task.metrics(*texts).items()})
-  elif prog.kind in KINDS_WITH_LABEL_METRICS and preds:
-    if prog.kind == "token_classification":
-      preds, refs = [list(map(int, p)) for p in preds], [list(map(int, r)) for r in refs]
-    else:
-      preds, refs = [p.item() for p in preds], [r.item() for r in refs]
-    metrics.update({k: float(v) for k, v in task.metrics(preds, refs).items()})
-    if report and prog.kind == "classification":
-      from sklearn.metrics import classification_report
-      names = task.label_names or sorted({str(r) for r in refs})
-      metrics["report"] = classification_report(refs, preds, labels=list(range(len(names))), target_names=names,
-                                                digits=4, zero_division=0)
+  metrics.update(evaluator.result(metrics["loss"]))
   return metrics

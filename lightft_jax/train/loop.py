@@ -27,13 +27,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from lightft_jax.kinds import get_kind
 from lightft_jax.train import distributed, sharding as shd
-from lightft_jax.train.build import build_model, build_tokenizer, model_family
+from lightft_jax.train.build import build_model, build_tokenizer
 from lightft_jax.train.checkpoint import Checkpointer, abstract_like, check_resume, state_config
 from lightft_jax.train.evaluate import evaluate
 from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, peak_tflops,
                                      summary_table)
-from lightft_jax.train.losses import MODEL_TASK
 from lightft_jax.train.optim import make_optimizer, make_schedule
 from lightft_jax.train.steps import build_program, init_state, params_digest, place_frozen
 
@@ -106,11 +106,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     workdir.mkdir(parents=True, exist_ok=True)
 
   task = data.get_task(config.task.name, **config.task.options.to_dict())
-  model = build_model(config.model, task=MODEL_TASK[task.kind], num_labels=task.num_labels, seed=config.seed)
+  model = build_model(config.model, task=get_kind(task.kind).head, num_labels=task.num_labels, seed=config.seed)
   peft.apply(model, config.peft)
   trainable, total = peft.param_counts(model)
   tokenizer = build_tokenizer(config.model)
-  family = model_family(model)
+  family = model.cfg.arch  # the model family the data is formatted for
 
   mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   rules = shd.merge_rules(config.mesh.rules)
