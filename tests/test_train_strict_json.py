@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from lightft_jax.train.compare import comparison_table
@@ -24,6 +25,12 @@ def test_write_json_refuses_nonfinite_and_writes_nothing(tmp_path, bad):
   assert list(tmp_path.iterdir()) == []
   write_json(tmp_path / "results.json", {"test": {"loss": 0.5}})
   assert strict_load((tmp_path / "results.json").read_text()) == {"test": {"loss": 0.5}}
+
+
+def test_write_json_does_not_stringify_what_json_cannot_hold(tmp_path):
+  with pytest.raises(TypeError):  # e.g. a NumPy scalar (here a NaN) would otherwise become the string "nan"
+    write_json(tmp_path / "results.json", {"loss": np.float32("nan")})
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_metric_logger_refuses_nan(tmp_path):

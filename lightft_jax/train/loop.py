@@ -88,8 +88,8 @@ def finite_or_none(x: float | None) -> float | None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-  """Strict JSON (a NaN or infinity raises ValueError), written atomically."""
-  text = json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n"
+  """Strict JSON (a NaN or infinity raises ValueError, a non-JSON value TypeError), written atomically."""
+  text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
   tmp = path.with_suffix(".tmp")
   tmp.write_text(text)
   tmp.replace(path)
