@@ -1,8 +1,10 @@
 """Task heads on top of the last hidden states.
 
 Sequence classification pools one token: the first (BERT: the pooler output, RoBERTa: dense+tanh on
-<s>) or, for decoders, the last non-padding token (GPT-2 / Llama). Regression is classification with one
-output. QA emits start/end logits [B,T,2]. Token classification emits [B,T,num_labels].
+<s>) or, for decoders, the last non-padding token (GPT-2 / Llama); or, with style "mean", averages the
+hidden states over the non-padding tokens (sentence-transformers' pooling, e.g. all-MiniLM-L6-v2), then
+one linear layer. Regression is classification with one output. QA emits start/end logits [B,T,2]. Token
+classification emits [B,T,num_labels].
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from flax import nnx
 from lightft_jax.models.config import TransformerConfig
 from lightft_jax.models.layers import Ctx, Dense
 
-HEAD_STYLES = ("bert", "roberta", "last_token")
+HEAD_STYLES = ("bert", "roberta", "last_token", "mean")
 
 
 def default_head_style(cfg: TransformerConfig) -> str:
@@ -30,6 +32,14 @@ def last_token(h: jax.Array, mask: jax.Array | None) -> jax.Array:
   t = h.shape[1]
   idx = jnp.max(jnp.where(mask.astype(bool), jnp.arange(t), -1), axis=-1)
   return jnp.take_along_axis(h, jnp.maximum(idx, 0)[:, None, None], axis=1)[:, 0]
+
+
+def mean_pool(h: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """h [B,T,D] -> [B,D]: the mean over positions whose mask is 1 (every position when mask is None)."""
+  if mask is None:
+    return jnp.mean(h, axis=1)
+  m = mask.astype(h.dtype)[:, :, None]
+  return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
 
 
 class ClassificationHead(nnx.Module):
@@ -49,6 +59,8 @@ class ClassificationHead(nnx.Module):
       x = pooled
     elif self.style == "roberta":
       x = jnp.tanh(self.dense(h[:, 0], ctx))
+    elif self.style == "mean":
+      x = mean_pool(h, mask)
     else:
       x = last_token(h, mask)
     return self.out(x, ctx)

@@ -16,16 +16,21 @@ def is_checkpoint_dir(name: str) -> bool:
 
 
 def build_model(mcfg: ml_collections.ConfigDict, *, task: str, num_labels: int | None, seed: int) -> Transformer:
-  """Preset (random init from `seed`, with `model.overrides`) or `models.from_pretrained(dir)`."""
+  """Preset (random init from `seed`, with `model.overrides`) or `models.from_pretrained(dir)`.
+
+  `model.head_style` (optional): the sequence-classification pooling (models.heads.HEAD_STYLES).
+  """
   overrides = dict(mcfg.overrides)
+  head_style = mcfg.get("head_style") or None  # "" / absent: the architecture's own pooling
   if is_checkpoint_dir(mcfg.name):
     from lightft_jax.models.hf import from_pretrained
-    return from_pretrained(mcfg.name, task=task, num_labels=num_labels, dtype=mcfg.dtype, seed=seed, **overrides)
+    return from_pretrained(mcfg.name, task=task, num_labels=num_labels, dtype=mcfg.dtype, seed=seed,
+                           head_style=head_style, **overrides)
   if mcfg.name not in PRESETS:
     raise ValueError(f"model.name {mcfg.name!r} is neither a preset ({sorted(PRESETS)}) nor an existing "
                      f"checkpoint directory")
   cfg = get_preset(mcfg.name, dtype=mcfg.dtype, **overrides)
-  return Transformer(cfg, task=task, num_labels=num_labels, rngs=nnx.Rngs(seed))
+  return Transformer(cfg, task=task, num_labels=num_labels, head_style=head_style, rngs=nnx.Rngs(seed))
 
 
 def build_tokenizer(mcfg: ml_collections.ConfigDict) -> Tokenizer:
