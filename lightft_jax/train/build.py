@@ -41,7 +41,3 @@ def build_tokenizer(mcfg: ml_collections.ConfigDict) -> Tokenizer:
                      f"tokenizer.json file or a directory holding one")
   from lightft_jax.models.hf import load_tokenizer
   return load_tokenizer(path)
-
-
-def model_family(model: Transformer) -> str:
-  return {"encoder": "encoder", "decoder": "decoder", "encoder_decoder": "encoder_decoder"}[model.cfg.arch]
