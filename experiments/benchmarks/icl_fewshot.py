@@ -1,0 +1,229 @@
+"""Few-shot classification scoring speed: lightft_jax.icl.scoring.score_choices against the transformers recipe.
+
+Same model (SmolLM2-135M-Instruct, the bundled GGUF dequantised to float32, on both sides), same prompts
+("Review: ...\\nSentiment:" after k demonstrations drawn as the few-shot harness draws them, seed 0, encoded
+as the tokenizer does: no BOS), same answers (" negative" / " positive", one token each), batch 8.
+
+- ours: `score_choices(model, contexts, [answers] * N, batch_size=8)`: the demonstrations shared by every
+  query run once into a KV cache, queries sorted by length into batches of bucketed lengths, one forward
+  pass and the next-token distribution at each row's last token.
+- transformers: the plain recipe: sort prompts by length, right pad each batch of 8 to its longest prompt,
+  one forward pass, log-softmax of the logits at each row's last real token.
+- transformers + prefix cache (`--hf_prefix_cache`): the demonstrations run once into a `DynamicCache`, which
+  is copied and repeated over each batch; the batch's suffixes run after it.
+
+Ours and theirs alternate after warm-up (ABBA) in one process pinned to `--cpu_threads` cores. Writes
+OUT/results.json (samples, medians, speed-ups, log-prob agreement, device, versions, date, command) and
+OUT/results.md.
+
+  python -m experiments.benchmarks.icl_fewshot --data=DIR --out=experiments/benchmarks/results/cpu_icl
+--data=DIR reads DIR/train.jsonl and DIR/test.jsonl (`python -m experiments.icl_rotten_tomatoes.run
+--export=DIR`); without it the prepared TFDS rotten_tomatoes dataset is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def load_examples(data: str, n_queries: int):
+  if data:
+    read = lambda s: [json.loads(line) for line in (Path(data) / f"{s}.jsonl").read_text().splitlines()]
+    pool, queries = read("train"), read("test")[:n_queries]
+  else:
+    from lightft_jax import data as d
+    task = d.get_task("rotten_tomatoes")
+    pool, queries = task.examples("train"), task.examples("test", limit=n_queries)
+  return pool, queries
+
+
+def build_prompts(tokenizer, pool, queries, k: int, seed: int = 0):
+  """Token ids of N prompts with the k demonstrations the harness shares across queries for (seed, k)."""
+  import numpy as np
+  from lightft_jax.icl.fewshot import PromptEncoder
+  from lightft_jax.icl.prompts import PromptTemplate, select_demonstrations
+  template = PromptTemplate("Review: {text}\nSentiment:", verbalizers=("negative", "positive"))
+  rng = np.random.default_rng([seed, k])
+  demos = [pool[i] for i in select_demonstrations("random", pool, k, rng)]
+  enc = PromptEncoder(tokenizer)
+  contexts = [enc.context(template.build(demos, q)) for q in queries]
+  answers = [enc.answer(a) for a in template.choices()]
+  return contexts, answers
+
+
+def hf_plain(hf, contexts, answers, batch_size, pad_id):
+  """[N,C] log-probs: sort by length, right pad, one forward pass, next-token log-probs at the last token."""
+  import torch
+  order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+  choice_ids = torch.tensor([a[0] for a in answers])
+  out = torch.empty(len(contexts), len(answers), dtype=torch.float32)
+  with torch.inference_mode():
+    for s in range(0, len(order), batch_size):
+      rows = order[s:s + batch_size]
+      t = max(len(contexts[i]) for i in rows)
+      ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+      mask = torch.zeros((len(rows), t), dtype=torch.long)
+      for r, i in enumerate(rows):
+        ids[r, :len(contexts[i])] = torch.tensor(contexts[i])
+        mask[r, :len(contexts[i])] = 1
+      logits = hf(input_ids=ids, attention_mask=mask).logits
+      last = logits[torch.arange(len(rows)), mask.sum(-1) - 1].float()
+      out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+  return out.numpy()
+
+
+def hf_prefix_cache(hf, contexts, answers, batch_size, pad_id):
+  """The plain recipe after the shared prefix, which runs once into a DynamicCache copied per batch."""
+  import copy
+  import torch
+  from lightft_jax.icl.scoring import common_prefix_length
+  p = min(common_prefix_length(contexts), min(map(len, contexts)) - 1)
+  if p < 1:
+    return hf_plain(hf, contexts, answers, batch_size, pad_id)
+  with torch.inference_mode():
+    prefix_cache = hf(input_ids=torch.tensor([contexts[0][:p]]), use_cache=True).past_key_values
+  order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+  choice_ids = torch.tensor([a[0] for a in answers])
+  out = torch.empty(len(contexts), len(answers), dtype=torch.float32)
+  with torch.inference_mode():
+    for s in range(0, len(order), batch_size):
+      rows = order[s:s + batch_size]
+      suf = [contexts[i][p:] for i in rows]
+      t = max(map(len, suf))
+      ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+      mask = torch.zeros((len(rows), p + t), dtype=torch.long)
+      mask[:, :p] = 1
+      for r, x in enumerate(suf):
+        ids[r, :len(x)] = torch.tensor(x)
+        mask[r, p:p + len(x)] = 1
+      cache = copy.deepcopy(prefix_cache)
+      cache.batch_repeat_interleave(len(rows))
+      positions = (p + torch.arange(t))[None].expand(len(rows), t)
+      logits = hf(input_ids=ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
+                  use_cache=True).logits
+      last = logits[torch.arange(len(rows)), mask[:, p:].sum(-1) - 1].float()
+      out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+  return out.numpy()
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--out", required=True)
+  p.add_argument("--data", default="", help="folder with train.jsonl / test.jsonl (else TFDS rotten_tomatoes)")
+  p.add_argument("--ks", default="0,4,8")
+  p.add_argument("--queries", type=int, default=96, help="test prompts per timed call")
+  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--cpu_threads", type=int, default=2, help="cores this process is pinned to (0: all)")
+  p.add_argument("--hf_prefix_cache", action="store_true", help="also time transformers with a prefix cache")
+  p.add_argument("--scan_layers", type=int, default=1, help="our model scans over layers (1) or unrolls (0)")
+  args = p.parse_args(argv)
+  command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(sys.argv[1:] if argv is None else argv)
+  if args.cpu_threads > 0:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.cpu_threads)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from experiments.benchmarks.run import pin_cpus
+    pin_cpus("cpu", args.cpu_threads)
+
+  import numpy as np
+  import torch
+  import transformers as T
+  from experiments.benchmarks.measure import device_info
+  from experiments.benchmarks.run import _versions
+  from experiments.benchmarks.timing import summarize, time_alternating
+  from lightft_jax.icl.scoring import common_prefix_length, score_choices
+  from lightft_jax.models import assets
+  from lightft_jax.models.hf import from_pretrained, load_tokenizer
+  if args.cpu_threads > 0:
+    torch.set_num_threads(args.cpu_threads)
+
+  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  path = assets.smollm2_gguf()
+  tok = load_tokenizer(path)
+  ours = from_pretrained(path, task="lm", scan_layers=bool(args.scan_layers))
+  hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+  pool, queries = load_examples(args.data, args.queries)
+  gold = np.array([int(q["label"]) for q in queries])
+  rows = []
+  for k in [int(x) for x in args.ks.split(",")]:
+    contexts, answers = build_prompts(tok, pool, queries, k)
+    results = {}
+    sides = {
+        "ours": lambda ctxs: np.stack(score_choices(ours, ctxs, [answers] * len(ctxs), batch_size=args.batch_size,
+                                                    pad_id=tok.pad_token_id)[0]),
+        "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, tok.pad_token_id)}
+    if args.hf_prefix_cache:
+      sides["transformers_prefix_cache"] = lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size,
+                                                                        tok.pad_token_id)
+    fns = {name: (lambda name=name, fn=fn: results.__setitem__(name, fn(contexts))) for name, fn in sides.items()}
+    print(f"k={k}: timing {list(fns)} on {len(contexts)} prompts", flush=True)
+    first_call_s = None
+    for _ in range(args.warmup):  # ours compiles its shapes on the full call; transformers warms on one batch
+      for name, fn in sides.items():
+        t0 = time.perf_counter()
+        fn(contexts if name == "ours" else contexts[:args.batch_size])
+        if name == "ours" and first_call_s is None:
+          first_call_s = time.perf_counter() - t0
+    samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1)
+    stats = {n: summarize(v) for n, v in samples.items()}
+    lens = [len(c) for c in contexts]
+    row = {"k": k, "queries": len(contexts), "prompt_tokens_mean": float(np.mean(lens)),
+           "prompt_tokens_max": int(max(lens)), "shared_prefix_tokens": common_prefix_length(contexts),
+           "ours_first_call_s": first_call_s, "samples_s": samples, "stats": stats,
+           "s_per_100": {n: 100 * s["median_s"] / len(contexts) for n, s in stats.items()},
+           "speedup_vs_transformers": stats["transformers"]["median_s"] / stats["ours"]["median_s"],
+           "max_abs_logprob_diff": float(np.abs(results["ours"] - results["transformers"]).max()),
+           "acc_ours": float(np.mean(results["ours"].argmax(-1) == gold)),
+           "acc_transformers": float(np.mean(results["transformers"].argmax(-1) == gold))}
+    if args.hf_prefix_cache:
+      row["speedup_vs_transformers_prefix_cache"] = (stats["transformers_prefix_cache"]["median_s"]
+                                                     / stats["ours"]["median_s"])
+      row["max_abs_logprob_diff_prefix_cache"] = float(np.abs(results["ours"] - results["transformers_prefix_cache"]).max())
+    print(json.dumps({x: row[x] for x in row if x not in ("samples_s", "stats")}), flush=True)
+    rows.append(row)
+
+  meta = {"command": command, "date": date, "device": device_info(), "versions": _versions(),
+          "host": platform.node(), "cpus": os.cpu_count(), "cpu_threads": args.cpu_threads,
+          "loadavg_end": os.getloadavg(), "batch_size": args.batch_size, "repeats": args.repeats,
+          "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": path.name,
+          "data": args.data or "tfds:rotten_tomatoes"}
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+  md = write_markdown(meta, rows)
+  (out / "results.md").write_text(md)
+  print(md)
+  return 0
+
+
+def write_markdown(meta: dict, rows: list[dict]) -> str:
+  sides = list(rows[0]["s_per_100"])
+  head = ("| k | prompt tokens mean / max | shared prefix | " + " | ".join(f"{s} s/100 prompts" for s in sides)
+          + " | speed-up vs transformers | max abs log-prob diff | acc ours / transformers |")
+  lines = [f"`{meta['command']}`", "",
+           f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
+           f"batch {meta['batch_size']}, median of {meta['repeats']} samples after {meta['warmup']} warm-up; "
+           + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
+           head, "|" + "---|" * (head.count("|") - 1)]
+  for r in rows:
+    cells = [str(r["k"]), f"{r['prompt_tokens_mean']:.0f} / {r['prompt_tokens_max']}", str(r["shared_prefix_tokens"])]
+    cells += [f"{r['s_per_100'][s]:.2f} (±{100 * r['stats'][s]['iqr_rel'] / 2:.0f}%)" for s in sides]
+    sp = f"**{r['speedup_vs_transformers']:.2f}**"
+    if "speedup_vs_transformers_prefix_cache" in r:
+      sp += f" ({r['speedup_vs_transformers_prefix_cache']:.2f} vs prefix cache)"
+    cells += [sp, f"{r['max_abs_logprob_diff']:.1e}", f"{r['acc_ours']:.3f} / {r['acc_transformers']:.3f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+  sys.exit(main())
