@@ -222,8 +222,8 @@ def test_every_parameter_has_logical_axis_names(name, task, scan):
 @pytest.mark.parametrize("transpose", [False, True], ids=["w", "w.T"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_linear_gradients_equal_autodiff_of_dot(transpose, dtype):
-  """`layers.linear` (the matmul every Dense and tied head uses) has the gradients of a plain jnp.dot."""
-  from lightft_jax.models.layers import linear
+  """`ops.linear` (the matmul every Dense and tied head uses) has the gradients of a plain jnp.dot."""
+  from lightft_jax.models.ops import linear
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, 5, 8)), dtype)
   w = jnp.asarray(rng.normal(size=(6, 8) if transpose else (8, 6)), dtype)

@@ -161,8 +161,8 @@ def test_prefix_roundtrip(bases, arch, tmp_path):
   ours = _roundtrip(bases, arch, lambda tt: hf_peft.PrefixTuningConfig(num_virtual_tokens=p, task_type=tt),
                     tmp_path, our_offset=0 if arch == "t5" else p)
   if arch == "t5":  # HF peft prefixes T5's decoder self-attention only
-    assert all(layer.attn.kv_prefix is None for layer in ours.encoder.layers)
-    assert all(layer.attn.kv_prefix is not None and layer.cross_attn.kv_prefix is None for layer in ours.decoder.layers)
+    assert all(layer.attn.extra_kv is None for layer in ours.encoder.layers)
+    assert all(layer.attn.extra_kv is not None and layer.cross_attn.extra_kv is None for layer in ours.decoder.layers)
 
 
 def test_t5_prefix_that_hf_cannot_hold_is_rejected(tmp_path):
@@ -181,7 +181,7 @@ def test_prompt_roundtrip(bases, arch, tmp_path):
   p = 4
   ours = _roundtrip(bases, arch, lambda tt: hf_peft.PromptTuningConfig(num_virtual_tokens=p, task_type=tt),
                     tmp_path, hf_prompt_len=p)
-  assert ours.soft_prompt.num_tokens == p
+  assert ours.input_transform.num_tokens == p
 
 
 def test_saved_config_names_hf_modules(bases, tmp_path):

@@ -227,7 +227,8 @@ def test_context_encoder_mean_pools_minilm_like_transformers():
 
   from lightft_jax.models.assets import minilm_dir
   texts = ["Classify the sentiment of a movie review.", "Translate English to German: the house is small."]
-  enc = peft.ContextEncoder.load()
+  from lightft_jax.models.sentence import SentenceEncoder
+  enc = peft.ContextEncoder(SentenceEncoder.load())
   ours = np.asarray(enc(texts))
   tok, ref = AutoTokenizer.from_pretrained(minilm_dir()), AutoModel.from_pretrained(minilm_dir()).eval()
   batch = tok(texts, padding=True, return_tensors="pt")

@@ -174,7 +174,7 @@ def test_prompt_tuning_outputs_align_with_inputs():
   out = model(IDS)
   assert out["logits"].shape == (2, 6, model.cfg.vocab_size) and out["hidden_states"].shape[1] == 6
   table = np.asarray(model.embed.tokens.embedding[...])
-  rows = np.asarray(model.soft_prompt.prompt[...])
+  rows = np.asarray(model.input_transform.prompt[...])
   assert all(any(np.array_equal(r, t) for t in table[:5000]) for r in rows)
 
 
@@ -188,7 +188,7 @@ def test_prompt_init_from_text():
                      "tokenizer": str(assets.minilm_dir())})
   ids = tok.encode(text)
   want = np.asarray(model.embed.tokens.embedding[...])[np.resize(ids, 7)]
-  np.testing.assert_array_equal(np.asarray(model.soft_prompt.prompt[...]), want)
+  np.testing.assert_array_equal(np.asarray(model.input_transform.prompt[...]), want)
 
 
 def test_selective_methods_train_what_they_name():

@@ -166,4 +166,4 @@ def test_prefix_slots_split_by_kv_head():
   model = Transformer(get_preset("tiny-llama"), task="lm", rngs=nnx.Rngs(0))  # 2 kv heads
   peft.apply(model, ml_collections.ConfigDict({"method": "prefix", "num_tokens": 3}))
   specs = shd.state_specs(nnx.state(model), mesh)
-  assert specs["decoder"]["layers"][0]["attn"]["kv_prefix"]["prefix_k"] == jax.sharding.PartitionSpec(None, "tensor")
+  assert specs["decoder"]["layers"][0]["attn"]["extra_kv"]["prefix_k"] == jax.sharding.PartitionSpec(None, "tensor")

@@ -4,8 +4,8 @@ Decoder-only models take LEFT-padded prompts [B,T]; positions come from the atte
 (`default_positions`), so every row continues from its own last real token. Encoder-decoder models
 (T5) run the encoder once and decode from `decoder_start_token_id`; the decoder's cross-attention
 recomputes the encoder keys/values at every step (the model's KV cache holds self-attention only).
-A soft prompt (prompt tuning, `model.soft_prompt`) goes before the prompt, or the encoder input, exactly
-as in `Transformer.__call__`.
+The model's input transform (`model.input_transform`, e.g. a PEFT soft prompt; see extensions.py) applies to
+the prompt, or the encoder input, exactly as in `Transformer.__call__`.
 
 The whole generation (prefill + `jax.lax.while_loop`) is one `jax.jit` over `nnx.split(model)`, so a
 model is traced once per (batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the
@@ -156,16 +156,16 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
   attention_mask = jnp.ones((b, t), jnp.int32) if attention_mask is None else jnp.asarray(attention_mask, jnp.int32)
   if attention_mask.shape != (b, t):
     raise ValueError(f"attention_mask shape {attention_mask.shape} != input_ids shape {input_ids.shape}")
-  if prefix is not None and (cfg.arch != "decoder" or model.soft_prompt is not None):
-    raise ValueError("a cached prefix needs a decoder-only model without a soft prompt")
+  if prefix is not None and (cfg.arch != "decoder" or model.input_transform is not None):
+    raise ValueError("a cached prefix needs a decoder-only model without an input transform (soft prompt)")
   if cfg.arch == "decoder":
     _check_left_padded(attention_mask)
-    n_soft = 0 if model.soft_prompt is None else model.soft_prompt.num_tokens
-    n_soft += 0 if prefix is None else int(prefix["length"])
-    slots = n_soft + t + max_new_tokens - 1
+    n_added = 0 if model.input_transform is None else int(model.input_transform.added_length)
+    n_added += 0 if prefix is None else int(prefix["length"])
+    slots = n_added + t + max_new_tokens - 1
     if cfg.position in ("learned", "rope") and slots > cfg.max_positions:
-      raise ValueError(f"soft prompt {n_soft} + prompt length {t} + max_new_tokens {max_new_tokens} - 1 = {slots} "
-                       f"exceeds the model's max_positions={cfg.max_positions}")
+      raise ValueError(f"added positions {n_added} + prompt length {t} + max_new_tokens {max_new_tokens} - 1 = "
+                       f"{slots} exceeds the model's max_positions={cfg.max_positions}")
   start = cfg.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
   pad = cfg.pad_token_id if pad_token_id is None else pad_token_id
   graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
@@ -193,10 +193,10 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
 
-  # Prompt tuning: the model's soft prompt goes before the (encoder, or decoder-only) input, as in __call__.
+  # The model's input transform (e.g. a soft prompt) maps the (encoder, or decoder-only) input, as in __call__.
   embeds, mask = None, attention_mask
-  if model.soft_prompt is not None:
-    embeds, mask, _, _ = model.soft_prompt(model.embed.tokens, input_ids, None, attention_mask, None, None, ctx)
+  if model.input_transform is not None:
+    embeds, mask, _, _ = model.transform_inputs(input_ids, attention_mask, ctx=ctx)
   cache = None
   if cfg.arch == "decoder":
     pb, start = (0, 0) if prefix is None else (prefix["k"].shape[2], prefix["length"])

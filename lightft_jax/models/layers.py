@@ -1,59 +1,32 @@
 """Small NNX building blocks: Dense, embeddings, norms, RoPE, relative position bias, attention, MLP.
 
 Every submodule call takes an optional `ctx` dict (per-call conditioning such as task ids or
-generated weights). The base modules ignore it; PEFT wrappers that replace them read it. That is the
-single hook through which methods reach into the model without the model knowing about them.
+generated weights). The base modules ignore it; PEFT wrappers that replace them read it. Together with the
+slots declared in extensions.py (`Attention.extra_kv` here) that is how methods reach into the model without
+the model knowing about them. The matmul every Dense uses lives in ops.py.
 
 Shapes: B batch, T query length, S key length, D d_model, H heads, K kv heads, Dh head dim.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.config import TransformerConfig
+from lightft_jax.models.extensions import Ctx  # noqa: F401  (re-exported: PEFT wrappers import it from here)
+from lightft_jax.models.ops import linear
 
 nnx.use_eager_sharding(False)  # parameters carry logical axis names; sharding happens in train/
-
-Ctx = dict[str, Any] | None
 
 
 def _normal(std: float):
   return nnx.initializers.normal(stddev=std)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def linear(x: jax.Array, w: jax.Array, transpose: bool = False) -> jax.Array:
-  """x [..., in] @ w [in, out] (or @ w.T for w [out, in] when `transpose`), differentiated with plain
-  2-D matmuls.
-
-  The backward pass is the standard one written out: dx = g @ w.T, and dw contracts x and g over all
-  leading (batch and time) axes as one [in, tokens] @ [tokens, out] product. Autodiff of `jnp.dot` gives
-  XLA:CPU a weight-gradient dot with a transposed left operand, which its fast matmul library does not
-  take, so it falls back to a generic kernel at about half the speed (experiments/benchmarks/RESULTS.md).
-  When w is frozen its gradient is never used and XLA removes it, as with autodiff.
-  """
-  return jnp.dot(x, w.T if transpose else w)
-
-
-def _linear_fwd(x, w, transpose):
-  return linear(x, w, transpose), (x, w)
-
-
-def _linear_bwd(transpose, res, g):
-  x, w = res
-  if transpose:  # w [out, in]
-    return jnp.dot(g, w).astype(x.dtype), jnp.einsum("...o,...i->oi", g, x).astype(w.dtype)
-  return jnp.dot(g, w.T).astype(x.dtype), jnp.einsum("...i,...o->io", x, g).astype(w.dtype)
-
-
-linear.defvjp(_linear_fwd, _linear_bwd)
 
 
 class Dense(nnx.Module):
@@ -203,10 +176,11 @@ def attention_implementation(dtype, head_dim: int, *, cached: bool, learned_bias
 class Attention(nnx.Module):
   """Multi-head / grouped-query attention through `jax.nn.dot_product_attention`.
 
-  `kv_prefix` is an optional module giving extra key/value slots that every query may attend
-  (prefix tuning): called as kv_prefix(batch_size, ctx) -> (k [B,P,K,Dh], v [B,P,K,Dh]), with `num_tokens` = P.
-  A relative-position `bias` may cover the P slots too ([.., T, P+S], as the Stack gives it when its layers
-  have prefixes); a bias over S keys only gets zeros for the slots, and one over slots this layer lacks is cut.
+  `extra_kv` is an optional `extensions.ExtraKV` giving extra key/value slots that every query may attend:
+  extra_kv(batch_size, ctx) -> (k [B,P,K,Dh], v [B,P,K,Dh]), placed before the cached / current keys.
+  A relative-position `bias` may cover the P slots too ([.., T, P+S], as the Stack gives it when its layers'
+  slots state `num_slots`); a bias over S keys only gets zeros for the slots, and one over slots this layer
+  lacks is cut.
   """
 
   def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs, *, cross: bool = False):
@@ -223,7 +197,7 @@ class Attention(nnx.Module):
       self.key = mk(k * dh, ("embed", "kv"), cfg.qkv_bias)
       self.value = mk(k * dh, ("embed", "kv"), cfg.qkv_bias)
     self.out = Dense(h * dh, d, axes=("heads", "embed"), use_bias=cfg.out_bias, cfg=cfg, rngs=rngs)
-    self.kv_prefix = nnx.data(None)  # set by prefix tuning
+    self.extra_kv = nnx.data(None)  # an extensions.ExtraKV, set by PEFT methods
 
   def project(self, x: jax.Array, kv_input: jax.Array, ctx: Ctx):
     b, t = x.shape[:2]
@@ -252,8 +226,8 @@ class Attention(nnx.Module):
       k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), idx, axis=1)
       v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v.astype(cache["v"].dtype), idx, axis=1)
       cache = {"k": k, "v": v, "index": idx}
-    if self.kv_prefix is not None:
-      pk, pv = self.kv_prefix(b, ctx)
+    if self.extra_kv is not None:
+      pk, pv = self.extra_kv(b, ctx)
       p = pk.shape[1]
       k = jnp.concatenate([pk.astype(k.dtype), k], 1)
       v = jnp.concatenate([pv.astype(v.dtype), v], 1)

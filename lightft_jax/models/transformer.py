@@ -6,6 +6,8 @@ Module paths (what PEFT `targets` regexes match):
   {encoder,decoder}.layers.{i}.{attn_norm,cross_attn_norm,mlp_norm}
   {encoder,decoder}.layers.{i}.mlp.{gate,up,down}
   {encoder,decoder}.final_norm | {encoder,decoder}.rel_bias | pooler | lm_head | head.*
+
+Extension slots (extensions.py): `input_transform` on the Transformer, `extra_kv` on every Attention.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.config import TransformerConfig
+from lightft_jax.models.extensions import Inputs, extra_kv_length
 from lightft_jax.models.heads import make_head
 from lightft_jax.models.layers import Attention, Ctx, Dense, Embedding, MLP, Norm, RelativePositionBias
 
 TASKS = ("base", "lm", "classification", "token_classification", "qa", "regression")
+PER_POSITION_TASKS = ("lm", "token_classification", "qa")  # logits [B,T,...]: one row per input position
 
 
 class Embeddings(nnx.Module):
@@ -101,13 +105,13 @@ class Stack(nnx.Module):
     self.final_norm = Norm(cfg.d_model, cfg) if cfg.final_norm else None
     self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 
-  def _prefix_len(self) -> int:
-    """P of the self-attention prefix slots (prefix tuning; one P per stack), 0 without (or for hooks that
-    do not state `num_tokens`: their slots get zero bias)."""
+  def _extra_kv_len(self) -> int:
+    """P of the extra self-attention key/value slots (`Attention.extra_kv`; one P per stack) that sit before
+    the sequence, 0 without (or for slots that state no `num_slots`: they get zero bias)."""
     if self.cfg.scan_layers:
       return 0
-    hooks = [blk.attn.kv_prefix for blk in self.layers if blk.attn.kv_prefix is not None]
-    return getattr(hooks[0], "num_tokens", 0) if hooks else 0
+    exts = [blk.attn.extra_kv for blk in self.layers if blk.attn.extra_kv is not None]
+    return extra_kv_length(exts[0]) if exts else 0
 
   def __call__(self, x, *, mask, positions, q_pos=None, k_pos=None, cache=None, enc=None, enc_mask=None,
                ctx: Ctx = None):
@@ -117,7 +121,7 @@ class Stack(nnx.Module):
     """
     bias = None
     if self.rel_bias is not None:
-      p = self._prefix_len()  # prefix-tuning slots sit just before the sequence, at positions -P..-1 (as HF's)
+      p = self._extra_kv_len()  # extra slots sit just before the sequence, at positions -P..-1 (as HF peft's)
       bias = self.rel_bias(q_pos, jnp.concatenate([jnp.arange(-p, 0, dtype=k_pos.dtype), k_pos]) if p else k_pos)
     kw = dict(mask=mask, bias=bias, positions=positions, enc=enc, enc_mask=enc_mask, ctx=ctx)
 
@@ -159,6 +163,9 @@ class Transformer(nnx.Module):
 
   `__call__` returns a dict: `logits` (head output), `hidden_states` (last stack output [B,T,D]),
   and, as relevant, `pooled`, `encoder_hidden_states`, `cache`.
+
+  `input_transform` (None, or an `extensions.InputTransform` a PEFT method sets) maps the embedded encoder /
+  decoder-only input before the first stack; see `transform_inputs`.
   """
 
   def __init__(self, cfg: TransformerConfig, *, task: str = "lm", num_labels: int | None = None,
@@ -178,7 +185,7 @@ class Transformer(nnx.Module):
     self.lm_head = Dense(cfg.d_model, cfg.vocab_size, axes=("embed", "vocab"), use_bias=False, cfg=cfg,
                          rngs=rngs) if untied_lm else None
     self.head = make_head(cfg, task, num_labels, head_style, rngs)
-    self.soft_prompt = nnx.data(None)  # set by prompt tuning (lightft_jax.peft.prompt)
+    self.input_transform = nnx.data(None)  # an extensions.InputTransform, set by PEFT methods
 
   # ------------------------------------------------------------------ pieces
   def _check_length(self, t: int, what: str):
@@ -235,6 +242,23 @@ class Transformer(nnx.Module):
     return self.decoder(x, mask=mask, positions=positions, q_pos=q_pos, k_pos=k_pos, cache=cache, enc=enc,
                         enc_mask=enc_mask, ctx=ctx)
 
+  def transform_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, positions=None,
+                       inputs_embeds=None, ctx: Ctx = None) -> Inputs:
+    """The input transform applied to the embedded input: token embeddings of `input_ids` [B,T] (or the given
+    `inputs_embeds` [B,T,D]) and a mask of ones when none is given -> `Inputs` of length A+T."""
+    x = self.embed.tokens(input_ids, ctx) if inputs_embeds is None else inputs_embeds
+    if attention_mask is None:
+      attention_mask = jnp.ones(x.shape[:2], jnp.int32)
+    return self.input_transform(Inputs(x, attention_mask, token_type_ids, positions), ctx)
+
+  def align_outputs(self, out: dict[str, Any]) -> dict[str, Any]:
+    """Drops the A positions the input transform added from `hidden_states` and per-position logits."""
+    a = self.input_transform.added_length
+    out["hidden_states"] = out["hidden_states"][:, a:]
+    if self.task in PER_POSITION_TASKS and "logits" in out:
+      out["logits"] = out["logits"][:, a:]
+    return out
+
   def lm_logits(self, h: jax.Array) -> jax.Array:
     if self.lm_head is not None:
       return self.lm_head(h)
@@ -258,11 +282,12 @@ class Transformer(nnx.Module):
                inputs_embeds=None, cache=None, segment_ids=None, ctx: Ctx = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     arch = self.cfg.arch
-    if self.soft_prompt is not None:  # prompt tuning: learned embeddings before the (encoder) input
+    if self.input_transform is not None:  # e.g. learned embeddings before the (encoder) input
       if cache is not None:
-        raise ValueError("prompt tuning with a KV cache is not supported; run without a cache")
-      inputs_embeds, attention_mask, token_type_ids, positions = self.soft_prompt(
-          self.embed.tokens, input_ids, inputs_embeds, attention_mask, token_type_ids, positions, ctx)
+        raise ValueError("an input transform (e.g. prompt tuning) with a KV cache is not supported; run without "
+                         "a cache")
+      inputs_embeds, attention_mask, token_type_ids, positions = self.transform_inputs(
+          input_ids, attention_mask, token_type_ids, positions, inputs_embeds, ctx)
       input_ids = None
     if arch == "encoder":
       h = self.encode(input_ids, attention_mask, token_type_ids, positions, inputs_embeds, ctx)
@@ -288,6 +313,6 @@ class Transformer(nnx.Module):
     elif self.head is not None:
       mask = attention_mask if arch != "encoder_decoder" else decoder_attention_mask
       out["logits"] = self.head(h, out.get("pooled"), mask, ctx)
-    if self.soft_prompt is not None and arch != "encoder_decoder":
-      out = self.soft_prompt.strip(out, self.task)
+    if self.input_transform is not None and arch != "encoder_decoder":
+      out = self.align_outputs(out)
     return out

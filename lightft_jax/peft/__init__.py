@@ -1,4 +1,13 @@
-"""PEFT library: every method attaches by rules over module paths; what trains is a type filter."""
+"""PEFT library: every method attaches by rules over module paths; what trains is a type filter.
+
+A method (`core.register`) changes the model in place through what the model declares, never through a
+model edit: it wraps the modules its `targets` regexes match (LoRA, adapters, IA3, hypernetwork sites, MoE),
+fills a slot of `lightft_jax.models.extensions` (`Attention.extra_kv`: prefix.py and hyper prefixes;
+`Transformer.input_transform`: prompt.py), sows auxiliary losses as `extensions.AuxLoss` (moe.py), or
+re-types existing parameters as trainable (selective.py). P-tuning v2, LLaMA-Adapter or a new input-side
+method is one new module here. hyper.py loads no checkpoint: its `ContextEncoder` takes a text encoder
+function (e.g. `models.sentence.SentenceEncoder.load()`).
+"""
 
 from lightft_jax.peft.core import (PeftParam, TunedParam, apply, find_targets, make_trainable, methods,
                                    param_counts, register, replace_module, summary, trainable_filter)

@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import MLP, Attention, Ctx, activation, linear
+from lightft_jax.models.layers import MLP, Attention, Ctx, activation
+from lightft_jax.models.ops import linear
 from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
+from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
 
 
 class AdapterParam(PeftParam):
@@ -86,7 +87,7 @@ PLACEMENTS = ("sequential", "parallel")
           activation="relu", init_std=1e-3, targets=None)
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Adapters after the sublayers `config` names (or the Attention/MLP modules `targets` matches)."""
-  named.check_unscanned(model, "adapter")
+  check_unscanned(model, "adapter")
   if cfg.config not in CONFIGS:
     raise ValueError(f"unknown adapter config {cfg.config!r}; choose from {sorted(CONFIGS)}")
   if cfg.placement not in PLACEMENTS:

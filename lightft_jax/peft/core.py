@@ -1,8 +1,9 @@
 """The PEFT mechanism shared by every method: variable types, method registry, target matching, `apply`.
 
 A method is a function `attach(model, cfg, rngs)` registered under a name with its option defaults. It
-changes the NNX model in place: wraps modules it targets (found by regex over module paths), sets hook
-slots such as `Attention.kv_prefix`, or re-types existing parameters as trainable. Whatever it makes
+changes the NNX model in place: wraps modules it targets (found by regex over module paths), fills an
+extension slot the model declares (`Attention.extra_kv`, `Transformer.input_transform`; models/extensions.py),
+or re-types existing parameters as trainable. Whatever it makes
 trainable is a `PeftParam`, so "what trains" is one type filter and `train/` needs no method knowledge.
 """
 
@@ -144,6 +145,15 @@ def make_trainable(module: nnx.Module, names: Iterable[str] | None = None) -> in
     setattr(owner, path[-1], TunedParam(var[...], **var.get_metadata()))
     count += var[...].size
   return count
+
+
+def check_unscanned(model: nnx.Module, method: str) -> None:
+  """Methods that change per-layer modules (wrappers, extension slots, per-layer site ids) need one module per
+  layer; a scanned stack has one stacked Block."""
+  cfg = getattr(model, "cfg", None)
+  if cfg is not None and getattr(cfg, "scan_layers", False):
+    raise ValueError(f"PEFT method {method!r} needs a model built with scan_layers=False (it changes per-layer "
+                     f"modules); rebuild with get_preset(..., scan_layers=False)")
 
 
 def check_virtual_tokens(model: nnx.Module, n, what: str) -> int:

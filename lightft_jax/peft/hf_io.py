@@ -31,6 +31,7 @@ from lightft_jax.peft import core, named
 from lightft_jax.peft.ia3 import IA3Dense
 from lightft_jax.peft.lora import LoraEmbedding, lora_modules
 from lightft_jax.peft.prefix import prefix_kv, stacks
+from lightft_jax.peft.prompt import soft_prompt
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 _TASK_TYPES = {"classification": "SEQ_CLS", "regression": "SEQ_CLS", "token_classification": "TOKEN_CLS",
@@ -203,7 +204,7 @@ def _hf_prefix_layers(n: int) -> list[int]:
 def _check_seq2seq_prefix(model):
   """HF peft's encoder-decoder prefixes reach decoder self-attention only, in all L = encoder-count layers."""
   found = _prefix_stacks(model)
-  if any(a.kv_prefix is not None for a in found.get("encoder", [])):
+  if any(a.extra_kv is not None for a in found.get("encoder", [])):
     raise ValueError("HF peft prefix tuning of encoder-decoder models puts prefixes on decoder self-attention "
                      "only; this model also has encoder prefixes")
   if model.cfg.num_decoder_layers != model.cfg.n_layers:
@@ -212,7 +213,7 @@ def _check_seq2seq_prefix(model):
 
 
 def _save_prefix(model, names, adapter, tensors) -> dict:
-  if any(getattr(m, "kv_prefix", None) is not None for p, m in nnx.iter_modules(model)
+  if any(getattr(m, "extra_kv", None) is not None for p, m in nnx.iter_modules(model)
          if core.path_str(p).endswith("cross_attn")):
     raise ValueError("HF peft has no prefixes on cross-attention; remove them before save_hf")
   seq2seq = model.cfg.arch == "encoder_decoder"
@@ -246,7 +247,7 @@ def _to_hf_blocks(kv: np.ndarray) -> np.ndarray:
 
 
 def _save_prompt(model, names, adapter, tensors) -> dict:
-  prompt = _np(model.soft_prompt.prompt[...])
+  prompt = _np(soft_prompt(model).prompt[...])
   # Encoder-decoders: HF keeps 2P rows and prepends the first P to the encoder input; its prompt-tuning forward
   # never reads the other P (the decoder half), which we fill with a copy.
   tensors["prompt_embeddings"] = np.concatenate([prompt] * _submodules(model), 0)
@@ -401,8 +402,8 @@ def _load_prefix(model, cfg, tensors, adapter):
   kv = emb.reshape(p, len(layers), 2, k, dh)
   blocks = _hf_prefix_layers(len(layers)) if seq2seq else range(len(layers))
   for i, (attn, blk) in enumerate(zip(layers, blocks)):
-    _set(attn.kv_prefix.prefix_k, kv[:, blk, 0], f"prefix keys of layer {i}")
-    _set(attn.kv_prefix.prefix_v, kv[:, blk, 1], f"prefix values of layer {i}")
+    _set(attn.extra_kv.prefix_k, kv[:, blk, 0], f"prefix keys of layer {i}")
+    _set(attn.extra_kv.prefix_v, kv[:, blk, 1], f"prefix values of layer {i}")
   return rest
 
 
@@ -416,7 +417,7 @@ def _load_prompt(model, cfg, tensors, adapter):
                      f"num_transformer_submodules = {p} * {cfg.get('num_transformer_submodules') or 1}")
   emb = emb[:p]  # HF's prompt-tuning forward prepends only the first P rows (to the encoder input)
   core.apply(model, {"method": "prompt", "num_tokens": p, "train_head": False})
-  _set(model.soft_prompt.prompt, emb, "prompt_embeddings")
+  _set(soft_prompt(model).prompt, emb, "prompt_embeddings")
   return rest
 
 
@@ -446,13 +447,13 @@ def _load_head(model, rest: dict[str, np.ndarray]):
 # ---------------------------------------------------------------------------------------------- methods
 
 def _has_prefix(model) -> bool:
-  return any(a.kv_prefix is not None for layers in _prefix_stacks(model).values() for a in layers)
+  return any(a.extra_kv is not None for layers in _prefix_stacks(model).values() for a in layers)
 
 
 register_hf(HFMethod("LORA", lambda model: bool(lora_modules(model)), _save_lora, _load_lora))
 register_hf(HFMethod("IA3", lambda model: any(isinstance(m, IA3Dense) for _, m in nnx.iter_modules(model)),
                      _save_ia3, _load_ia3))
 register_hf(HFMethod("PREFIX_TUNING", _has_prefix, _save_prefix, _load_prefix, prompt_learning=True))
-register_hf(HFMethod("PROMPT_TUNING", lambda model: getattr(model, "soft_prompt", None) is not None, _save_prompt,
+register_hf(HFMethod("PROMPT_TUNING", lambda model: soft_prompt(model) is not None, _save_prompt,
                      _load_prompt, prompt_learning=True))
 PEFT_TYPES = tuple(_HF_METHODS)

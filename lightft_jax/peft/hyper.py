@@ -17,27 +17,25 @@ generators of the last factor of each emitted update (adapter up-projection, LoR
 deltas) start at zero, so a fresh hypernetwork leaves the model's output unchanged; adapter down, LoRA A and
 prefix generators start from a small normal (a zero prefix would still take attention mass).
 
-The context-conditioned variant takes its condition from `ContextEncoder`: mean-pooled hidden states of a
-frozen MiniLM encoder over a task description or a set of demonstrations, so an unseen task gets weights
-without a gradient step.
+The context-conditioned variant takes its condition from `ContextEncoder`, which wraps a text encoder passed in
+as a function (by default `models.sentence.SentenceEncoder.load()`: mean-pooled hidden states of a frozen
+MiniLM) over a task description or a set of demonstrations, so an unseen task gets weights without a gradient
+step. This module loads no checkpoint itself.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lightft_jax.models.assets import minilm_dir
-from lightft_jax.models.hf import from_pretrained, load_tokenizer
 from lightft_jax.models.layers import Attention, Ctx, Dense, Norm, activation
 from lightft_jax.peft.adapters import adapter_fn
-from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
+from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
 from lightft_jax.peft.lora import lora_delta, lora_scale
 
 EMITS = ("adapter", "lora", "prefix", "ln")
@@ -75,12 +73,6 @@ def ctx_condition(ctx: Ctx, dim: int, what: str) -> jax.Array:
   if c.ndim != 2 or c.shape[1] != dim:
     raise ValueError(f"{what}: ctx['condition'] must have shape [B, {dim}], got {c.shape}")
   return c
-
-
-def check_no_scan(model: nnx.Module, method: str) -> None:
-  if getattr(getattr(model, "cfg", None), "scan_layers", False):
-    raise ValueError(f"PEFT method {method!r} needs a model built with scan_layers=False (its sites hold per-layer "
-                     f"ids and a shared generator); rebuild the model with scan_layers=False")
 
 
 def site_layer_ids(model: nnx.Module, paths: Sequence[str], method: str) -> dict[str, int]:
@@ -228,7 +220,8 @@ class HyperLoRA(HyperSite):
 
 
 class HyperPrefix(HyperSite):
-  """`Attention.kv_prefix` hook: generated key/value prefixes [B,P,K,Dh] per example."""
+  """An `Attention.extra_kv` (`ExtraKV`): generated key/value prefixes [B,P,K,Dh] per example. It states no
+  `num_slots`, so under a relative position bias its slots get zero bias."""
 
   def __init__(self, hyper: HyperNet, layer: int, block: int, *, length: int, kv_heads: int, head_dim: int):
     self.shape = (length, kv_heads, head_dim)
@@ -322,14 +315,14 @@ def _generators(model, sites, cfg) -> dict[str, tuple[tuple[int, ...], float]]:
 def attach_hyper(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Builds the shared HyperNet at `model.cond_hyper` and wraps every site with a generated-weight module."""
   emit = _validate(cfg)
-  check_no_scan(model, cfg.method)
+  check_unscanned(model, cfg.method)
   if hasattr(model, ROOT_ATTR):
     raise ValueError("a hypernetwork is already attached to this model; emit several kinds from one config "
                      f"with emit=({', '.join(repr(e) for e in EMITS)})")
   sites = _sites(model, emit, cfg)
   for p, attn in sites.get("prefix", {}).items():
-    if attn.kv_prefix is not None:
-      raise ValueError(f"hyper prefix: {p} already has a kv_prefix (another prefix method is attached)")
+    if attn.extra_kv is not None:
+      raise ValueError(f"hyper prefix: {p} already has extra key/value slots (another prefix method is attached)")
   all_paths = [p for kind in emit for p in sites[kind]]
   layer_ids = site_layer_ids(model, all_paths, cfg.method)
   blocks = sorted({f"{kind}:{block_type(p)}" for kind in emit for p in sites[kind]})
@@ -348,7 +341,7 @@ def attach_hyper(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
       elif kind == "lora":
         replace_module(model, p, HyperLoRA(mod, *ids, r=cfg.r, scale=lora_scale(cfg.r, cfg.alpha, False)))
       elif kind == "prefix":
-        mod.kv_prefix = HyperPrefix(*ids, length=cfg.prefix_len, kv_heads=c.num_kv_heads, head_dim=c.dim_head)
+        mod.extra_kv = HyperPrefix(*ids, length=cfg.prefix_len, kv_heads=c.num_kv_heads, head_dim=c.dim_head)
       else:
         replace_module(model, p, HyperNorm(mod, *ids, d=c.d_model))
 
@@ -362,37 +355,27 @@ register("hyper_prefix", **{**HYPER_OPTIONS, "emit": ("prefix",)})(attach_hyper)
 # ----------------------------------------------------------------------------- context conditions
 
 class ContextEncoder:
-  """Frozen sentence encoder (default all-MiniLM-L6-v2) whose mean-pooled hidden states are conditions.
+  """Condition vectors for condition="context" hypernetworks from a text encoder that comes in as a function.
 
-  `encoder(texts)` -> float32 [B, C] (C = 384 for MiniLM): one vector per task description.
+  `encode`: texts -> [N, C], e.g. `lightft_jax.models.sentence.SentenceEncoder.load()` (mean-pooled hidden states
+  of the frozen all-MiniLM-L6-v2, C = 384); `dim` = C (read from `encode.dim` when not given).
+  `encoder(texts)` -> float32 [B, C]: one vector per task description.
   `encoder.demonstrations(groups)` -> [B, C]: each example's condition is the mean of the vectors of its
   demonstrations (list of lists of strings).
   """
 
-  def __init__(self, model: nnx.Module, tokenizer, max_length: int = 128):
-    self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-    graphdef, state = nnx.split(model)
-    self._forward = jax.jit(lambda ids, mask, tt: _mean_pool(nnx.merge(graphdef, state), ids, mask, tt))
-
-  @classmethod
-  def load(cls, path: str | Path | None = None, max_length: int = 128) -> "ContextEncoder":
-    """Loads an HF encoder directory (default: the offline MiniLM) as a `task="base"` model."""
-    path = Path(path) if path is not None else minilm_dir()
-    return cls(from_pretrained(path, task="base"), load_tokenizer(path), max_length)
+  def __init__(self, encode: Callable[[Sequence[str]], Any], dim: int | None = None):
+    self.encode = encode
+    self._dim = dim
 
   @property
   def dim(self) -> int:
-    return self.model.cfg.d_model
+    return int(self._dim if self._dim is not None else self.encode.dim)
 
   def __call__(self, texts: Sequence[str]) -> jax.Array:
     if isinstance(texts, str) or not texts:
       raise ValueError("ContextEncoder expects a non-empty list of strings")
-    batch = self.tokenizer.encode_batch(list(texts), max_length=self.max_length)
-    t = batch["input_ids"].shape[1]
-    pad = ((0, 0), (0, min(self.max_length, 16 * -(-t // 16)) - t))  # lengths in steps of 16: few recompiles
-    ids = np.pad(batch["input_ids"], pad, constant_values=self.tokenizer.pad_token_id)
-    mask = np.pad(batch["attention_mask"], pad)
-    return jax.lax.stop_gradient(self._forward(ids, mask, np.zeros_like(ids)))
+    return jax.lax.stop_gradient(jnp.asarray(self.encode(list(texts)), jnp.float32))
 
   def demonstrations(self, groups: Sequence[Sequence[str]]) -> jax.Array:
     if not groups or any(not g for g in groups):
@@ -400,13 +383,6 @@ class ContextEncoder:
     flat = self([t for g in groups for t in g])
     bounds = np.cumsum([0] + [len(g) for g in groups])
     return jnp.stack([flat[s:e].mean(0) for s, e in zip(bounds[:-1], bounds[1:])])
-
-
-def _mean_pool(model: nnx.Module, ids: jax.Array, mask: jax.Array, token_type_ids: jax.Array) -> jax.Array:
-  """Masked mean of the last hidden states [B,T,D] -> [B,D]."""
-  h = model(ids, mask, token_type_ids)["hidden_states"].astype(jnp.float32)
-  m = mask.astype(jnp.float32)[..., None]
-  return (h * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
 
 
 __all__ = ["ContextEncoder", "HyperAdapter", "HyperLoRA", "HyperNet", "HyperNorm", "HyperParam", "HyperPrefix",

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Dense
-from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module, target_regex
+from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module, target_regex
 
 
 class IA3Param(PeftParam):
@@ -45,7 +44,7 @@ class IA3Dense(nnx.Module):
 @register("ia3", targets="kv", feedforward=r".*mlp\.down$")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """(IA)^3 on `targets` (output side) and `feedforward` (input side); either may be None or empty."""
-  named.check_unscanned(model, "ia3")
+  check_unscanned(model, "ia3")
   groups = [t for t in (cfg.targets, cfg.feedforward) if t]
   if not groups:
     raise ValueError("ia3 needs `targets` and/or `feedforward` (regex, preset or list of module names)")

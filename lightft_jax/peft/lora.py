@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import Ctx, Dense, Embedding, linear
+from lightft_jax.models.layers import Ctx, Dense, Embedding
+from lightft_jax.models.ops import linear
 from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, find_targets, path_str, register, replace_module
+from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, path_str, register, replace_module
 
 
 class LoraParam(PeftParam):
@@ -197,7 +198,7 @@ LORA_WRAPPERS = (LoraDense, LoraEmbedding)
 @register("lora", r=8, alpha=8.0, rslora=False, dora=False, dropout=0.0, init="kaiming", targets="qv")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """LoRA on every Dense / Embedding whose path matches `targets` (already-wrapped ones get another name)."""
-  named.check_unscanned(model, "lora")
+  check_unscanned(model, "lora")
   if not isinstance(cfg.r, int) or cfg.r <= 0:
     raise ValueError(f"LoRA rank r must be a positive integer, got {cfg.r!r}")
   if cfg.alpha <= 0:

@@ -9,9 +9,10 @@ fresh mixture leaves the model unchanged) and a router:
 
 Top-k gating keeps the k largest logits and renormalises their softmax, so exactly k experts carry weight:
   y = base(x) + alpha/r * sum_e g_e (x @ A_e) @ B_e.
-Every call sows `aux_loss` = coef * E * sum_e f_e P_e (Switch Transformer load balancing; f_e the fraction of
-routing units (examples or tokens) that picked expert e among their top k, P_e the mean router probability;
-the same value as `transformers`' Mixtral `load_balancing_loss_func`).
+Every call sows `aux_loss` = coef * E * sum_e f_e P_e as an `AuxLoss` (models/extensions.py), which the train
+step adds to the training loss (Switch Transformer load balancing; f_e the fraction of routing units (examples
+or tokens) that picked expert e among their top k, P_e the mean router probability; the same value as
+`transformers`' Mixtral `load_balancing_loss_func`).
 
 `task_gated_adapter` puts a bank of A bottleneck adapters at each site and a learned per-task gate
 g[task, a] = sigmoid (or softmax over the bank) of a logit table [n_tasks, A]: y + sum_a g[task, a] adapter_a(y).
@@ -25,9 +26,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lightft_jax.models.extensions import AuxLoss
 from lightft_jax.models.layers import Ctx, Dense, activation
-from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
-from lightft_jax.peft.hyper import ADAPTER_TARGETS, check_no_scan, ctx_condition, ctx_task_ids
+from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
+from lightft_jax.peft.hyper import ADAPTER_TARGETS, ctx_condition, ctx_task_ids
 
 ROUTERS = ("task", "condition", "token")
 GATES = ("sigmoid", "softmax")
@@ -103,7 +105,7 @@ class MoELoRA(nnx.Module):
     gates, probs, selected = top_k_gates(logits, self.top_k)
     if self.aux_loss_coef:
       e = self.n_experts
-      self.sow(nnx.Intermediate, "aux_loss",
+      self.sow(AuxLoss, "aux_loss",
                self.aux_loss_coef * load_balancing_loss(probs.reshape(-1, e), selected.reshape(-1, e)))
     g = gates if gates.ndim == 3 else gates[:, None]  # [B,T|1,E]
     h = jnp.einsum("btd,edr->bter", x, self.lora_a[...].astype(x.dtype)) * g[..., None].astype(x.dtype)
@@ -143,7 +145,7 @@ class TaskGatedAdapter(nnx.Module):
           task_dim=32, condition_dim=None, aux_loss_coef=0.01)
 def attach_moe_lora(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Wraps every target Dense with a MoELoRA; a task router shares one TaskEmbedding at `model.cond_moe`."""
-  check_no_scan(model, "moe_lora")
+  check_unscanned(model, "moe_lora")
   if cfg.router not in ROUTERS:
     raise ValueError(f"moe_lora: router={cfg.router!r}; choose from {ROUTERS}")
   if cfg.r <= 0 or cfg.n_experts <= 0:
@@ -171,7 +173,7 @@ def attach_moe_lora(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
           act="relu", gate="sigmoid")
 def attach_task_gated_adapter(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Wraps every target (default: attn.out and mlp of each layer) with a TaskGatedAdapter."""
-  check_no_scan(model, "task_gated_adapter")
+  check_unscanned(model, "task_gated_adapter")
   if cfg.n_tasks is None or cfg.n_tasks <= 0:
     raise ValueError(f"task_gated_adapter needs n_tasks > 0, got {cfg.n_tasks!r}")
   if cfg.n_adapters <= 0 or cfg.reduction_factor <= 0:

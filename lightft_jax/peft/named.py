@@ -90,11 +90,3 @@ def set_active(model: nnx.Module, names: str | Sequence[str]) -> None:
   for _, m in nnx.iter_modules(model):
     if isinstance(m, Named):
       m.active = tuple(n for n in names if n in m.names)
-
-
-def check_unscanned(model: nnx.Module, method: str) -> None:
-  """Wrapper-based methods need one module per layer; a scanned stack has one stacked Block."""
-  cfg = getattr(model, "cfg", None)
-  if cfg is not None and cfg.scan_layers:
-    raise ValueError(f"PEFT method {method!r} needs a model built with scan_layers=False (it wraps per-layer "
-                     f"modules); rebuild with get_preset(..., scan_layers=False)")

@@ -1,7 +1,9 @@
 """Prefix tuning (Li & Liang 2021): P learned key/value slots in every self-attention layer.
 
-Each targeted Attention gets a `kv_prefix` hook returning (k, v) [B, P, K, Dh] that every query attends
-(before the cached / current keys; see layers.Attention). Positions of real tokens are not shifted.
+Each targeted Attention gets a `PrefixKV` in its `extra_kv` slot (an `ExtraKV`, models/extensions.py) returning
+(k, v) [B, P, K, Dh] that every query attends (before the cached / current keys; see layers.Attention). It
+states `num_slots` = P, so a relative position bias (T5) covers the slots at positions -P..-1, as in HF peft.
+Positions of real tokens are not shifted.
 Without reparameterisation each layer holds `prefix_k`, `prefix_v` [P, K, Dh]. With `projection=True`
 one shared module per stack maps an embedding [P, D] through an MLP (D -> hidden -> tanh -> L*2*K*Dh,
 HF peft's PrefixEncoder) to every layer's keys and values; the output layout (P, layer, k|v, K, Dh) is
@@ -17,8 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.layers import Attention, Ctx
-from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, check_virtual_tokens, find_targets, register
+from lightft_jax.peft.core import PeftParam, check_unscanned, check_virtual_tokens, find_targets, register
 
 
 class PrefixParam(PeftParam):
@@ -58,7 +59,7 @@ class PrefixReparam(nnx.Module):
 
 
 class PrefixKV(nnx.Module):
-  """The `Attention.kv_prefix` hook: own `prefix_k`/`prefix_v` [P,K,Dh], or a layer of a shared reparam."""
+  """An `Attention.extra_kv` (`ExtraKV`): own `prefix_k`/`prefix_v` [P,K,Dh], or a layer of a shared reparam."""
 
   def __init__(self, *, kv: tuple[jax.Array, jax.Array] | None = None, reparam: PrefixReparam | None = None,
                layer: int = 0):
@@ -71,6 +72,10 @@ class PrefixKV(nnx.Module):
   @property
   def num_tokens(self) -> int:
     return self.reparam.shape[0] if self.reparam is not None else self.prefix_k.shape[0]
+
+  @property
+  def num_slots(self) -> int:  # the slots sit at positions -P..-1 (ExtraKV)
+    return self.num_tokens
 
   def kv(self) -> tuple[jax.Array, jax.Array]:
     """(k, v) [P, K, Dh]."""
@@ -98,14 +103,15 @@ def stacks(model: nnx.Module, targets) -> dict[str, list[Attention]]:
           targets=r".*layers\.\d+\.attn(\.base)?$")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Prefix slots on every self-attention layer (`targets` may add `cross_attn`)."""
-  named.check_unscanned(model, "prefix")
+  check_unscanned(model, "prefix")
   mc = model.cfg
   p = check_virtual_tokens(model, cfg.num_tokens, "prefix")
   dtype = mc.params_dtype
   for layers in stacks(model, cfg.targets).values():
     k, dh = layers[0].n_kv_heads, layers[0].head_dim
-    if any(a.kv_prefix is not None for a in layers):
-      raise ValueError("these attention layers already have a prefix; apply prefix tuning once")
+    if any(a.extra_kv is not None for a in layers):
+      raise ValueError("these attention layers already have a prefix (extra key/value slots); apply prefix "
+                       "tuning once")
     if cfg.projection:
       reparam = PrefixReparam(p, mc.d_model, cfg.hidden, len(layers), k, dh, init_std=cfg.init_std, dtype=dtype,
                               rngs=rngs)
@@ -114,13 +120,13 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
       normal = lambda: cfg.init_std * jax.random.normal(rngs.params(), (p, k, dh), dtype)
       hooks = [PrefixKV(kv=(normal(), normal())) for _ in layers]
     for attn, hook in zip(layers, hooks):
-      attn.kv_prefix = hook
+      attn.extra_kv = hook
 
 
 def prefix_kv(model: nnx.Module, stack: str = "decoder") -> jax.Array:
   """All prefix keys/values of one stack, [P, L, 2, K, Dh] (HF `prompt_embeddings` layout)."""
   layers = stacks(model, r".*layers\.\d+\.attn(\.base)?$").get(stack, [])
-  hooks = [a.kv_prefix for a in layers if a.kv_prefix is not None]
+  hooks = [a.extra_kv for a in layers if isinstance(a.extra_kv, PrefixKV)]
   if not hooks:
     raise ValueError(f"no prefix attached to the {stack!r} stack")
   if hooks[0].reparam is not None:

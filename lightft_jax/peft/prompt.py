@@ -1,10 +1,11 @@
 """Prompt tuning (Lester et al. 2021): P learned input embeddings placed before every input.
 
-The model's `soft_prompt` hook (Transformer.__call__) prepends the prompt to the token embeddings of the
-(encoder, or decoder-only) input, extends `attention_mask` / `token_type_ids` with ones / zeros, and
-lets positions run over prompt + input, as HF peft does (real tokens start at position P). Outputs are
-aligned with the given input again: `hidden_states` and token-level logits drop the P prompt positions;
-sequence heads see them (BERT-style pooling reads the first prompt position, as in HF peft).
+`SoftPrompt` is the model's input transform (`Transformer.input_transform`, models/extensions.py): it prepends
+the prompt to the token embeddings of the (encoder, or decoder-only) input, extends `attention_mask` /
+`token_type_ids` with ones / zeros, and lets positions run over prompt + input, as HF peft does (real tokens
+start at position P). Its `added_length` is P, so the model aligns outputs with the given input again:
+`hidden_states` and token-level logits drop the P prompt positions; sequence heads see them (BERT-style
+pooling reads the first prompt position, as in HF peft).
 
 Init: "random" (normal with the vocabulary embeddings' std), "vocab" (embeddings of P token ids drawn from
 the first 5000 of the vocabulary), "text" (embeddings of `init_text` tokenized by the tokenizer at
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import Ctx, Embedding
+from lightft_jax.models.extensions import Ctx, Inputs
 from lightft_jax.peft.core import PeftParam, check_virtual_tokens, register
 
 
@@ -27,11 +28,8 @@ class PromptParam(PeftParam):
   """Soft prompt embeddings."""
 
 
-TOKEN_LEVEL_TASKS = ("lm", "token_classification", "qa")
-
-
 class SoftPrompt(nnx.Module):
-  """`prompt` [P, D]; see the module docstring for what the hook does."""
+  """`prompt` [P, D]; an `extensions.InputTransform` (see the module docstring)."""
 
   def __init__(self, init: jax.Array):
     self.prompt = PromptParam(init, sharding_names=(None, "embed"))
@@ -40,28 +38,21 @@ class SoftPrompt(nnx.Module):
   def num_tokens(self) -> int:
     return self.prompt.shape[0]
 
-  def __call__(self, tokens: Embedding, input_ids, inputs_embeds, attention_mask, token_type_ids, positions,
-               ctx: Ctx = None):
-    """-> (inputs_embeds [B,P+T,D], attention_mask [B,P+T], token_type_ids, positions), all extended."""
-    x = tokens(input_ids, ctx) if inputs_embeds is None else inputs_embeds
-    b, t, p = x.shape[0], x.shape[1], self.num_tokens
+  @property
+  def added_length(self) -> int:
+    return self.num_tokens
+
+  def __call__(self, inputs: Inputs, ctx: Ctx = None) -> Inputs:
+    """Inputs [B,T,...] -> Inputs [B,P+T,...]: embeddings, mask, token types and positions all extended."""
+    x, attention_mask, token_type_ids, positions = inputs
+    b, p = x.shape[0], self.num_tokens
     x = jnp.concatenate([jnp.broadcast_to(self.prompt[...].astype(x.dtype), (b, p, x.shape[-1])), x], 1)
-    if attention_mask is None:
-      attention_mask = jnp.ones((b, t), jnp.int32)
     attention_mask = jnp.concatenate([jnp.ones((b, p), attention_mask.dtype), attention_mask], 1)
     if token_type_ids is not None:
       token_type_ids = jnp.concatenate([jnp.zeros((b, p), token_type_ids.dtype), token_type_ids], 1)
     if positions is not None:
       positions = jnp.concatenate([jnp.broadcast_to(jnp.arange(p, dtype=positions.dtype), (b, p)), positions + p], 1)
-    return x, attention_mask, token_type_ids, positions
-
-  def strip(self, out: dict, task: str) -> dict:
-    """Drops the prompt positions from `hidden_states` and token-level `logits`."""
-    p = self.num_tokens
-    out["hidden_states"] = out["hidden_states"][:, p:]
-    if task in TOKEN_LEVEL_TASKS and "logits" in out:
-      out["logits"] = out["logits"][:, p:]
-    return out
+    return Inputs(x, attention_mask, token_type_ids, positions)
 
 
 INITS = ("random", "vocab", "text")
@@ -95,6 +86,14 @@ def prompt_init(model: nnx.Module, cfg, rngs: nnx.Rngs) -> jax.Array:
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Soft prompt before the model input (the encoder input for encoder-decoders)."""
   check_virtual_tokens(model, cfg.num_tokens, "prompt")
-  if getattr(model, "soft_prompt", None) is not None:
-    raise ValueError("the model already has a soft prompt; apply prompt tuning once")
-  model.soft_prompt = SoftPrompt(prompt_init(model, cfg, rngs))
+  current = getattr(model, "input_transform", None)
+  if current is not None:
+    what = "a soft prompt" if isinstance(current, SoftPrompt) else f"an input transform ({type(current).__name__})"
+    raise ValueError(f"the model already has {what}; apply prompt tuning once")
+  model.input_transform = SoftPrompt(prompt_init(model, cfg, rngs))
+
+
+def soft_prompt(model: nnx.Module) -> SoftPrompt | None:
+  """The model's soft prompt, or None."""
+  t = getattr(model, "input_transform", None)
+  return t if isinstance(t, SoftPrompt) else None

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.models.layers import Ctx, Dense, Norm, linear
+from lightft_jax.models.layers import Ctx, Dense, Norm
+from lightft_jax.models.ops import linear
 from lightft_jax.peft.core import (PeftParam, find_targets, get_module, make_trainable, module_paths, path_str,
                                    register, replace_module)
 

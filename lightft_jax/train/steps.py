@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lightft_jax.models.extensions import AuxLoss
 from lightft_jax.train import sharding as shd
 from lightft_jax.train.losses import loss_and_predictions
 
@@ -123,10 +124,9 @@ def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
   inputs, ctx = split_inputs(batch)
   out = model(**inputs, ctx=ctx)
   loss, aux = loss_and_predictions(prog.kind, out, batch)
-  # Auxiliary losses that modules sow (e.g. mixture-of-experts load balancing) join the training objective.
-  sown = nnx.pop(model, nnx.Intermediate)
-  aux_terms = [v for path, v in jax.tree_util.tree_flatten_with_path(sown)[0]
-               if any("aux_loss" in str(k) for k in path)]
+  # Auxiliary losses that modules sow as `AuxLoss` (models/extensions.py; e.g. mixture-of-experts load
+  # balancing) join the training objective.
+  aux_terms = jax.tree.leaves(nnx.pop(model, AuxLoss))
   if aux_terms and train:  # a training regulariser: eval loss and perplexity are the task loss alone
     aux["aux_loss"] = sum(jnp.sum(v) for v in aux_terms)
     loss = loss + aux["aux_loss"]

@@ -1,0 +1,85 @@
+"""The model's extension points: the declared interface through which PEFT methods (`lightft_jax.peft`) change
+what the model computes without the model naming any method.
+
+Besides wrapping modules by path (every submodule call takes `ctx`; see layers.py), a method may fill one of
+these slots. Each is an `nnx.data` attribute that holds None until a method sets it; the model only calls
+what is declared here.
+
+1. `Attention.extra_kv`: an `ExtraKV`. Extra key/value slots that every query of that attention layer may
+   attend, placed before the cached / current keys (prefix tuning, P-tuning v2, generated prefixes). The
+   positions of the real tokens do not move. If it states `num_slots` = P, the slots sit at positions
+   -P..-1 just before the sequence, so a relative position bias (T5) covers them as it does in HF peft's
+   prefix tuning; without `num_slots` they get zero bias. (A scanned stack does not read `num_slots`.)
+
+2. `Transformer.input_transform`: an `InputTransform`. Maps the embedded input `Inputs` (embeddings,
+   attention mask, token types, positions) of the encoder, or of a decoder-only model, before the first
+   stack (prompt tuning, P-tuning v1, any input-side method). It declares `added_length` = A, the number
+   of positions it puts before the input; the model drops those A positions from its per-position outputs
+   (`hidden_states`, and the logits of token-level tasks) of encoder or decoder-only models, so outputs stay
+   aligned with the caller's tokens, and `generate` counts them against `max_positions`. An input transform
+   cannot be combined with a KV cache in `Transformer.__call__`; `generate` applies it to the prompt once.
+
+3. `AuxLoss`: the variable type of auxiliary losses. A module that adds a term to the training objective
+   (e.g. mixture-of-experts load balancing) sows it as `self.sow(AuxLoss, name, value)`; the train step pops
+   every `AuxLoss` after the forward pass and adds their sum to the training loss (evaluation losses are the
+   task loss alone). It is an `nnx.Intermediate`, so filters on `nnx.Intermediate` still see it.
+
+Methods whose change is not one of these (LoRA, adapters, IA3, a LLaMA-Adapter gate around attention)
+replace modules by path and call the base module's public methods (e.g. `Attention.project`).
+
+Shapes: B batch, T input length, A added positions, P extra slots, D d_model, K kv heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+from flax import nnx
+
+Ctx = dict[str, Any] | None
+
+
+class AuxLoss(nnx.Intermediate):
+  """An auxiliary loss term a module sows during the forward pass; the train step adds the sum of all of them
+  to the training loss."""
+
+
+@runtime_checkable
+class ExtraKV(Protocol):
+  """`Attention.extra_kv`: extra key/value slots every query attends.
+
+  Optional attribute `num_slots: int` (P): the slots sit at positions -P..-1 for a relative position bias.
+  """
+
+  def __call__(self, batch_size: int, ctx: Ctx = None) -> tuple[jax.Array, jax.Array]:
+    """-> (k [B,P,K,Dh], v [B,P,K,Dh]) for a batch of `batch_size`."""
+    ...
+
+
+class Inputs(NamedTuple):
+  """The embedded input an `InputTransform` sees and returns (positions and token types may be None: the
+  model then derives them as without a transform)."""
+
+  inputs_embeds: jax.Array            # [B,T,D]
+  attention_mask: jax.Array           # [B,T], 1 on real tokens
+  token_type_ids: jax.Array | None    # [B,T]
+  positions: jax.Array | None         # [B,T]
+
+
+@runtime_checkable
+class InputTransform(Protocol):
+  """`Transformer.input_transform`: `Inputs` [B,T,...] -> `Inputs` [B,A+T,...], before the first stack."""
+
+  added_length: int  # A: positions placed before the input (dropped again from per-position outputs)
+
+  def __call__(self, inputs: Inputs, ctx: Ctx = None) -> Inputs:
+    ...
+
+
+def extra_kv_length(ext: ExtraKV | None) -> int:
+  """P of the slots an `ExtraKV` places before the sequence (0 for None or one that states no `num_slots`)."""
+  return 0 if ext is None else int(getattr(ext, "num_slots", 0))
+
+
+__all__ = ["AuxLoss", "Ctx", "ExtraKV", "InputTransform", "Inputs", "extra_kv_length"]
