@@ -3,7 +3,7 @@
   python -m lightft_jax.main --config=configs/quickstart.py --workdir=runs/quickstart
 
 Trains a mean-pooling classification head (all-MiniLM-L6-v2 is a mean-pooling sentence encoder) with LoRA for
-100 steps, then a head-only baseline (a linear probe on the frozen mean-pooled embeddings: 300 steps at lr 1e-2,
+200 steps, then a head-only baseline (a linear probe on the frozen mean-pooled embeddings: 300 steps at lr 1e-2,
 cheap steps with no backward pass through the encoder), evaluates both on the held-out test split and writes
 runs/quickstart/comparison.md (method, trainable params, test accuracy, wall time), a classification report
 and training.png. Settings were chosen on the validation split (experiments/quickstart/README.md). About ten
@@ -19,7 +19,7 @@ from lightft_jax.train import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, steps=100, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=64, method="lora",
+  a = config_lib.parse_arg(arg, steps=200, batch=32, lr=2e-3, head_lr=1e-2, r=8, max_length=64, method="lora",
                            targets="all_linear", pool="mean", warmup=10, base_steps=300, base_lr=1e-2)
   c = config_lib.base_config()
   c.seed = 0
