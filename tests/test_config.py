@@ -71,10 +71,12 @@ def test_configs_have_the_common_keys(name, arg):
     assert section in c
 
 
-def test_quickstart_is_lora_qv_on_minilm():
+def test_quickstart_is_lora_on_mean_pooled_minilm():
   c = load("quickstart", "steps=5")
   assert c.total_steps == 5
-  assert (c.peft.method, c.peft.r, c.peft.targets) == ("lora", 8, "qv")
+  assert (c.peft.method, c.peft.r, c.peft.targets) == ("lora", 8, "all_linear")
+  assert c.model.head_style == "mean"
+  assert load("quickstart", "targets=qv,pool=bert").peft.targets == "qv"
   assert c.task.name == "rotten_tomatoes" and c.model.name.endswith("model")
   assert dict(c.baselines)["head-only"]["peft"] == {"method": "head"}
 
