@@ -85,3 +85,8 @@ def test_cli_override_check_names_nearest_key(capsys):
   entry.check_overrides(["--config=configs/quickstart.py", "--config.optimizer.lr=0.1", "--config.peft.r=4"])
   with pytest.raises(KeyError, match="optimizer.lr"):
     entry.check_overrides(["--config=configs/quickstart.py:steps=3", "--config.optimizer.lrr=0.1"])
+
+
+def test_head_style_is_a_model_key_every_config_has():
+  assert config_lib.base_config().model.head_style == ""
+  assert load("quickstart", "pool=bert").model.head_style == "bert"
