@@ -6,8 +6,8 @@ Trains a mean-pooling classification head (all-MiniLM-L6-v2 is a mean-pooling se
 200 steps, then a head-only baseline (a linear probe on the frozen mean-pooled embeddings: 300 steps at lr 1e-2,
 cheap steps with no backward pass through the encoder), evaluates both on the held-out test split and writes
 runs/quickstart/comparison.md (method, trainable params, test accuracy, wall time), a classification report
-and training.png. Settings were chosen on the validation split (experiments/quickstart/README.md). 21 minutes
-measured on 2 CPU cores that other jobs shared (2026-11-28); fully offline once the dataset is prepared.
+and training.png. Settings were chosen on the validation split (experiments/quickstart/README.md). About 7 minutes
+on 2 idle CPU cores (2026-11-28); fully offline once the dataset is prepared.
 Arguments: `steps=`, `batch=`, `lr=`, `head_lr=`, `r=`, `targets=` (LoRA targets: all_linear, qv, attn, ...),
 `pool=` (mean, or bert for the pooler), `max_length=`, `warmup=`, `base_steps=` / `base_lr=` (head-only
 baseline), `method=` (lora by default; any PEFT method name with its default options, e.g. ia3, adapter,
