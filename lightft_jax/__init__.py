@@ -8,5 +8,6 @@
   kinds.py    the task-kind registry: per kind (classification, regression, token_classification, qa,
               seq2seq, lm, icl_regression) its model head, formatters per model family, loss and evaluator
   metrics.py  accuracy, F1, span F1, EM, BLEU, ROUGE, perplexity
+  plots.py    training curves from metrics.jsonl and metric curves (accuracy against k, error against n)
   main.py     the command-line entry point
 """

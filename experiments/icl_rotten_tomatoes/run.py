@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from lightft_jax.icl.plots import plot_curves
+from lightft_jax.plots import plot_curves
 
 _OUT = flags.DEFINE_string("out", "experiments/icl_rotten_tomatoes/results", "output folder")
 _LIMIT = flags.DEFINE_integer("limit", 300, "test examples (the first N of the test split)")

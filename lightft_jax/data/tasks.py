@@ -83,9 +83,6 @@ class Task:
     predictions, references = get_kind(self.kind).prepare_metrics(self, predictions, references)
     return M.compute(self.metric_names, predictions, references)
 
-  def with_options(self, **changes) -> "Task":
-    return dataclasses.replace(self, **changes)
-
 
 def label_word(task: Task, example: dict) -> str:
   """Classification target text: the verbalizer's word for the label (default: the label name)."""

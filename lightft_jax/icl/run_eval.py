@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from lightft_jax.icl.fewshot import FewShotOptions, evaluate_fewshot
-from lightft_jax.icl.plots import plot_curves
+from lightft_jax.plots import plot_curves
 from lightft_jax.icl.prompts import PromptTemplate
 from lightft_jax.models import Transformer, get_preset
 from lightft_jax.models.tokenizer import Tokenizer

@@ -17,7 +17,7 @@ from flax import nnx
 
 from lightft_jax.data.icl_synthetic import Curriculum
 from lightft_jax.icl import baselines as B
-from lightft_jax.icl.plots import plot_curves
+from lightft_jax.plots import plot_curves
 from lightft_jax.icl.regression import InContextRegressor, error_curves, sample_prompts, train_regressor
 from lightft_jax.models import get_preset
 

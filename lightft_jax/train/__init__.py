@@ -6,7 +6,7 @@
   evaluate.py     whole-split evaluation and one evaluator per kind (label metrics, spans, text, perplexity)
   sharding.py     mesh and logical-axis rules;  distributed.py  multi-host helpers
   optim.py        optimizers and schedules;  checkpoint.py  orbax checkpoints;  logger.py  metrics and W&B
-  build.py        model and tokenizer from the config;  config_lib.py  config helpers;  compare.py, plots.py
+  build.py        model and tokenizer from the config;  config_lib.py  config helpers;  compare.py (plots: lightft_jax.plots)
 
 Nothing here branches on a task kind or knows which PEFT method is used: a kind's head, loss and evaluator
 come from `lightft_jax.kinds.get_kind(task.kind)`, and what trains is `peft.trainable_filter(model)`.

@@ -235,7 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
   if main:
     write_json(workdir / "results.json", results)
     if config.logging.plots:
-      from lightft_jax.train.plots import plot_metrics
+      from lightft_jax.plots import plot_metrics
       plot_metrics(workdir / "metrics.jsonl", workdir / "training.png")
     print(summary_table(results), flush=True)
   logger.summary(results)
