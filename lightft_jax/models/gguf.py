@@ -3,7 +3,9 @@
 `read_gguf(path)` dequantizes every tensor with `gguf.quants.dequantize`, renames it to the Hugging
 Face llama name (torch layout [out, in]), undoes llama.cpp's RoPE permutation of the q/k projections,
 and turns the `llama.*` metadata into an HF-style config dict, so `hf.from_pretrained` loads it through
-the same table as a safetensors llama. `gguf_tokenizer(path)` rebuilds the byte-level BPE tokenizer.
+the same table as a safetensors llama. With `keep_q8_0=True` the Q8_0 attention / MLP projections stay as
+their int8 blocks (`quant.Q8_0Blocks`), which `from_pretrained(..., quantize="int8")` keeps as they are.
+`gguf_tokenizer(path)` rebuilds the byte-level BPE tokenizer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as _HFTokenizer
 
+from lightft_jax.models.quant import Q8_0Blocks
 from lightft_jax.models.tokenizer import Tokenizer
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -101,8 +104,21 @@ def gguf_config(meta: dict) -> dict:
   return hf
 
 
-def read_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-  """(HF-style config dict, {HF llama tensor name: float32 array in torch layout}) of a llama GGUF."""
+_PROJECTION = re.compile(r"^layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$")
+
+
+def q8_0_blocks(t) -> Q8_0Blocks:
+  """A Q8_0 ReaderTensor (rows of 34-byte blocks: float16 scale, 32 int8 codes) -> Q8_0Blocks, no float copy."""
+  n_in = int(t.shape[0])
+  raw = np.ascontiguousarray(np.asarray(t.data, np.uint8)).reshape(-1, n_in // 32, 34)
+  return Q8_0Blocks(codes=np.ascontiguousarray(raw[..., 2:]).view(np.int8),
+                    scale=np.ascontiguousarray(raw[..., :2]).view(np.float16)[..., 0])
+
+
+def read_gguf(path: str | Path, keep_q8_0: bool = False) -> tuple[dict, dict[str, np.ndarray | Q8_0Blocks]]:
+  """(HF-style config dict, {HF llama tensor name: float32 array in torch layout}) of a llama GGUF.
+
+  With `keep_q8_0`, Q8_0 attention and MLP projections are Q8_0Blocks (rows in the same order) instead."""
   reader = _reader(Path(path))
   hf = gguf_config(_metadata(reader))
   heads = {"q_proj": hf["num_attention_heads"], "k_proj": hf.get("num_key_value_heads", hf["num_attention_heads"])}
@@ -112,9 +128,15 @@ def read_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if name is None:
       unknown.append(t.name)
       continue
-    w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
+    if keep_q8_0 and t.tensor_type == gguf.GGMLQuantizationType.Q8_0 and _PROJECTION.match(name):
+      w = q8_0_blocks(t)
+    else:
+      w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
     proj = name.split(".")[-2]
-    arrays[name] = unpermute_rope(w, heads[proj]) if proj in heads else w
+    if proj in heads:
+      w = (Q8_0Blocks(unpermute_rope(w.codes, heads[proj]), unpermute_rope(w.scale, heads[proj]))
+           if isinstance(w, Q8_0Blocks) else unpermute_rope(w, heads[proj]))
+    arrays[name] = w
   if unknown:
     raise ValueError(f"GGUF tensors with no llama mapping: {unknown[:8]}")
   hf["tie_word_embeddings"] = "lm_head.weight" not in arrays

@@ -28,6 +28,7 @@ from lightft_jax.models import archs
 from lightft_jax.models.archs.base import Rule, convert, first
 from lightft_jax.models.config import TransformerConfig, get_preset
 from lightft_jax.models.gguf import gguf_tokenizer, read_gguf
+from lightft_jax.models.quant import Q8_0Blocks, QuantizedKernel, check_scheme, quantize_model
 from lightft_jax.models.tokenizer import Tokenizer
 from lightft_jax.models.transformer import Transformer
 
@@ -75,8 +76,9 @@ class Checkpoint:
   def shape(self, name: str) -> tuple[int, ...]:
     return self.shapes[name]
 
-  def read(self, name: str) -> np.ndarray:
-    return np.asarray(self._read(name))
+  def read(self, name: str) -> np.ndarray | Q8_0Blocks:
+    value = self._read(name)
+    return value if isinstance(value, Q8_0Blocks) else np.asarray(value)
 
   @classmethod
   def from_safetensors(cls, files: list[Path]) -> "Checkpoint":
@@ -125,7 +127,9 @@ def _base_prefix(ckpt: Checkpoint, body: list[Rule]) -> str:
 # ---------------------------------------------------------------------------------------------- load
 
 def _params(model: nnx.Module) -> dict[str, nnx.Variable]:
-  return {".".join(map(str, p)): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Param)}
+  """Parameter path -> Param; a quantized Dense kernel (QuantizedKernel: reads dequantized, writes
+  re-quantize) stands at its Param's path."""
+  return {".".join(map(str, p)): v for p, v in nnx.iter_graph(model) if isinstance(v, (nnx.Param, QuantizedKernel))}
 
 
 def _scanned_name(name: str) -> str:
@@ -179,8 +183,14 @@ def load_weights(model: Transformer, ckpt: Checkpoint, prefix: str = "") -> list
       if ckpt.shape(theirs) != hf_expected:
         raise ValueError(f"shape mismatch for {theirs!r} (-> {ours}): the config implies {hf_expected}, "
                          f"the checkpoint holds {ckpt.shape(theirs)}")
-      arrays.append(convert(ckpt.read(theirs), kind))
+      value = ckpt.read(theirs)
+      if isinstance(value, Q8_0Blocks) and not (kind == "linear" and isinstance(var, QuantizedKernel)):
+        value = value.dequantize()
+      arrays.append(value if isinstance(value, Q8_0Blocks) else convert(value, kind))
       used.add(theirs)
+    if isinstance(arrays[0], Q8_0Blocks):  # GGUF Q8_0 blocks become the int8 kernel as they are
+      var.set_q8_0(*(np.stack(a) if stacked else a[0] for a in zip(*((b.codes, b.scale) for b in arrays))))
+      continue
     value = np.stack(arrays) if stacked else arrays[0]
     var.set_value(jnp.asarray(value, dtype=var.dtype))
   if fresh:
@@ -230,7 +240,8 @@ def check_hf_head(model: Transformer) -> None:
 
 def from_pretrained(directory: str | Path, task: str = "base", num_labels: int | None = None,
                     dtype: str = "float32", *, gguf_file: str | None = None, seed: int = 0,
-                    head_style: str | None = None, **overrides) -> Transformer:
+                    head_style: str | None = None, quantize: str | None = None, double_quant: bool | None = None,
+                    quantize_block_size: int = 64, **overrides) -> Transformer:
   """Builds a Transformer from a local HF checkpoint directory or a llama GGUF file.
 
   `task` picks the head (base, lm, classification, token_classification, qa, regression); heads the
@@ -238,10 +249,14 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   `head_style` (models.heads.HEAD_STYLES) replaces the architecture's own sequence-classification pooling,
   e.g. "mean" for sentence-transformers encoders; such a model cannot be saved back as an HF checkpoint.
   `overrides` are TransformerConfig fields (scan_layers=True, param_dtype='bfloat16', remat=True, ...).
+  `quantize` ("int8" | "nf4") keeps the projections inside the blocks as frozen blockwise-quantized kernels
+  (models/quant.py; `quantize_block_size` values per block, `double_quant` of the block scales, default on for
+  nf4); a GGUF file's Q8_0 projections become int8 kernels (block 32) without a float copy.
   """
+  check_scheme(quantize)
   directory, gguf_path = _resolve(directory, gguf_file)
   if gguf_path is not None:
-    hf, arrays = read_gguf(gguf_path)
+    hf, arrays = read_gguf(gguf_path, keep_q8_0=quantize == "int8")
     ckpt = Checkpoint.from_arrays(arrays)
   else:
     hf = json.loads((directory / "config.json").read_text())
@@ -254,6 +269,8 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   cfg = cfg.replace(**arch.checkpoint_fields(cfg, task, ckpt.names, prefix, head_style))
   model = Transformer(cfg, task=task, num_labels=_num_labels(hf, task, num_labels), head_style=head_style,
                       rngs=nnx.Rngs(seed))
+  # Quantized before loading, so each checkpoint tensor is quantized as it is read (no second float model).
+  quantize_model(model, quantize, block_size=quantize_block_size, double_quant=double_quant)
   load_weights(model, ckpt, prefix)
   return model
 

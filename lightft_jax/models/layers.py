@@ -19,6 +19,7 @@ from flax import nnx
 from lightft_jax.models.config import TransformerConfig
 from lightft_jax.models.extensions import Ctx  # noqa: F401  (re-exported: PEFT wrappers import it from here)
 from lightft_jax.models.ops import linear
+from lightft_jax.models.quant import QuantizedKernel
 
 nnx.use_eager_sharding(False)  # parameters carry logical axis names; sharding happens in train/
 
@@ -30,7 +31,10 @@ def _normal(std: float):
 
 
 class Dense(nnx.Module):
-  """y = x @ kernel + bias with kernel [in, out] and logical axis names on both."""
+  """y = x @ kernel + bias with kernel [in, out] and logical axis names on both.
+
+  `kernel` is an nnx.Param, or a frozen quant.QuantizedKernel (quant.quantize_model) dequantized inside the matmul.
+  """
 
   def __init__(self, d_in: int, d_out: int, *, axes: tuple[str, str], use_bias: bool, cfg: TransformerConfig,
                rngs: nnx.Rngs, std: float | None = None):
@@ -42,7 +46,10 @@ class Dense(nnx.Module):
                  if use_bias else None)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    y = linear(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if isinstance(self.kernel, QuantizedKernel):
+      y = self.kernel.apply(x.astype(self.dtype))
+    else:
+      y = linear(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
