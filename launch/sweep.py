@@ -4,8 +4,8 @@
    "grid": {"optimizer.lr": [1e-3, 3e-3], "peft.r": [4, 8]},      # cartesian product
    "list": [{"seed": 0}, {"seed": 1}]}                             # optional: each grid point x each entry
 
-`expand(sweep)` gives one `Point(name, overrides, command)` per point, where `command` is the
-`python -m lightft_jax.main ...` line with `--config.KEY=VALUE` overrides.
+`expand(sweep)` gives one `Point(name, overrides, workdir, command)` per point, where `command` is the
+`python -m lightft_jax.main ...` line with `--config.KEY=VALUE` overrides and the point's own workdir.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
+import json
 import re
 import shlex
 from pathlib import Path
@@ -23,12 +24,13 @@ from typing import Any
 class Point:
   name: str
   overrides: dict[str, Any]
+  workdir: str
   command: str
 
 
 def load_sweep(path: str | Path) -> dict:
   spec = importlib.util.spec_from_file_location("_sweep", path)
-  if spec is None:
+  if spec is None or not Path(path).is_file():
     raise FileNotFoundError(f"no sweep file at {path}")
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
@@ -48,8 +50,14 @@ def command(config: str, workdir: str, overrides: dict[str, Any], python: str = 
   return " ".join(shlex.quote(a) for a in args)
 
 
-def expand(sweep: dict, python: str = "python") -> list[Point]:
-  """Grid (cartesian product, keys in file order) x list entries -> points with unique workdirs."""
+def root(sweep: dict) -> str:
+  """The sweep's workdir root: `workdir`, else runs/<config name>_sweep."""
+  return sweep.get("workdir") or f"runs/{Path(sweep['config'].split(':')[0]).stem}_sweep"
+
+
+def expand(sweep: dict, python: str = "python", workdir_root: str | None = None) -> list[Point]:
+  """Grid (cartesian product, keys in file order) x list entries -> points with unique workdirs
+  (under `workdir_root` when given, else the sweep's root)."""
   unknown = set(sweep) - {"config", "workdir", "grid", "list", "name"}
   if unknown or "config" not in sweep:
     raise ValueError(f"a sweep has keys config (required), workdir, grid, list, name; got {sorted(sweep)}")
@@ -59,12 +67,26 @@ def expand(sweep: dict, python: str = "python") -> list[Point]:
       raise ValueError(f"sweep grid values must be non-empty lists; {k!r} is {v!r}")
   combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
   entries = list(sweep.get("list") or [{}])
-  root = sweep.get("workdir", f"runs/{Path(sweep['config']).stem}_sweep")
+  base = workdir_root or root(sweep)
   points = []
   for combo, entry in itertools.product(combos, entries):
     overrides = {**combo, **entry}
     name = _slug(overrides)
-    points.append(Point(name, overrides, command(sweep["config"], f"{root}/{name}", overrides, python)))
+    wd = f"{base}/{name}"
+    points.append(Point(name, overrides, wd, command(sweep["config"], wd, overrides, python)))
   if len({p.name for p in points}) != len(points):
     raise ValueError("sweep points are not unique; check grid and list for duplicates")
   return points
+
+
+def run_status(workdir: str | Path) -> str:
+  """"completed" / "preempted" / "diverged" from DIR/results.json; "started" if the directory exists
+  without one (an interrupted run: re-running its command resumes it); "new" otherwise."""
+  wd = Path(workdir)
+  res = wd / "results.json"
+  if res.is_file():
+    try:
+      return str(json.loads(res.read_text()).get("status", "unknown"))
+    except json.JSONDecodeError:
+      return "unreadable"
+  return "started" if wd.exists() else "new"

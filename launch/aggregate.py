@@ -1,0 +1,251 @@
+"""Finished run directories -> one table: summary.json, summary.md and plots.
+
+  python -m launch.aggregate 'runs/quickstart_sweep/*' --group-by=peft.method,peft.r --out=results/
+
+Inputs are run directories, globs, or folders holding run directories (a sweep root). Every run must have
+finished: a run without results.json, or whose status is not "completed", stops the aggregation with a list
+of such runs. Runs are grouped by dotted config keys read from each run's config.json (default: the keys
+whose values differ between the runs, except `seed`); one row per group:
+
+  group keys..., n_seeds (runs in the group), <metric>_mean, <metric>_std (sample std, ddof=1; null for one
+  run) for every number in results.json "test" and "eval" (test/accuracy, eval/loss, ...; not the example
+  counts), trainable_params, ms_per_step (mean over the runs) and ms_per_step_from.
+
+ms_per_step comes from the last train row of metrics.jsonl that has `examples_per_s` (the training logger's
+throughput, measured after the first step, so compilation is excluded): 1000 * batch_size / examples_per_s;
+ms_per_step_from says "examples_per_s". A run without such a row falls back to 1000 * wall_time_s / step from
+results.json (this includes compilation and evaluation; ms_per_step_from says "wall_time").
+
+summary.json also holds `command` (this aggregation), `device` (from results.json "device" where runs record
+it) and `versions` (packages of the environment running this). Plots: metric_vs_params.png (--metric
+against trainable parameters, log x, one line per value of the first group key) and learning_curves.png
+(train loss per run from metrics.jsonl, one colour per group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.metadata
+import json
+import math
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+IGNORED_KEYS = ("seed", "wandb.", "distributed.", "logging.")
+
+
+def _is_run(d: Path) -> bool:
+  return any((d / f).exists() for f in ("config.json", "results.json", "metrics.jsonl", "checkpoints"))
+
+
+def find_runs(inputs: list[str]) -> list[Path]:
+  """Run directories named by `inputs` (directories, globs, or folders of run directories), sorted."""
+  runs: set[Path] = set()
+  for spec in inputs:
+    matches = [Path(m) for m in sorted(glob.glob(spec))] or [Path(spec)]
+    for m in matches:
+      if not m.is_dir():
+        continue
+      runs |= {m} if _is_run(m) else {c for c in m.iterdir() if c.is_dir() and _is_run(c)}
+  if not runs:
+    raise SystemExit(f"no run directories found in {inputs}")
+  return sorted(runs)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict) and v:
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def load_run(d: Path) -> dict[str, Any]:
+  results = json.loads((d / "results.json").read_text())
+  config = flatten(json.loads((d / "config.json").read_text()))
+  metrics = {f"{split}/{k}": float(v) for split in ("test", "eval") for k, v in (results.get(split) or {}).items()
+             if k != "examples" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+  rows = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines() if l.strip()] \
+      if (d / "metrics.jsonl").exists() else []
+  train = [r for r in rows if r.get("split") == "train"]
+  rate = next((r["examples_per_s"] for r in reversed(train) if r.get("examples_per_s")), None)
+  if rate:
+    ms, source = 1000.0 * config["batch_size"] / rate, "examples_per_s"
+  else:
+    ms, source = 1000.0 * results["wall_time_s"] / max(results["step"], 1), "wall_time"
+  return {"dir": d, "config": config, "metrics": metrics, "trainable_params": results["trainable_params"],
+          "ms_per_step": ms, "ms_per_step_from": source, "device": results.get("device"),
+          "curve": [(r["step"], r["loss"]) for r in train if r.get("loss") is not None]}
+
+
+def check_finished(runs: list[Path]) -> None:
+  bad = []
+  for d in runs:
+    res = d / "results.json"
+    status = json.loads(res.read_text()).get("status") if res.exists() else "no results.json"
+    if status != "completed":
+      bad.append(f"  {d}: {status}")
+    elif not (d / "config.json").exists():
+      bad.append(f"  {d}: no config.json")
+  if bad:
+    raise SystemExit("these runs have not finished (status must be completed):\n" + "\n".join(bad))
+
+
+def varying_keys(runs: list[dict]) -> list[str]:
+  keys = sorted({k for r in runs for k in r["config"]})
+  return [k for k in keys if not k.startswith(IGNORED_KEYS) and
+          len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float | None]:
+  m = sum(xs) / len(xs)
+  return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None)
+
+
+def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
+  groups: dict[tuple, list[dict]] = {}
+  for r in runs:
+    missing = [k for k in group_by if k not in r["config"]]
+    if missing:
+      raise SystemExit(f"{r['dir']}/config.json has no key {missing[0]!r}")
+    groups.setdefault(tuple(json.dumps(r["config"][k]) for k in group_by), []).append(r)
+  rows = []
+  for key, members in groups.items():
+    row: dict[str, Any] = {k: json.loads(v) for k, v in zip(group_by, key)}
+    row["n_seeds"] = len(members)
+    names = [m for m in members[0]["metrics"] if all(m in x["metrics"] for x in members)]
+    for m in names:
+      row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([x["metrics"][m] for x in members])
+    row["trainable_params"] = round(sum(x["trainable_params"] for x in members) / len(members))
+    row["ms_per_step"] = _mean_std([x["ms_per_step"] for x in members])[0]
+    row["ms_per_step_from"] = "/".join(sorted({x["ms_per_step_from"] for x in members}))
+    row["runs"] = [str(x["dir"]) for x in members]
+    rows.append(row)
+  return sorted(rows, key=lambda r: [str(r[k]) for k in group_by])
+
+
+def versions() -> dict[str, str]:
+  out = {"python": platform.python_version()}
+  for pkg in ("jax", "jaxlib", "flax", "optax"):
+    try:
+      out[pkg] = importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return out
+
+
+def _fmt(v: Any) -> str:
+  return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_markdown(path: Path, summary: dict, group_by: list[str], metrics: list[str]) -> None:
+  head = group_by + ["n_seeds"] + metrics + ["trainable_params", "ms_per_step"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in summary["rows"]:
+    cells = [_fmt(r[k]) for k in group_by + ["n_seeds"]]
+    for m in metrics:
+      mean, std = r.get(f"{m}_mean"), r.get(f"{m}_std")
+      cells.append("" if mean is None else _fmt(mean) + ("" if std is None else f" ± {std:.2g}"))
+    cells += [f"{r['trainable_params']:,}", f"{r['ms_per_step']:.1f} ({r['ms_per_step_from']})"]
+    lines.append("| " + " | ".join(cells) + " |")
+  vers = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+  path.write_text("\n".join(lines) + f"\n\nCommand: `{summary['command']}`\n\nDevice: {summary['device']}\n\n"
+                  f"Versions: {vers}\n")
+
+
+def plot_metric_vs_params(path: Path, rows: list[dict], group_by: list[str], metric: str) -> None:
+  fig, ax = plt.subplots(figsize=(6, 4))
+  series: dict[str, list[dict]] = {}
+  for r in rows:
+    if f"{metric}_mean" in r:
+      series.setdefault(", ".join(f"{k}={r[k]}" for k in group_by[:1]) or "runs", []).append(r)
+  for label, rs in series.items():
+    rs = sorted(rs, key=lambda r: r["trainable_params"])
+    ax.errorbar([r["trainable_params"] for r in rs], [r[f"{metric}_mean"] for r in rs],
+                yerr=[r[f"{metric}_std"] or 0.0 for r in rs], marker="o", capsize=3, label=label)
+    for r in rs:
+      note = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in group_by[1:])
+      if note:
+        ax.annotate(note, (r["trainable_params"], r[f"{metric}_mean"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+  ax.set_xscale("log")
+  ax.set_xlabel("trainable parameters")
+  ax.set_ylabel(metric + " (mean ± std over seeds)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> None:
+  fig, ax = plt.subplots(figsize=(6, 4))
+  colors: dict[str, Any] = {}
+  for r in runs:
+    if not r["curve"]:
+      continue
+    label = ", ".join(f"{k}={r['config'][k]}" for k in group_by) or "runs"
+    new = label not in colors
+    color = colors.setdefault(label, f"C{len(colors) % 10}")
+    ax.plot(*zip(*r["curve"]), color=color, alpha=0.8, label=label if new else None)
+  ax.set_xlabel("step")
+  ax.set_ylabel("train loss")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def aggregate(inputs: list[str], out: str | Path, group_by: list[str] | None = None, metric: str = "",
+              command: str = "") -> dict[str, Any]:
+  dirs = find_runs(inputs)
+  check_finished(dirs)
+  runs = [load_run(d) for d in dirs]
+  group_by = varying_keys(runs) if group_by is None else group_by
+  rows = summarize(runs, group_by)
+  devices = sorted({str(r["device"]) for r in runs if r["device"]})
+  summary = {"rows": rows, "command": command, "device": "; ".join(devices) or "not recorded by the runs",
+             "versions": versions()}
+  out = Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  metrics = [k[:-len("_mean")] for k in rows[0] if k.endswith("_mean")] if rows else []
+  write_markdown(out / "summary.md", summary, group_by, metrics)
+  metric = metric or next((m for m in metrics if m.startswith("test/") and not m.endswith("/loss")),
+                          metrics[0] if metrics else "")
+  if metric:
+    plot_metric_vs_params(out / "metric_vs_params.png", rows, group_by, metric)
+  plot_learning_curves(out / "learning_curves.png", runs, group_by)
+  return summary
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("runs", nargs="+", help="run directories, globs (quote them) or sweep roots")
+  ap.add_argument("--group-by", default=None, help="comma-separated dotted config keys (default: the varying ones)")
+  ap.add_argument("--out", required=True)
+  ap.add_argument("--metric", default="", help="the metric plotted against parameters (default: first test metric)")
+  args = ap.parse_args(argv)
+  group_by = None if args.group_by is None else [k for k in args.group_by.split(",") if k]
+  summary = aggregate(args.runs, args.out, group_by, args.metric,
+                      command=shlex.join(["python", "-m", "launch.aggregate", *argv]))
+  print(Path(args.out, "summary.md").read_text())
+  print(f"{len(summary['rows'])} rows -> {args.out}/summary.json, summary.md, plots")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

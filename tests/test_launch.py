@@ -1,0 +1,351 @@
+"""Sweep launchers: what each backend would run, checked by running it where that is possible here (the local
+backend for real, shell scripts under bash with stub `srun` / `python` / `sky`, W&B's own agent code building
+the sweep command)."""
+
+import json
+import os
+import random
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launch import launchers, wandb_entry
+from launch.sweep import expand, load_sweep, run_status
+
+ROOT = Path(__file__).parent.parent
+SWEEP = {"config": "configs/quickstart.py", "workdir": "runs/s", "grid": {"peft.r": [4, 8], "optimizer.lr": [1e-3, 3e-3]},
+         "list": [{"seed": 0}, {"seed": 1}]}
+
+
+def write_sweep(path: Path, sweep: dict) -> Path:
+  path.write_text(f"def get_sweep():\n  return {sweep!r}\n")
+  return path
+
+
+def stub(bin_dir: Path, name: str, log: Path) -> None:
+  """An executable `name` on bin_dir that appends its argv (JSON) to `log` and succeeds."""
+  bin_dir.mkdir(exist_ok=True)
+  exe = bin_dir / name
+  exe.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                 f"open({str(log)!r}, 'a').write(json.dumps([{name!r}] + sys.argv[1:]) + '\\n')\n")
+  exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+
+
+def calls(log: Path) -> list[list[str]]:
+  return [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+
+
+def finished(workdir: Path, status: str = "completed") -> None:
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "results.json").write_text(json.dumps({"status": status}))
+
+
+# ---- sweep expansion
+
+
+def test_grid_times_list_gives_one_command_and_workdir_per_point():
+  points = expand(SWEEP)
+  assert len(points) == 8 and len({p.workdir for p in points}) == 8
+  args = shlex.split(points[0].command)
+  assert args[:3] == ["python", "-m", "lightft_jax.main"] and "--config=configs/quickstart.py" in args
+  assert {"--config.peft.r=4", "--config.optimizer.lr=0.001", "--config.seed=0", f"--workdir={points[0].workdir}"} \
+      <= set(args)
+  assert all(p.workdir.startswith("runs/s/") for p in points)
+  combos = {(p.overrides["peft.r"], p.overrides["optimizer.lr"], p.overrides["seed"]) for p in points}
+  assert combos == {(r, lr, s) for r in (4, 8) for lr in (1e-3, 3e-3) for s in (0, 1)}
+  with pytest.raises(ValueError, match="non-empty lists"):
+    expand({"config": "c.py", "grid": {"seed": 3}})
+
+
+def check_config(args: list[str]) -> None:
+  """Loads the config a lightft_jax.main command line names, with its overrides (a misspelled key raises)."""
+  from lightft_jax import main as entry
+  from lightft_jax.train import config_lib
+  spec = next(a.split("=", 1)[1] for a in args if a.startswith("--config="))
+  config_lib.load_config(spec, entry.split_overrides(args)[1])
+
+
+def test_quickstart_sweep_names_real_config_keys():
+  points = expand(load_sweep(ROOT / "configs" / "quickstart_sweep.py"))
+  assert len(points) == 6
+  for p in points:
+    check_config(shlex.split(p.command))
+  with pytest.raises(KeyError):
+    check_config(shlex.split(p.command) + ["--config.optimizer.lrr=1"])
+
+
+def test_run_status(tmp_path):
+  assert run_status(tmp_path / "nothing") == "new"
+  (tmp_path / "started").mkdir()
+  assert run_status(tmp_path / "started") == "started"
+  finished(tmp_path / "done")
+  finished(tmp_path / "stopped", "preempted")
+  assert run_status(tmp_path / "done") == "completed" and run_status(tmp_path / "stopped") == "preempted"
+
+
+# ---- local backend
+
+
+def test_dry_run_prints_what_would_run_and_skips_completed_points(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  points = expand(load_sweep(sweep), python="py")
+  finished(Path(points[0].workdir))  # done: skipped
+  finished(Path(points[1].workdir), "preempted")  # interrupted: run again (it resumes)
+  Path(points[2].workdir).mkdir()  # started, no results yet: run again
+  assert launchers.main([str(sweep), "--dry-run", "--python=py"]) == 0
+  out, err = capsys.readouterr()
+  assert out.splitlines() == [p.command for p in points[1:]]
+  assert f"skipped (completed): {points[0].workdir}" in err
+  assert not Path(points[3].workdir).exists()  # nothing ran
+
+
+def test_local_reruns_interrupted_points_only(tmp_path, capsys):
+  log = tmp_path / "calls.jsonl"
+  stub(tmp_path / "bin", "python", log)
+  sweep = write_sweep(tmp_path / "s.py", {"config": "configs/quickstart.py", "workdir": str(tmp_path / "runs"),
+                                          "grid": {"seed": [0, 1, 2]}})
+  points = expand(load_sweep(sweep))
+  finished(Path(points[0].workdir))
+  finished(Path(points[2].workdir), "preempted")
+  assert launchers.main([str(sweep), f"--python={tmp_path / 'bin' / 'python'}"]) == 0
+  ran = calls(log)
+  assert [c[1:] for c in ran] == [shlex.split(p.command)[1:] for p in points[1:]]
+  assert f"--workdir={points[2].workdir}" in ran[1]
+
+
+def tiny_data(d: Path) -> Path:
+  r = random.Random(0)
+  d.mkdir(parents=True)
+  for split, n in (("train", 32), ("validation", 8), ("test", 8)):
+    with (d / f"{split}.jsonl").open("w") as f:
+      for _ in range(n):
+        y = r.randint(0, 1)
+        f.write(json.dumps({"text": f"the film was {r.choice(['great', 'fine'] if y else ['dull', 'bad'])}",
+                            "label": y}) + "\n")
+  return d
+
+
+@pytest.fixture(scope="module")
+def local_sweep():
+  """A real 2-point sweep (tiny-bert, 3 steps, seeds 0 and 1) run by the local backend."""
+  tmp = Path(tempfile.mkdtemp(prefix="lightft_launch_"))
+  data = tiny_data(tmp / "data")
+  sweep = write_sweep(tmp / "tiny_sweep.py", {
+      "config": f"configs/jsonl_classifier.py:data={data},steps=3", "workdir": str(tmp / "runs"),
+      "grid": {"seed": [0, 1]}, "list": [{"logging.plots": False}]})
+  env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+         "JAX_COMPILATION_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"lightft_launch_cache_{os.getuid()}"),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  proc = subprocess.run([sys.executable, "-m", "launch.launchers", str(sweep), "--target=local"], cwd=ROOT,
+                        env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+  return sweep, proc
+
+
+def test_local_backend_runs_each_point_in_its_own_run_directory(local_sweep):
+  sweep, proc = local_sweep
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  points = expand(load_sweep(sweep))
+  assert len(points) == 2
+  digests = set()
+  for p in points:
+    res = json.loads(Path(p.workdir, "results.json").read_text())
+    assert res["status"] == "completed" and res["step"] == 3
+    assert json.loads(Path(p.workdir, "config.json").read_text())["seed"] == p.overrides["seed"]
+    digests.add(res["trainable_params_sha256"])
+  assert len(digests) == 2  # different seeds, different trained parameters
+  again = subprocess.run([sys.executable, "-m", "launch.launchers", str(sweep), "--target=local"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+  assert again.returncode == 0 and "every point is completed" in again.stderr and again.stdout == ""
+
+
+def test_aggregate_reads_the_local_sweep(local_sweep, tmp_path):
+  from launch import aggregate
+  sweep, proc = local_sweep
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = aggregate.aggregate([load_sweep(sweep)["workdir"]], tmp_path, ["peft.method"])
+  (row,) = summary["rows"]
+  assert row["peft.method"] == "full" and row["n_seeds"] == 2 and row["ms_per_step_from"] == "examples_per_s"
+  assert 0.0 <= row["test/accuracy_mean"] <= 1.0 and row["trainable_params"] > 0 and row["ms_per_step"] > 0
+  assert (tmp_path / "metric_vs_params.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
+
+
+# ---- Slurm, TPU pod
+
+
+def test_slurm_script_from_command_line_options_runs_its_array_task(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  out = tmp_path / "launch"
+  assert launchers.main([str(sweep), "--target=slurm", "--dry-run", "--nodes=2", "--gpus-per-node=4",
+                         "--partition=gpu", "--account=lab", "--time=01:00:00", f"--out={out}"]) == 0
+  printed = capsys.readouterr().out
+  script = printed.split(f"# ---- {out}/sweep.sbatch\n", 1)[1].rsplit("sbatch ", 1)[0]
+  assert printed.rstrip().splitlines()[-1] == f"sbatch {out}/sweep.sbatch" and not out.exists()
+  for line in ("--array=0-7", "--nodes=2", "--gpus-per-node=4", "--partition=gpu", "--account=lab", "--time=01:00:00"):
+    assert f"#SBATCH {line}\n" in script
+  path = tmp_path / "job.sbatch"
+  path.write_text(script)
+  assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+  log = tmp_path / "srun.jsonl"
+  stub(tmp_path / "bin", "srun", log)
+  env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "5"}
+  assert subprocess.run(["bash", str(path)], env=env).returncode == 0
+  assert calls(log) == [["srun", *shlex.split(expand(load_sweep(sweep))[5].command)]]
+  assert subprocess.run(["bash", str(path)], env={**env, "SLURM_ARRAY_TASK_ID": "8"},
+                        capture_output=True).returncode != 0
+
+
+def test_tpu_commands_take_name_zone_and_type_from_the_command_line(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  with pytest.raises(SystemExit):
+    launchers.main([str(sweep), "--target=tpu", "--dry-run"])  # needs --tpu and --zone
+  capsys.readouterr()
+  assert launchers.main([str(sweep), "--target=tpu", "--dry-run", "--tpu=pod", "--zone=us-east5-a",
+                         "--tpu-type=v5litepod-16", "--project=p"]) == 0
+  cmds = [shlex.split(l) for l in capsys.readouterr().out.splitlines()]
+  assert cmds[0][:6] == ["gcloud", "compute", "tpus", "tpu-vm", "create", "pod"]
+  assert {"--zone=us-east5-a", "--project=p", "--accelerator-type=v5litepod-16"} <= set(cmds[0])
+  assert "jax[tpu]==" in cmds[3][-1] and "--worker=all" in cmds[3]
+  points = expand(load_sweep(sweep))
+  assert len(cmds) == 4 + len(points)
+  for c, p in zip(cmds[4:], points):
+    assert c[4:6] == ["ssh", "pod"] and "--worker=all" in c and c[-1] == f"--command=cd ~/lightft_jax && {p.command}"
+
+
+# ---- SkyPilot
+
+
+def test_skypilot_setup_installs_the_accelerators_jax():
+  points = expand(SWEEP)[:1]
+  setup = lambda acc: yaml.safe_load(launchers.skypilot(points, accelerators=acc)[points[0].name])["setup"]
+  version = launchers.jax_version()
+  assert version and f"'jax[cuda12]=={version}'" in setup("H100:8")
+  assert f"'jax[tpu]=={version}'" in setup("tpu-v5e-8")
+  assert "jax[" not in setup("") and "pip install -r requirements.txt" in setup("")
+
+
+def test_skypilot_one_task_per_point_launched_in_parallel(tmp_path, capsys, monkeypatch):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  out = tmp_path / "launch"
+  log = tmp_path / "sky.jsonl"
+  stub(tmp_path / "bin", "sky", log)
+  monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+  args = [str(sweep), "--target=skypilot", "--accelerators=A100:8", "--nodes=2", "--zone=us-central1-a",
+          f"--out={out}"]
+  assert launchers.main(args + ["--dry-run"]) == 0
+  printed = capsys.readouterr().out
+  assert not out.exists() and not log.exists()
+  assert launchers.main(args) == 0
+  points = expand(load_sweep(sweep))
+  launched = sorted(calls(log))
+  assert len(launched) == len(points) == 8
+  assert printed.count("sky jobs launch -y -d -n lightft-") == 8
+  for c in launched:
+    assert c[:4] == ["sky", "jobs", "launch", "-y"] and Path(c[-1]).parent == out
+  tasks = {p.name: yaml.safe_load(Path(out, f"{p.name}.yaml").read_text()) for p in points}
+  for p in points:
+    t = tasks[p.name]
+    assert t["num_nodes"] == 2 and t["resources"] == {"accelerators": "A100:8", "zone": "us-central1-a"}
+    assert p.command in t["run"]
+  assert len({t["name"] for t in tasks.values()}) == 8
+
+
+def test_skypilot_multinode_run_starts_jax_distributed_from_skypilot_env(tmp_path):
+  (point,) = expand({"config": "configs/quickstart.py", "workdir": "runs/x", "grid": {"seed": [3]}})
+  run = yaml.safe_load(launchers.skypilot([point], nodes=2, port=1234)[point.name])["run"]
+  log = tmp_path / "python.jsonl"
+  stub(tmp_path / "bin", "python", log)
+  env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SKYPILOT_NODE_IPS": "10.0.0.7\n10.0.0.9\n",
+         "SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_RANK": "1"}
+  assert subprocess.run(["bash", "-c", run], env=env).returncode == 0
+  (argv,) = calls(log)
+  assert argv[1:] == shlex.split(point.command)[1:] + [
+      "--config.distributed.coordinator_address=10.0.0.7:1234", "--config.distributed.num_processes=2",
+      "--config.distributed.process_id=1"]
+  single = yaml.safe_load(launchers.skypilot([point], nodes=1)[point.name])["run"]
+  assert single == point.command
+
+
+def test_skypilot_bucket_holds_the_run_directories(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": "runs/s"})
+  assert launchers.main([str(sweep), "--target=skypilot", "--dry-run", "--bucket=gs://b", f"--out={tmp_path}"]) == 0
+  printed = capsys.readouterr().out.split("sky jobs launch")[0]
+  docs = [yaml.safe_load(chunk.split("\n", 1)[1]) for chunk in printed.split("# ---- ")[1:]]
+  assert len(docs) == 8
+  assert docs[0]["file_mounts"]["/lightft_runs"]["source"] == "gs://b"
+  assert "--workdir=/lightft_runs/runs/s/" in docs[0]["run"]
+
+
+# ---- W&B sweeps
+
+
+class _Recorded:
+  """Stands in for wandb's AgentProcess: records what the agent would start."""
+  started = []
+
+  def __init__(self, command=None, env=None, **kwargs):
+    _Recorded.started.append((command, env))
+
+
+def agent_commands(sweep_yaml: dict, runs: list[tuple[str, dict]], tmp_path, monkeypatch) -> list[tuple[list, dict]]:
+  """The commands wandb's own agent code builds for these (run id, parameters) runs of the sweep."""
+  from wandb import wandb_agent
+  monkeypatch.setattr(wandb_agent, "AgentProcess", _Recorded)
+  monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+  monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
+  monkeypatch.setenv("WANDB_PROJECT", "proj")
+  monkeypatch.setenv("WANDB_RUN_ID", "")
+  _Recorded.started = []
+  agent = wandb_agent.Agent(api=None, queue=None, sweep_id="sw1")
+  agent._sweep_command = list(sweep_yaml["command"])
+  for run_id, params in runs:
+    agent._command_run({"type": "run", "run_id": run_id, "program": sweep_yaml["program"],
+                        "args": {k: {"value": v} for k, v in params.items()}})
+  return _Recorded.started
+
+
+def test_wandb_sweep_runs_get_their_own_run_directories(tmp_path, monkeypatch):
+  doc = yaml.safe_load(launchers.wandb_sweep({**SWEEP, "workdir": "runs/ws"}, project="proj"))
+  assert doc["parameters"]["peft.r"] == {"values": [4, 8]} and doc["parameters"]["seed"] == {"values": [0, 1]}
+  assert doc["project"] == "proj" and doc["method"] == "grid"
+  started = agent_commands(doc, [("run1", {"peft.r": 4, "optimizer.lr": 0.001, "seed": 0}),
+                                 ("run2", {"peft.r": 8, "optimizer.lr": 0.003, "seed": 1})], tmp_path, monkeypatch)
+  mains = []
+  for (command, env), run_id in zip(started, ("run1", "run2")):
+    assert command[1:4] == ["python", "-m", "launch.wandb_entry"] and env["WANDB_RUN_ID"] == run_id
+    mains.append(wandb_entry.main_command(command[4:], env, python="python"))
+  assert [a for a in mains[0] if a.startswith("--workdir=")] == ["--workdir=runs/ws/run1"]
+  assert [a for a in mains[1] if a.startswith("--workdir=")] == ["--workdir=runs/ws/run2"]
+  assert {"--config.peft.r=4", "--config.optimizer.lr=0.001", "--config.seed=0", "--config.wandb.mode=online",
+          "--config.wandb.project=proj", "--config=configs/quickstart.py"} <= set(mains[0])
+  assert {"--config.peft.r=8", "--config.optimizer.lr=0.003", "--config.seed=1"} <= set(mains[1])
+  check_config(mains[1])  # every key is a real config key
+
+
+def test_wandb_sweep_list_entries_with_several_keys(tmp_path, monkeypatch):
+  sweep = {"config": "configs/quickstart.py", "grid": {"peft.r": [4]},
+           "list": [{"seed": 0, "optimizer.lr": 0.01}, {"seed": 1, "optimizer.lr": 0.02}]}
+  doc = yaml.safe_load(launchers.wandb_sweep(sweep))
+  values = doc["parameters"]["sweep_list"]["values"]
+  assert len(values) == 2
+  ((command, env),) = agent_commands(doc, [("r9", {"peft.r": 4, "sweep_list": values[1]})], tmp_path, monkeypatch)
+  cmd = wandb_entry.main_command(command[4:], env)
+  assert {"--config.seed=1", "--config.optimizer.lr=0.02", "--config.peft.r=4",
+          "--workdir=runs/quickstart_sweep/r9"} <= set(cmd)
+
+
+def test_wandb_entry_writes_the_run_id_for_the_logger_and_execs_main(tmp_path, monkeypatch):
+  ran = []
+  monkeypatch.setattr(wandb_entry.os, "execv", lambda path, argv: ran.append(argv))
+  monkeypatch.setenv("WANDB_RUN_ID", "abc123")
+  wandb_entry.main(["--config=configs/quickstart.py", f"--root={tmp_path}", "seed=2"])
+  assert (tmp_path / "abc123" / "wandb_id.txt").read_text() == "abc123"
+  assert ran[0][:3] == [sys.executable, "-m", "lightft_jax.main"] and "--config.seed=2" in ran[0]
+  monkeypatch.delenv("WANDB_RUN_ID")
+  with pytest.raises(SystemExit, match="WANDB_RUN_ID"):
+    wandb_entry.main_command(["--config=c.py", "--root=r"], {})
