@@ -81,10 +81,21 @@ def test_quickstart_is_lora_on_mean_pooled_minilm():
   assert dict(c.baselines)["head-only"]["peft"] == {"method": "head"}
 
 
-def test_cli_override_check_names_nearest_key(capsys):
-  entry.check_overrides(["--config=configs/quickstart.py", "--config.optimizer.lr=0.1", "--config.peft.r=4"])
+def test_cli_overrides_are_typed_and_a_misspelled_key_names_the_nearest(capsys):
+  c = config_lib.load_config("configs/quickstart.py:steps=3", [("optimizer.lr", "0.1"), ("peft.r", "4"),
+                                                                ("total_steps", "7"), ("wandb.tags", "a,b"),
+                                                                ("checkpoint.async_save", "false")])
+  assert (c.optimizer.lr, c.peft.r, c.total_steps, c.wandb.tags, c.checkpoint.async_save) == \
+      (0.1, 4, 7, ("a", "b"), False)
+  assert isinstance(c.optimizer.lr, float) and c.is_locked
   with pytest.raises(KeyError, match="optimizer.lr"):
-    entry.check_overrides(["--config=configs/quickstart.py:steps=3", "--config.optimizer.lrr=0.1"])
+    config_lib.load_config("configs/quickstart.py:steps=3", [("optimizer.lrr", "0.1")])
+  with pytest.raises(ValueError, match="'total_steps' is an integer"):
+    config_lib.load_config("configs/quickstart.py", [("total_steps", "ten")])
+  with pytest.raises(FileNotFoundError, match="nope.py"):
+    config_lib.load_config("configs/nope.py")
+  assert entry.split_overrides(["prog", "--config=x.py", "--config.a.b=1", "--workdir=w"]) == \
+      (["prog", "--config=x.py", "--workdir=w"], [("a.b", "1")])
 
 
 def test_head_style_is_a_model_key_every_config_has():

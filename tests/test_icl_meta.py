@@ -1,4 +1,4 @@
-"""Meta-learning: MetaICL k-shot training, first-order MAML / Reptile over a parameter subset.
+"""Meta-learning through the trainer: MetaICL k-shot training, first-order MAML / Reptile over the PEFT parameters.
 
 The Reptile / first-order MAML updates are checked against updates computed by hand in numpy on a model whose
 logits are one learned bias vector b (the same at every position): the answer loss is then
@@ -6,6 +6,7 @@ logits are one learned bias vector b (the same at every position): the answer lo
 """
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +14,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightft_jax.icl.meta import (TokenMappingTask, evaluate_adaptation, evaluate_icl, kshot_sequence,
-                                  meta_train_first_order, meta_train_icl)
+from lightft_jax.icl.meta import (TaskStream, TokenMappingTask, evaluate_adaptation, evaluate_icl,
+                                  first_order_gradient, kshot_sequence)
 from lightft_jax.models import Transformer, get_preset
 
 CFG = get_preset("tiny-gpt2", vocab_size=32, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_positions=64)
 TRAIN = [TokenMappingTask(s) for s in range(20)]
 HELD_OUT = [TokenMappingTask(s) for s in range(1000, 1002)]
-DECODER = nnx.All(nnx.Param, nnx.PathContains("decoder"))
 
 
 def test_tasks_and_kshot_format():
@@ -41,11 +41,24 @@ def last_token_argmax(model, context, label_ids) -> int:
   return label_ids[int(np.argmax(logits[label_ids]))]
 
 
-def test_meta_icl_training_lowers_the_answer_loss_and_evaluation_matches_a_forward_pass():
-  model = Transformer(CFG, task="lm", rngs=nnx.Rngs(0))
-  losses = meta_train_icl(model, TRAIN, k=4, steps=25, batch_size=8, lr=3e-3)
-  assert np.mean(losses[-5:]) < 0.5 * losses[0]
+def meta_run(tmp_path, arg, **overrides):
+  """A meta-learning run through the trainer: (Run after its steps, results)."""
+  from lightft_jax.train import config_lib, loop
+  c = config_lib.load_config(f"configs/meta_learning.py:{arg}", [(k, str(v)) for k, v in overrides.items()])
+  run = loop.setup(c, tmp_path)
+  loop.run_steps(run)
+  return run, loop.finish(run)
+
+
+def test_meta_icl_training_lowers_the_answer_loss_and_evaluation_matches_a_forward_pass(tmp_path):
+  run, results = meta_run(tmp_path, "algorithm=metaicl,steps=25,k=4,lr=3e-3", batch_size=8, log_every=1,
+                          **{"meta.queries_per_task": 8, "meta.held_out_tasks": 2})
+  losses = [json.loads(l)["loss"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()
+            if json.loads(l)["split"] == "train"]
+  assert len(losses) == 25 and np.mean(losses[-5:]) < 0.5 * losses[0]
+  model = run.prog.model(run.state["params"], run.frozen, run.rest, train=False)
   acc = evaluate_icl(model, HELD_OUT, k=4, queries_per_task=8, seed=1)
+  assert results["eval"]["icl_accuracy"] == acc  # the run's evaluation: held-out tasks 1000, 1001
   rng = np.random.default_rng(1)  # the queries evaluate_icl draws: per task, k + 1 examples per query
   hits = []
   for task in HELD_OUT:
@@ -57,47 +70,60 @@ def test_meta_icl_training_lowers_the_answer_loss_and_evaluation_matches_a_forwa
 
 
 @pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
-def test_first_order_meta_learning_updates_only_the_filter(algorithm):
+def test_first_order_meta_learning_trains_only_the_peft_parameters(tmp_path, algorithm):
+  from lightft_jax import peft
+  from lightft_jax.train.steps import params_digest
+  run, results = meta_run(tmp_path, f"algorithm={algorithm},steps=2,method=lora,inner_steps=2", batch_size=8,
+                          **{"meta.support": 4, "meta.query": 4, "meta.queries_per_task": 4})
+  model = run.prog.model(run.state["params"], run.frozen, run.rest)
+  fresh = Transformer(CFG, task="lm", rngs=nnx.Rngs(0))  # the run's seed-0 base model
+  np.testing.assert_array_equal(np.asarray(model.embed.tokens.embedding[...]),
+                                np.asarray(fresh.embed.tokens.embedding[...]))
+  peft.apply(fresh, run.config.peft)
+  assert params_digest(nnx.to_pure_dict(nnx.state(fresh, peft.trainable_filter(fresh)))) != \
+      results["trainable_params_sha256"]  # the LoRA parameters moved
+  assert results["status"] == "completed" and np.isfinite(results["train_loss"])
+  assert {"icl_accuracy", "acc_before", "acc_after"} <= set(results["eval"])
+
+
+def test_adaptation_evaluation_matches_sgd_written_out():
   model = Transformer(CFG, task="lm", rngs=nnx.Rngs(0))
-  frozen = np.asarray(model.embed.tokens.embedding[...]).copy()
-  trained = np.asarray(model.decoder.layers[0].mlp.up.kernel[...]).copy()
-  history = meta_train_first_order(model, TRAIN, algorithm=algorithm, steps=2, tasks_per_step=2, support=4,
-                                   query=4, inner_steps=2, wrt=DECODER)
-  assert len(history) == 2 and all(np.isfinite(history))
-  np.testing.assert_array_equal(np.asarray(model.embed.tokens.embedding[...]), frozen)
-  assert np.abs(np.asarray(model.decoder.layers[0].mlp.up.kernel[...]) - trained).max() > 0
-  if algorithm == "reptile":
-    # All parameters, a large step: adaptation on 16 support examples changes the held-out predictions here.
-    out = evaluate_adaptation(model, HELD_OUT, support=16, query=8, inner_steps=2, inner_lr=10.0, wrt=nnx.Param,
-                              seed=1)
-    assert out["acc_after"] != out["acc_before"]
-    # Reference: the same examples, two SGD steps of the answer loss written out here, unpadded forward passes.
-    rng = np.random.default_rng(1)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    before, after = [], []
-    for task in HELD_OUT:
-      examples = task.sample(rng, 24)
-      sup, rows = examples[:16], examples[16:]
+  # All parameters, a large step: adaptation on 16 support examples changes the held-out predictions here.
+  out = evaluate_adaptation(model, HELD_OUT, support=16, query=8, inner_steps=2, inner_lr=10.0, wrt=nnx.Param,
+                            seed=1)
+  assert out["acc_after"] != out["acc_before"]
+  # Reference: the same examples, two SGD steps of the answer loss written out here, unpadded forward passes.
+  rng = np.random.default_rng(1)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  before, after = [], []
+  for task in HELD_OUT:
+    examples = task.sample(rng, 24)
+    sup, rows = examples[:16], examples[16:]
 
-      def support_loss(p):
-        m = nnx.merge(graphdef, p, rest)
-        ids = jnp.asarray([x + [y] for x, y in sup], jnp.int32)  # all support rows have the same length
-        logp = jax.nn.log_softmax(m(ids)["logits"][:, -2].astype(jnp.float32), -1)
-        return -jnp.mean(logp[jnp.arange(len(sup)), ids[:, -1]])
+    def support_loss(p):
+      m = nnx.merge(graphdef, p, rest)
+      ids = jnp.asarray([x + [y] for x, y in sup], jnp.int32)  # all support rows have the same length
+      logp = jax.nn.log_softmax(m(ids)["logits"][:, -2].astype(jnp.float32), -1)
+      return -jnp.mean(logp[jnp.arange(len(sup)), ids[:, -1]])
 
-      adapted = params
-      for _ in range(2):
-        adapted = jax.tree.map(lambda w, g: w - 10.0 * g, adapted, jax.grad(support_loss)(adapted))
-      for p, out_list in ((params, before), (adapted, after)):
-        m = nnx.merge(graphdef, p, rest)
-        out_list.append(np.mean([last_token_argmax(m, x, task.label_ids) == y for x, y in rows]))
-    assert out["acc_before"] == pytest.approx(np.mean(before), abs=1e-12)
-    assert out["acc_after"] == pytest.approx(np.mean(after), abs=1e-12)
+    adapted = params
+    for _ in range(2):
+      adapted = jax.tree.map(lambda w, g: w - 10.0 * g, adapted, jax.grad(support_loss)(adapted))
+    for p, out_list in ((params, before), (adapted, after)):
+      m = nnx.merge(graphdef, p, rest)
+      out_list.append(np.mean([last_token_argmax(m, x, task.label_ids) == y for x, y in rows]))
+  assert out["acc_before"] == pytest.approx(np.mean(before), abs=1e-12)
+  assert out["acc_after"] == pytest.approx(np.mean(after), abs=1e-12)
 
-def test_unknown_algorithm_is_a_clear_error():
-  model = Transformer(CFG, task="lm", rngs=nnx.Rngs(0))
+
+def test_unknown_algorithm_or_objective_is_a_clear_error():
+  from lightft_jax.train import config_lib
+  from lightft_jax.train.workload import build_workload
   with pytest.raises(ValueError, match=r"choose from \('reptile', 'fomaml'\)"):
-    meta_train_first_order(model, TRAIN, algorithm="maml2", wrt=DECODER)
+    first_order_gradient("maml2", 1, 0.1)
+  c = config_lib.load_config("configs/meta_learning.py", [("train.objective", "maml2")])
+  with pytest.raises(ValueError, match="known objectives: .*reptile"):
+    build_workload(c)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +138,8 @@ class BiasLM(nnx.Module):
     self.cfg = BiasCfg()
     self.bias = nnx.Param(jnp.asarray(bias, jnp.float32))
 
-  def __call__(self, ids, mask=None):
-    return {"logits": jnp.broadcast_to(self.bias[...], ids.shape + self.bias.shape)}
+  def __call__(self, input_ids, attention_mask=None, ctx=None):
+    return {"logits": jnp.broadcast_to(self.bias[...], input_ids.shape + self.bias.shape)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,22 +177,33 @@ def hand_meta_step(b, tasks_drawn, algorithm, *, support, inner_steps, inner_lr,
 
 @pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
 def test_first_order_updates_match_hand_computed_updates(algorithm):
+  """Two trainer steps (the first-order gradient, plain SGD at the outer learning rate) on TaskStream batches."""
+  import optax
+  from lightft_jax.train import sharding as shd, steps
   b0 = np.array([0.3, -0.2, 0.5, 0.1, -0.4], np.float64)
   # Support answers lean to label 1, query answers to label 3: the Reptile and FOMAML directions differ.
   tasks = [FixedTask((1, 1, 2, 3, 3, 3)), FixedTask((2, 1, 1, 3, 2, 3))]
   kw = dict(support=3, inner_steps=2, inner_lr=0.7, outer_lr=0.5)
   model = BiasLM(b0)
-  meta_train_first_order(model, tasks, algorithm=algorithm, steps=2, tasks_per_step=2, query=3, seed=4,
-                         wrt=nnx.Param, **kw)
-  rng = np.random.default_rng(4)  # the task draws meta_train_first_order makes (sample() ignores its rng)
-  draws = [[tasks[rng.integers(2)] for _ in range(2)] for _ in range(2)]
+  mesh = shd.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  prog = steps.build_program(model, nnx.Param, optax.sgd(kw["outer_lr"]), mesh=mesh, kind="lm",
+                             gradient=first_order_gradient(algorithm, kw["inner_steps"], kw["inner_lr"]))
+  state, (frozen, rest) = steps.init_state(prog, 0), steps.place_frozen(prog)
+  stream = TaskStream(tasks, mode="first_order", batch_size=2, length=6, pad_id=0, seed=4, support=3, query=3)
+  for _ in range(2):
+    state, m = prog.train_step(state, frozen, rest, shd.global_batch(next(stream), mesh))
+    assert bool(m["ok"])
+  draws = []  # the task draws TaskStream makes (FixedTask.sample ignores its rng)
+  for step in range(2):
+    rng = np.random.default_rng([4, step])
+    draws.append([tasks[rng.integers(2)] for _ in range(2)])
   expected = {}
   for alg in ("reptile", "fomaml"):
     b = b0.copy()
     for drawn in draws:
       b = hand_meta_step(b, drawn, alg, **kw)
     expected[alg] = b
-  got = np.asarray(model.bias[...])
+  got = np.asarray(state["params"]["bias"])
   np.testing.assert_allclose(got, expected[algorithm], rtol=1e-5, atol=1e-6)
   # The other formula lands far away, so swapping the two fails the check above.
   assert np.abs(expected["reptile"] - expected["fomaml"]).max() > 0.05

@@ -9,7 +9,6 @@ import pytest
 from flax import nnx
 
 from lightft_jax.icl import baselines as B
-from lightft_jax.icl import run_icl_regression
 from lightft_jax.icl.linear_attention import (LinearSelfAttention, compare_lsa_with_gd, gd_prediction,
                                               sample_regression_queries, train_lsa)
 from lightft_jax.icl.regression import InContextRegressor, sample_prompts
@@ -59,22 +58,25 @@ def test_regressor_is_causal_and_trains():
     model(np.zeros((1, 2, 4), np.float32), np.zeros((1, 2), np.float32))
 
 
-def test_run_icl_regression_writes_curves(tmp_path):
-  import sys
-  sys.path.insert(0, "configs")
-  import icl_regression
-  c = icl_regression.get_config("function=sparse_linear_regression,sparsity=1,n_dims=3,n_points=5,steps=40,"
-                                "width=16,layers=1,heads=2,batch_size=16")
-  c.regression.eval_prompts = 8
-  c.log_every = 10
-  res = run_icl_regression(c, tmp_path)
+def test_icl_regression_trains_through_the_trainer_and_writes_curves(tmp_path):
+  from lightft_jax.train import config_lib
+  from lightft_jax.train.loop import train
+  c = config_lib.load_config("configs/icl_regression.py:function=sparse_linear_regression,sparsity=1,n_dims=3,"
+                             "n_points=5,steps=40,width=16,layers=1,heads=2,batch_size=16",
+                             [("regression.eval_prompts", "8"), ("log_every", "10"),
+                              ("curriculum.interval", "20")])
+  res = train(c, tmp_path)
   saved = json.loads((tmp_path / "results.json").read_text())
   assert set(saved["curves"]) == {"transformer", "least_squares", "ridge", "3_nearest_neighbours", "averaging",
                                   "lasso"} == set(res["curves"])
   assert all(len(v) == 5 for v in saved["curves"].values())
   assert saved["curves"]["least_squares"][-1] < 1e-6  # 4 points >= d: exact
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in rows] == [0, 10, 20, 30, 39] and rows[0]["dims"] < rows[-1]["dims"]  # curriculum
+  train_rows = [r for r in rows if r["split"] == "train"]
+  assert [r["step"] for r in train_rows] == [10, 20, 30, 40]
+  assert [r["dims"] for r in train_rows] == [2, 2, 3, 3]  # the curriculum grows d every 20 steps
+  assert saved["status"] == "completed" and saved["eval"]["squared_error_per_dim"] == pytest.approx(
+      np.mean(saved["curves"]["transformer"]))
   assert (tmp_path / "error_vs_examples.png").stat().st_size > 0
 
 

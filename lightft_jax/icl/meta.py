@@ -1,6 +1,10 @@
 """Meta-learning across tasks: MetaICL-style k-shot meta-training, and first-order MAML / Reptile over a
 parameter subset (PEFT parameters by default), each evaluated on held-out tasks.
 
+Training runs through the trainer: `train.objective` "metaicl" (the lm answer loss on k-shot sequences),
+"reptile" or "fomaml" (`first_order_gradient` replaces the gradient); `TaskStream` makes the batches and
+configs/meta_learning.py the config.
+
 A task gives token-level examples: `task.sample(rng, n) -> list[(input ids, answer id)]` and
 `task.label_ids` (the answer choices). `TokenMappingTask` is a synthetic family (each task a random
 mapping from input tokens to label tokens) for experiments and tests; any object with those two members
@@ -11,16 +15,17 @@ method is attached). Shapes: B sequences, T tokens.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from lightft_jax.icl.scoring import score_choices
+from lightft_jax.kinds import IGNORE_INDEX
 from lightft_jax.models.transformer import Transformer
+from lightft_jax.train.steps import GradientEstimator, kind_objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,23 +59,23 @@ def kshot_sequence(demos: Sequence[tuple[list[int], int]], query: tuple[list[int
   return ids + list(query[0]), query[1]
 
 
-def _lm_batch(rows: list[tuple[list[int], int]], pad_id: int):
-  """(context, answer) rows -> ids [B,T] (context + answer, right padded), mask [B,T], target position [B]."""
-  t = max(len(c) + 1 for c, _ in rows)
-  ids = np.full((len(rows), t), pad_id, np.int32)
-  mask = np.zeros((len(rows), t), np.int32)
-  pos = np.zeros(len(rows), np.int32)
+def lm_rows(rows: Sequence[tuple[list[int], int]], length: int, pad_id: int) -> dict[str, np.ndarray]:
+  """(context, answer) rows -> an "lm" batch of `length` tokens: input_ids = context + answer (right padded),
+  attention_mask, and labels that are -100 except the answer, at the position that predicts it (the
+  `lightft_jax.data` convention: labels[t] is the target of logits[t]). The lm token cross-entropy of this
+  batch is the mean answer loss."""
+  ids = np.full((len(rows), length), pad_id, np.int32)
+  mask = np.zeros((len(rows), length), np.int32)
+  labels = np.full((len(rows), length), IGNORE_INDEX, np.int32)
   for r, (c, y) in enumerate(rows):
-    ids[r, :len(c) + 1], mask[r, :len(c) + 1], pos[r] = list(c) + [y], 1, len(c) - 1
-  return ids, mask, pos
+    if len(c) + 1 > length:
+      raise ValueError(f"a meta-learning sequence has {len(c) + 1} tokens, more than model.max_length={length}")
+    ids[r, :len(c) + 1], mask[r, :len(c) + 1], labels[r, len(c) - 1] = list(c) + [y], 1, y
+  return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _answer_loss(model: Transformer, ids, mask, pos):
-  """Mean cross-entropy of the answer token (at pos + 1) predicted from position pos."""
-  logits = model(ids, mask)["logits"].astype(jnp.float32)
-  rows = jnp.arange(ids.shape[0])
-  logp = jax.nn.log_softmax(logits[rows, pos], -1)
-  return -jnp.mean(logp[rows, ids[rows, pos + 1]])
+_answer_loss = kind_objective("lm")  # (model, lm_rows batch, train) -> (mean answer cross-entropy, aux)
+ALGORITHMS = ("reptile", "fomaml")
 
 
 def _filter(model, wrt):
@@ -78,32 +83,6 @@ def _filter(model, wrt):
     return wrt
   from lightft_jax import peft
   return peft.trainable_filter(model)
-
-
-def meta_train_icl(model: Transformer, tasks: Sequence, *, k: int, steps: int, batch_size: int = 16,
-                   lr: float = 1e-3, sep: int = 3, seed: int = 0, wrt=None) -> list[float]:
-  """MetaICL: every step, B k-shot sequences, each from a random training task; loss on the query answer.
-
-  Trains the Variables selected by `wrt` (default: the PEFT trainable filter). Returns per-step losses.
-  """
-  rng = np.random.default_rng(seed)
-  opt = nnx.Optimizer(model, optax.adam(lr), wrt=_filter(model, wrt))
-
-  @nnx.jit
-  def step(model, opt, ids, mask, pos):
-    loss, grads = nnx.value_and_grad(_answer_loss, argnums=nnx.DiffState(0, opt.wrt))(model, ids, mask, pos)
-    opt.update(model, grads)
-    return loss
-
-  losses = []
-  for _ in range(steps):
-    rows = []
-    for _ in range(batch_size):
-      task = tasks[rng.integers(len(tasks))]
-      *demos, query = task.sample(rng, k + 1)
-      rows.append(kshot_sequence(demos, query, sep))
-    losses.append(float(step(model, opt, *_lm_batch(rows, model.cfg.pad_token_id))))
-  return losses
 
 
 def evaluate_icl(model: Transformer, tasks: Sequence, *, k: int, queries_per_task: int = 16, sep: int = 3,
@@ -125,64 +104,52 @@ def evaluate_icl(model: Transformer, tasks: Sequence, *, k: int, queries_per_tas
   return correct / total
 
 
-def _sgd_steps(graphdef, params, rest, batch, lr, n):
-  """n plain SGD steps on the answer loss from `params`; returns the adapted params."""
-  def loss(p):
-    return _answer_loss(nnx.merge(graphdef, p, rest), *batch)
+def _sgd_steps(loss_of: Callable, params, batch, lr: float, n: int):
+  """n plain SGD steps of `loss_of(params, batch)` from `params`; returns the adapted params."""
   for _ in range(n):
-    params = jax.tree.map(lambda w, g: w - lr * g, params, jax.grad(loss)(params))
+    params = jax.tree.map(lambda w, g: w - lr * g, params, jax.grad(loss_of)(params, batch))
   return params
 
 
-def meta_train_first_order(model: Transformer, tasks: Sequence, *, algorithm: str = "reptile", steps: int = 100,
-                           tasks_per_step: int = 4, support: int = 8, query: int = 8, inner_steps: int = 3,
-                           inner_lr: float = 0.1, outer_lr: float = 0.5, seed: int = 0, wrt=None) -> list[float]:
-  """First-order MAML or Reptile over the Variables `wrt` selects (default: the PEFT trainable filter).
+def first_order_gradient(algorithm: str, inner_steps: int, inner_lr: float) -> GradientEstimator:
+  """The trainer's gradient for first-order meta-learning (`train.steps.GradientEstimator`).
 
-  Inner loop: `inner_steps` SGD steps on a task's support examples (zero-shot sequences x -> y).
-  reptile: theta += outer_lr * mean_tasks(theta' - theta). fomaml: theta -= outer_lr * mean_tasks(grad of the
-  query loss at theta'). Updates `model` in place; returns the mean post-adaptation query loss per step.
+  The batch holds, per task (leading axis), `support.*` and `query.*` rows. For each task: `inner_steps` SGD
+  steps at `inner_lr` on its support loss from the current parameters theta -> theta'. reptile: the
+  meta-gradient is mean_tasks(theta - theta'), so plain SGD at the outer learning rate gives
+  theta += outer_lr * mean_tasks(theta' - theta); fomaml: mean_tasks(gradient of the query loss at theta').
+  The loss reported is the mean post-adaptation query loss.
   """
-  algorithms = ("reptile", "fomaml")
-  if algorithm not in algorithms:
-    raise ValueError(f"unknown first-order meta-learning algorithm {algorithm!r}; choose from {algorithms}")
-  rng = np.random.default_rng(seed)
-  graphdef, params, rest = nnx.split(model, _filter(model, wrt), ...)
-  pad = model.cfg.pad_token_id
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"unknown first-order meta-learning algorithm {algorithm!r}; choose from {ALGORITHMS}")
 
-  @jax.jit
-  def task_update(params, rest, sup, qry):
-    adapted = _sgd_steps(graphdef, params, rest, sup, inner_lr, inner_steps)
-    q_loss, q_grad = jax.value_and_grad(lambda p: _answer_loss(nnx.merge(graphdef, p, rest), *qry))(adapted)
-    direction = jax.tree.map(lambda a, p: a - p, adapted, params) if algorithm == "reptile" else \
-        jax.tree.map(lambda g: -g, q_grad)
-    return direction, q_loss
+  def gradient(loss_of, params, batch, rng):
+    loss = lambda p, b: loss_of(p, b, rng)
 
-  history = []
-  for _ in range(steps):
-    directions, q_losses = [], []
-    for _ in range(tasks_per_step):
-      task = tasks[rng.integers(len(tasks))]
-      examples = task.sample(rng, support + query)
-      sup, qry = _lm_batch(examples[:support], pad), _lm_batch(examples[support:], pad)
-      d, q = task_update(params, rest, sup, qry)
-      directions.append(d)
-      q_losses.append(float(q))
-    mean_dir = jax.tree.map(lambda *ds: sum(ds) / len(ds), *directions)
-    params = jax.tree.map(lambda p, d: p + outer_lr * d, params, mean_dir)
-    history.append(float(np.mean(q_losses)))
-  nnx.update(model, params)
-  return history
+    def per_task(sup, qry):
+      adapted = _sgd_steps(loss, params, sup, inner_lr, inner_steps)
+      q_loss, q_grad = jax.value_and_grad(loss)(adapted, qry)
+      meta = jax.tree.map(jnp.subtract, params, adapted) if algorithm == "reptile" else q_grad
+      return q_loss, meta
+
+    part = lambda name: {k.split(".", 1)[1]: v for k, v in batch.items() if k.startswith(name + ".")}
+    q_losses, metas = jax.vmap(per_task)(part("support"), part("query"))
+    return jnp.mean(q_losses), jax.tree.map(lambda g: jnp.mean(g, 0), metas)
+
+  return gradient
 
 
 def evaluate_adaptation(model: Transformer, tasks: Sequence, *, support: int = 8, query: int = 32,
-                        inner_steps: int = 3, inner_lr: float = 0.1, seed: int = 1, wrt=None) -> dict:
+                        inner_steps: int = 3, inner_lr: float = 0.1, seed: int = 1, wrt=None,
+                        length: int | None = None) -> dict:
   """Few-step adaptation on held-out tasks: accuracy on each task's query examples before and after
-  `inner_steps` SGD steps on its support examples (the model itself is left unchanged)."""
+  `inner_steps` SGD steps on its support examples (the model itself is left unchanged). `length`: the
+  padded support length (default: the longest support sequence)."""
   rng = np.random.default_rng(seed)
   graphdef, params, rest = nnx.split(model, _filter(model, wrt), ...)
   pad = model.cfg.pad_token_id
-  adapt = jax.jit(lambda p, r, b: _sgd_steps(graphdef, p, r, b, inner_lr, inner_steps))
+  loss = lambda p, b: _answer_loss(nnx.merge(graphdef, p, rest), b, False)[0]
+  adapt = jax.jit(lambda p, b: _sgd_steps(loss, p, b, inner_lr, inner_steps))
 
   def accuracy(p, task, rows):
     m = nnx.merge(graphdef, p, rest)
@@ -193,7 +160,104 @@ def evaluate_adaptation(model: Transformer, tasks: Sequence, *, support: int = 8
   before, after = [], []
   for task in tasks:
     examples = task.sample(rng, support + query)
-    rows = examples[support:]
+    sup, rows = examples[:support], examples[support:]
     before.append(accuracy(params, task, rows))
-    after.append(accuracy(adapt(params, rest, _lm_batch(examples[:support], pad)), task, rows))
+    n = length or max(len(x) + 1 for x, _ in sup)
+    after.append(accuracy(adapt(params, lm_rows(sup, n, pad)), task, rows))
   return {"acc_before": float(np.mean(before)), "acc_after": float(np.mean(after))}
+
+
+class TaskStream:
+  """Endless meta-training batches over `tasks`; step i draws from `default_rng([seed, i])`, so the state is
+  the step and a resumed run draws the same batches.
+
+  mode "metaicl": `batch_size` k-shot sequences, each from a random task -> lm_rows.
+  mode "first_order": `batch_size` random tasks, each `support` + `query` zero-shot examples ->
+  {"support.<key>": [tasks, support, T], "query.<key>": [tasks, query, T]}.
+  """
+
+  def __init__(self, tasks: Sequence, *, mode: str, batch_size: int, length: int, pad_id: int, seed: int = 0,
+               k: int = 4, sep: int = 3, support: int = 8, query: int = 8):
+    self.tasks, self.mode, self.batch_size, self.length, self.pad_id = tasks, mode, batch_size, length, pad_id
+    self.seed, self.k, self.sep, self.support, self.query, self.step = seed, k, sep, support, query, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self.seed, self.step])
+    self.step += 1
+    if self.mode == "metaicl":
+      rows = []
+      for _ in range(self.batch_size):
+        *demos, query = self.tasks[rng.integers(len(self.tasks))].sample(rng, self.k + 1)
+        rows.append(kshot_sequence(demos, query, self.sep))
+      return lm_rows(rows, self.length, self.pad_id)
+    parts = {"support": [], "query": []}
+    for _ in range(self.batch_size):
+      examples = self.tasks[rng.integers(len(self.tasks))].sample(rng, self.support + self.query)
+      parts["support"].append(lm_rows(examples[:self.support], self.length, self.pad_id))
+      parts["query"].append(lm_rows(examples[self.support:], self.length, self.pad_id))
+    return {f"{name}.{key}": np.stack([r[key] for r in rows]) for name, rows in parts.items() for key in rows[0]}
+
+  def get_state(self) -> dict:
+    return {"step": self.step}
+
+  def set_state(self, state: dict) -> None:
+    self.step = int(state["step"])
+
+
+def make_tasks(family: str, seeds: Sequence[int]) -> list:
+  """The tasks of a task family: "token_mapping" (`TokenMappingTask` per seed)."""
+  if family != "token_mapping":
+    raise ValueError(f"unknown meta-learning task family {family!r}; known: ['token_mapping']")
+  return [TokenMappingTask(int(s)) for s in seeds]
+
+
+def _lm_model(config):
+  from lightft_jax import peft
+  from lightft_jax.models import get_preset
+  model = Transformer(get_preset(config.model.name, **dict(config.model.overrides)), task="lm",
+                      rngs=nnx.Rngs(config.seed))
+  peft.apply(model, config.peft)
+  return model
+
+
+def _workload(config, model, stream, gradient=None):
+  from lightft_jax.train.workload import Workload
+  m = config.meta
+  held_out = make_tasks(m.family, range(m.held_out_seed, m.held_out_seed + m.held_out_tasks))
+
+  def evaluate(prog, params, frozen, rest, split, limit=0, report=False):
+    model = prog.model(params, frozen, rest, train=False)
+    out = {"icl_accuracy": evaluate_icl(model, held_out, k=m.k, queries_per_task=m.queries_per_task, sep=m.sep)}
+    if config.train.objective != "metaicl":
+      from lightft_jax import peft
+      out.update(evaluate_adaptation(model, held_out, support=m.support, query=m.queries_per_task,
+                                     inner_steps=m.inner_steps, inner_lr=m.inner_lr,
+                                     wrt=peft.trainable_filter(model), length=config.model.max_length))
+    return {**out, "examples": len(held_out) * m.queries_per_task}
+
+  return Workload(model=model, batches=stream, name=f"{m.family}[{m.train_tasks} tasks]", kind="lm",
+                  gradient=gradient, evaluate=evaluate)
+
+
+def metaicl_workload(config):
+  """`train.objective="metaicl"`: k-shot sequences from the training tasks, the answer loss; evaluation:
+  k-shot accuracy on held-out tasks (configs/meta_learning.py has the keys)."""
+  model, m = _lm_model(config), config.meta
+  stream = TaskStream(make_tasks(m.family, range(m.train_tasks)), mode="metaicl", batch_size=config.batch_size,
+                      length=config.model.max_length, pad_id=model.cfg.pad_token_id, seed=config.seed, k=m.k,
+                      sep=m.sep)
+  return _workload(config, model, stream)
+
+
+def first_order_workload(config):
+  """`train.objective` "reptile" / "fomaml": `batch_size` tasks per step, the first-order meta-gradient
+  (`first_order_gradient`; the outer learning rate is `optimizer.lr`, with `optimizer.name="sgd"` for the
+  papers' plain outer step); evaluation: held-out accuracy before and after adaptation, and k-shot."""
+  model, m = _lm_model(config), config.meta
+  stream = TaskStream(make_tasks(m.family, range(m.train_tasks)), mode="first_order",
+                      batch_size=config.batch_size, length=config.model.max_length,
+                      pad_id=model.cfg.pad_token_id, seed=config.seed, support=m.support, query=m.query)
+  return _workload(config, model, stream, first_order_gradient(config.train.objective, m.inner_steps, m.inner_lr))

@@ -10,32 +10,19 @@ import json
 from pathlib import Path
 
 import ml_collections
-from flax import nnx
 
 from lightft_jax.icl.fewshot import FewShotOptions, evaluate_fewshot
 from lightft_jax.plots import plot_curves
 from lightft_jax.icl.prompts import PromptTemplate
-from lightft_jax.models import Transformer, get_preset
-from lightft_jax.models.tokenizer import Tokenizer
 
 
 def load_lm(model_cfg: ml_collections.ConfigDict, seed: int = 0):
-  """(LM, tokenizer) from `model.name`: "smollm2" (the bundled GGUF), a preset (random weights, tokenizer
-  from `model.tokenizer`), an HF checkpoint directory or a .gguf file."""
-  from lightft_jax.models import assets, hf
-  name = model_cfg.name
-  overrides = dict(model_cfg.get("overrides", {}))
-  if name == "smollm2":
-    name = str(assets.smollm2_gguf())
-  if Path(name).exists():
-    return hf.from_pretrained(name, task="lm", dtype=model_cfg.get("dtype", "float32"), **overrides), \
-        hf.load_tokenizer(model_cfg.get("tokenizer") or name)
-  if not model_cfg.get("tokenizer"):
-    raise ValueError(f"model {name!r} is a preset with random weights: set model.tokenizer to a tokenizer.json "
-                     "file or directory, or set model.name to 'smollm2', a checkpoint directory or a .gguf file")
-  tokenizer = Tokenizer.from_file(model_cfg.tokenizer)
-  overrides.setdefault("vocab_size", tokenizer.vocab_size)
-  return Transformer(get_preset(name, **overrides), task="lm", rngs=nnx.Rngs(seed)), tokenizer
+  """(LM, tokenizer) from the `model` section (`train.build`: "smollm2" (the bundled GGUF), an HF checkpoint
+  directory, a .gguf file, or a preset with random weights and `model.tokenizer`)."""
+  from lightft_jax.train.build import build_model, build_tokenizer, is_checkpoint_dir
+  tokenizer = build_tokenizer(model_cfg)
+  vocab = None if is_checkpoint_dir(model_cfg.name) else tokenizer.vocab_size
+  return build_model(model_cfg, task="lm", seed=seed, vocab_size=vocab), tokenizer
 
 
 def make_template(prompt_cfg: ml_collections.ConfigDict, task) -> PromptTemplate:
@@ -80,8 +67,9 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
   task = data.get_task(config.task.name, **dict(config.task.options))
   template = make_template(config.prompt, task)
   data_dir = config.task.data_dir or None
-  pool = task.examples(config.task.demo_split, data_dir, limit=config.task.pool_limit or None)
-  queries = task.examples(config.task.split, data_dir, limit=config.task.limit or None)
+  split = config.task.test_split  # the queries; demonstrations come from task.train_split
+  pool = task.examples(config.task.train_split, data_dir, limit=config.icl.pool_limit or None)
+  queries = task.examples(split, data_dir, limit=config.icl.query_limit or None)
   model, tokenizer = load_lm(config.model, config.seed)
   embed_fn = None
   if config.icl.selection == "knn":
@@ -92,8 +80,8 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
                          metric_fn=None if template.verbalizers else task.metrics, embed_fn=embed_fn)
   with open(workdir / "metrics.jsonl", "w") as f:
     for k, row in out["per_k"].items():
-      f.write(json.dumps({"step": k, "split": config.task.split, "k": k, **row}, allow_nan=False) + "\n")
-  results = {"task": task.name, "split": config.task.split, "num_queries": len(queries), "pool_size": len(pool),
+      f.write(json.dumps({"step": k, "split": split, "k": k, **row}, allow_nan=False) + "\n")
+  results = {"task": task.name, "split": split, "num_queries": len(queries), "pool_size": len(pool),
              "model": config.model.name, "label_mode": options.label_mode, "selection": options.selection,
              "seeds": list(options.seeds), "per_k": {str(k): v for k, v in out["per_k"].items()},
              "per_seed": {str(k): v for k, v in out["per_seed"].items()}}
@@ -102,6 +90,6 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
   names = [n for n in out["per_k"][ks[0]] if not n.endswith("_std")]
   plot_curves(workdir / "accuracy_vs_k.png", ks, {n: [out["per_k"][k][n] for k in ks] for n in names},
               xlabel="k (demonstrations)", ylabel="score",
-              title=f"{task.name}: {config.model.name}, {len(queries)} {config.task.split} examples",
+              title=f"{task.name}: {config.model.name}, {len(queries)} {split} examples",
               chance=1.0 / len(template.verbalizers) if template.verbalizers else None)
   return results

@@ -32,7 +32,7 @@ def comparison_table(rows: list[dict[str, Any]], metric: str) -> str:
 
 def run_with_baselines(config: ml_collections.ConfigDict, workdir: str | Path) -> list[dict[str, Any]]:
   """train(config) in `workdir` and each `config.baselines` entry in workdir/baselines/NAME; the table."""
-  from lightft_jax.train.loop import train
+  from lightft_jax.train.loop import primary_metric, train
   workdir = Path(workdir)
   runs = [(config.peft.get("method", "full"), config, workdir)]
   for name, overrides in config.get("baselines", ()):
@@ -41,7 +41,7 @@ def run_with_baselines(config: ml_collections.ConfigDict, workdir: str | Path) -
   for name, cfg, wd in runs:
     res = train(cfg, wd)
     test = res.get("test") or res.get("eval") or {}
-    metric = next((k for k in test if k not in ("loss", "examples")), "loss")
+    metric = primary_metric(cfg, test)
     rows.append({"method": name, "trainable_params": res["trainable_params"],
                  "trainable_percent": res["trainable_percent"], "test_metric": test.get(metric),
                  "metric": metric, "wall_time_s": res["wall_time_s"], "workdir": str(wd)})

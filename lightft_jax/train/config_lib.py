@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import ast
 import difflib
-from typing import Any
+import importlib.util
+from pathlib import Path
+from typing import Any, Sequence
 
 import ml_collections
 
 WANDB_MODES = ("offline", "online", "disabled")
+# Sections whose keys are not fixed by the config file: the chosen PEFT method's options, TransformerConfig
+# overrides and task options. New keys may be set there; their owners validate them.
+OPEN_SECTIONS = ("peft", "model.overrides", "task.options")
 
 
 def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -91,9 +96,74 @@ def set_key(cfg: ml_collections.ConfigDict, key: str, value: Any) -> None:
   node[last] = value
 
 
+def coerce(old: Any, text: str, key: str) -> Any:
+  """The command-line text of `--config.KEY=text` as a value of the type `old` has (what the config file set)."""
+  if isinstance(old, bool):
+    table = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in table:
+      raise ValueError(f"config key {key!r} is a boolean; got {text!r}")
+    return table[text.lower()]
+  if isinstance(old, str):
+    return text
+  value = parse_value(text)
+  if isinstance(old, int):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+      raise ValueError(f"config key {key!r} is an integer; got {text!r}")
+    return int(value)
+  if isinstance(old, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"config key {key!r} is a number; got {text!r}")
+    return float(value)
+  if isinstance(old, (tuple, list)):
+    if isinstance(value, (tuple, list)):
+      return tuple(value)
+    return tuple(parse_value(v.strip()) for v in text.split(",") if v.strip())
+  if isinstance(old, ml_collections.ConfigDict):
+    if not isinstance(value, dict):
+      raise ValueError(f"config key {key!r} is a section; set its keys, or give a dict literal, got {text!r}")
+    return ml_collections.ConfigDict(value)
+  return value
+
+
+def apply_override(cfg: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """`--config.KEY=text`: sets an existing key (typed as the config file set it; a misspelled key is an error
+  naming the nearest valid keys) or a new key inside one of `OPEN_SECTIONS`."""
+  *parents, last = key.split(".")
+  in_open = any(key.startswith(s + ".") for s in OPEN_SECTIONS)
+  try:
+    check_key(cfg, key)
+    exists = True
+  except KeyError:
+    if not in_open:
+      raise
+    exists = False
+  node = cfg
+  for i, p in enumerate(parents):
+    if p not in node:
+      raise unknown_key_error(cfg, ".".join(parents[:i + 1]))
+    node = node[p]
+  node[last] = coerce(node[last], text, key) if exists else parse_value(text)
+
+
+def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+  """`configs/NAME.py[:ARG]` -> its `get_config(ARG)`, with the `(dotted key, text)` overrides applied, then
+  validated and locked (`finalize`). The config file runs once."""
+  path, _, arg = spec.partition(":")
+  if not Path(path).is_file():
+    raise FileNotFoundError(f"config file {path!r} does not exist")
+  module_spec = importlib.util.spec_from_file_location(f"_config_{Path(path).stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  cfg = module.get_config(arg) if arg else module.get_config()
+  for key, text in overrides:
+    apply_override(cfg, key, text)
+  return finalize(cfg)
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every section and top-level key a training config has, with defaults; configs override what they need."""
   c = ml_collections.ConfigDict()
+  c.job = "train"  # what main.py runs: a name in lightft_jax.jobs (train | icl_eval)
   c.seed = 0
   c.total_steps = 100
   c.batch_size = 32
@@ -102,6 +172,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 0  # 0: save only at the end (and on SIGTERM)
 
   c.train = ml_collections.ConfigDict()
+  # What trains (lightft_jax.train.workload): supervised (the task below) | icl_regression | metaicl | reptile |
+  # fomaml; each objective's own settings live in its own section (regression, meta).
+  c.train.objective = "supervised"
   # Steps whose loss, gradient or update is NaN/inf are never applied. Up to this many such steps in the
   # whole run (in total, not consecutively; a resume keeps the count) are skipped, each consuming its
   # batch; the next one stops the run with TrainingDiverged.
@@ -198,6 +271,9 @@ def finalize(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
     raise ValueError(f"train.skip_nonfinite must be an integer >= 0, got {cfg.train.skip_nonfinite!r}")
   cfg.lock()
-  for free in (cfg.peft, cfg.model.overrides, cfg.task.options):  # validated by peft / models / data
-    free.unlock()
+  for free in OPEN_SECTIONS:  # validated by peft / models / data
+    node = cfg
+    for part in free.split("."):
+      node = node[part]
+    node.unlock()
   return cfg

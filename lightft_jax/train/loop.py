@@ -1,9 +1,10 @@
-"""`train(config, workdir)`: the whole run, from config to results.json, resumable.
+"""`train(config, workdir)`: the whole run, from config to results.json, resumable. Every training objective
+(supervised tasks, in-context regression, meta-learning; `train.workload`) runs through it.
 
-config -> task + tokenizer + model (+ PEFT) -> mesh + sharded program -> restore or init -> steps with
-logging, eval, keep-best and periodic checkpoints -> final eval on the eval and test splits -> results.json,
-metrics.jsonl, plots. SIGTERM saves a checkpoint and returns. A resume first checks that the config still
-defines the same trained state (`checkpoint.check_resume`).
+`setup`: config -> workload (model + PEFT, batches, objective, evaluation) -> mesh + sharded program ->
+restore (after checking that the config still defines the same trained state, `checkpoint.check_resume`) or
+init. `run_steps`: steps with logging, eval, keep-best and periodic checkpoints; SIGTERM saves a checkpoint
+and returns. `finish`: final eval on the eval and test splits -> results.json, metrics.jsonl, plots.
 
 Non-finite steps: the train step never applies an update whose loss, gradient or value is NaN/inf, so every
 saved state is finite. Such a step is skipped (its batch is consumed) up to `train.skip_nonfinite` times in
@@ -14,6 +15,7 @@ All JSON is strict: a NaN or infinity that reaches a results or metrics file is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,15 +29,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from lightft_jax.kinds import get_kind
 from lightft_jax.train import distributed, sharding as shd
-from lightft_jax.train.build import build_model, build_tokenizer
 from lightft_jax.train.checkpoint import Checkpointer, abstract_like, check_resume, state_config
-from lightft_jax.train.evaluate import evaluate
 from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, peak_tflops,
                                      summary_table)
 from lightft_jax.train.optim import make_optimizer, make_schedule
 from lightft_jax.train.steps import build_program, init_state, params_digest, place_frozen
+from lightft_jax.train.workload import Workload, build_workload
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,16 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self.previous)
 
 
-def _make_loader(data, task, split, cfg, tokenizer, family, *, train: bool):
-  bs = cfg.batch_size if train else (cfg.eval.batch_size or cfg.batch_size)
-  return data.make_loader(task, split, tokenizer=tokenizer, batch_size=bs, max_length=cfg.model.max_length,
-                          seed=cfg.seed, shuffle=train, num_epochs=None if train else 1,
-                          process_index=jax.process_index(), process_count=jax.process_count(),
-                          model_family=cfg.task.model_family or family, data_dir=cfg.task.data_dir or None,
-                          drop_remainder=train, padding=cfg.task.padding)
+def _meta(cfg: ml_collections.ConfigDict, step: int, skipped: list[int]) -> dict:
+  """What a checkpoint needs beside the trainable state and the data position to continue the run: the
+  config that defines the state (checked on resume) and the steps skipped as non-finite."""
+  return {"step": step, "total_steps": cfg.total_steps, "config": state_config(cfg), "skipped_steps": list(skipped)}
 
 
-def _meta(cfg: ml_collections.ConfigDict, step: int, loader_states: list, skipped: list[int]) -> dict:
-  """What a checkpoint needs beside the trainable state to continue the run: the config that defines the
-  state (checked on resume), the data position of every process and the steps skipped as non-finite."""
-  return {"step": step, "total_steps": cfg.total_steps, "config": state_config(cfg),
-          "loader_states": loader_states, "skipped_steps": list(skipped)}
+def primary_metric(config: ml_collections.ConfigDict, metrics: dict[str, Any]) -> str:
+  """The metric that ranks checkpoints and runs: `eval.metric`, else the first metric other than the loss and
+  the example count, else the loss."""
+  return config.eval.metric or next((k for k in metrics if k not in ("loss", "examples", "report")), "loss")
 
 
 def finite_or_none(x: float | None) -> float | None:
@@ -95,151 +91,200 @@ def write_json(path: Path, obj: Any) -> None:
   tmp.replace(path)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-  """Runs (or resumes) training as `config` says, writing the run directory. Returns the results dict."""
-  from lightft_jax import data, peft  # data imports TensorFlow: only when a run starts
+@dataclasses.dataclass
+class Run:
+  """A training run in progress: everything `setup` builds and `run_steps` / `finish` use."""
+  config: ml_collections.ConfigDict
+  workdir: Path
+  work: Workload
+  prog: Any
+  state: Any
+  frozen: Any
+  rest: Any
+  ckpt: Checkpointer
+  logger: MetricLogger
+  lr_at: Any
+  trainable: int
+  total: int
+  t0: float
+  step: int = 0
+  skipped: list = dataclasses.field(default_factory=list)
+  status: str = "completed"
+  train_loss: float | None = None
+  diverged: str = ""
+
+  @property
+  def main(self) -> bool:
+    return distributed.is_main()
+
+  def evaluate(self, split: str, limit: int = 0, report: bool = False) -> dict[str, Any]:
+    if self.work.evaluate is None or not split:
+      return {}
+    return self.work.evaluate(self.prog, self.state["params"], self.frozen, self.rest, split, limit, report)
+
+  def save(self, force: bool = False) -> None:
+    loader = {"process_states": distributed.allgather_json(self.work.batches.get_state())}
+    self.ckpt.save(self.step, self.state, loader, _meta(self.config, self.step, self.skipped), force=force)
+
+  def save_best(self, metrics: dict[str, Any]) -> None:
+    self.ckpt.save_best(self.step, self.state, None, _meta(self.config, self.step, self.skipped),
+                        metrics[primary_metric(self.config, metrics)])
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
+  """Workload, mesh and sharded program, then the newest checkpoint restored (after checking that the config
+  still defines the same trained state) or a fresh state; writes config.json."""
   t0 = time.time()
   workdir = Path(workdir).absolute()
   distributed.initialize(config)
-  main = distributed.is_main()
-  if main:
+  if distributed.is_main():
     workdir.mkdir(parents=True, exist_ok=True)
-
-  task = data.get_task(config.task.name, **config.task.options.to_dict())
-  model = build_model(config.model, task=get_kind(task.kind).head, num_labels=task.num_labels, seed=config.seed)
-  peft.apply(model, config.peft)
-  trainable, total = peft.param_counts(model)
-  tokenizer = build_tokenizer(config.model)
-  family = model.cfg.arch  # the model family the data is formatted for
-
+  work = build_workload(config)
+  from lightft_jax import peft
+  trainable, total = peft.param_counts(work.model)
   mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
-  rules = shd.merge_rules(config.mesh.rules)
-  filt = peft.trainable_filter(model)
-  tx = make_optimizer(config.optimizer, config.schedule, nnx.to_pure_dict(nnx.state(model, filt)),
+  filt = peft.trainable_filter(work.model)
+  tx = make_optimizer(config.optimizer, config.schedule, nnx.to_pure_dict(nnx.state(work.model, filt)),
                       config.total_steps)
-  lr_at = make_schedule(config.schedule, config.optimizer.lr, config.total_steps)
-  prog = build_program(model, filt, tx, kind=task.kind, mesh=mesh, rules=rules,
+  prog = build_program(work.model, filt, tx, mesh=mesh, kind=work.kind, objective=work.objective,
+                       gradient=work.gradient, rules=shd.merge_rules(config.mesh.rules),
                        accum_steps=config.optimizer.grad_accum_steps)
   state = init_state(prog, config.seed)
-  frozen, rest = place_frozen(prog, model)
-
+  frozen, rest = place_frozen(prog, work.model)
   ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
                       async_save=config.checkpoint.async_save,
                       best_mode=config.eval.mode if config.checkpoint.keep_best else None)
-  loader = _make_loader(data, task, config.task.train_split, config, tokenizer, family, train=True)
   step, skipped = 0, []
   restored = ckpt.restore_latest(abstract_like(state), check_meta=lambda meta: check_resume(meta, config))
   if restored is not None:
-    step, state, _, meta = restored
-    if len(meta["loader_states"]) != jax.process_count():
-      raise ValueError(f"the checkpoint at step {step} was written by {len(meta['loader_states'])} processes; "
-                       f"this run has {jax.process_count()}: each process resumes its own data position")
-    loader.set_state(meta["loader_states"][jax.process_index()])
+    step, state, loader, meta = restored
+    states = loader.get("process_states", [])
+    if len(states) != jax.process_count():
+      raise ValueError(f"the checkpoint at step {step} was written by {len(states)} processes; this run has "
+                       f"{jax.process_count()}: each process resumes its own data position")
+    work.batches.set_state(states[jax.process_index()])
     skipped = list(meta.get("skipped_steps", []))
     log.info("resumed from step %d in %s", step, ckpt.directory)
-  if main:  # after the resume check: a refused config does not overwrite the run's
+  if distributed.is_main():  # after the resume check: a refused config does not overwrite the run's
     write_json(workdir / "config.json", config.to_dict())
-  logger = MetricLogger(workdir, config, enabled=main)
+  logger = MetricLogger(workdir, config, enabled=distributed.is_main())
   logger.truncate_after(step)
-  local_rows = (config.eval.batch_size or config.batch_size) // jax.process_count()
+  return Run(config=config, workdir=workdir, work=work, prog=prog, state=state, frozen=frozen, rest=rest,
+             ckpt=ckpt, logger=logger, lr_at=make_schedule(config.schedule, config.optimizer.lr, config.total_steps),
+             trainable=int(trainable), total=int(total), t0=t0, step=step, skipped=skipped)
 
-  def run_eval(split: str, limit: int = 0, report: bool = False) -> dict[str, float]:
-    batches = _make_loader(data, task, split, config, tokenizer, family, train=False)
-    return evaluate(prog, state["params"], frozen, rest, batches, task=task, local_rows=local_rows, limit=limit,
-                    report=report, tokenizer=tokenizer,
-                    max_new_tokens=config.eval.max_new_tokens or config.model.max_length)
 
-  def save(at: int, force: bool = False) -> None:
-    ckpt.save(at, state, None, _meta(config, at, distributed.allgather_json(loader.get_state()), skipped),
-              force=force)
-
-  best_name = config.eval.metric
-  status, train_loss, diverged = "completed", None, ""
-  progress = Progress(config.total_steps, step, enabled=main and config.logging.progress)
+def run_steps(run: Run) -> None:
+  """Train steps until `total_steps`, SIGTERM (checkpoint and stop: "preempted") or one non-finite step too
+  many ("diverged"), with logging, periodic evaluation, keep-best and periodic checkpoints."""
+  config, prog = run.config, run.prog
+  mesh, rules = prog.mesh, shd.merge_rules(config.mesh.rules)
+  progress = Progress(config.total_steps, run.step, enabled=run.main and config.logging.progress)
   peak = peak_tflops(config.logging.peak_tflops, jax.devices()[0].device_kind)
-  speed = Throughput(flops_per_token=flops_per_token(total, trainable),
+  speed = Throughput(flops_per_token=flops_per_token(run.total, run.trainable),
                      peak_flops=peak * 1e12 * jax.device_count() if peak else None)
   first: dict[str, float] = {}  # time_to_first_step_s, held until the next train row is logged
-  batches = iter(loader)
+  batches = iter(run.work.batches)
   try:
     with _Preemption() as preemption:
-      while step < config.total_steps:
+      while run.step < config.total_steps:
         if preemption.requested:
-          save(step, force=True)
-          status = "preempted"
-          log.warning("SIGTERM: saved a checkpoint at step %d in %s; exiting", step, ckpt.directory)
+          run.save(force=True)
+          run.status = "preempted"
+          log.warning("SIGTERM: saved a checkpoint at step %d in %s; exiting", run.step, run.ckpt.directory)
           break
         batch = next(batches)
-        state, m = prog.train_step(state, frozen, rest, shd.global_batch(batch, mesh, rules))
-        train_loss = float(m["loss"])
-        step += 1
-        if not bool(m["ok"]):
-          skipped.append(step)
-          what = f"step {step} is not finite (loss {train_loss}, gradient norm {float(m['grad_norm'])})"
-          if len(skipped) > config.train.skip_nonfinite:
-            ckpt.wait()
-            good = ckpt.steps()
-            status = "diverged"
-            diverged = (f"{what}; stopped after {len(skipped)} non-finite steps (train.skip_nonfinite="
-                        f"{config.train.skip_nonfinite}). No non-finite update was applied or saved; the last "
-                        f"checkpoint is {'step %d' % good[-1] if good else 'none'} in {ckpt.directory}")
-            log.error("%s", diverged)
-            break
-          log.warning("%s; skipped, parameters unchanged (%d of train.skip_nonfinite=%d)", what, len(skipped),
-                      config.train.skip_nonfinite)
-        tokens = int(np.sum(batch["attention_mask"])) * jax.process_count()
+        run.state, m = prog.train_step(run.state, run.frozen, run.rest, shd.global_batch(batch, mesh, rules))
+        run.train_loss = float(m["loss"])
+        run.step += 1
+        if not bool(m["ok"]) and not _skip_nonfinite(run, m):
+          break
+        tokens = int(np.sum(batch["attention_mask"])) * jax.process_count() if "attention_mask" in batch else 0
         rates = speed.update(tokens, config.batch_size)
-        progress.update(train_loss, rates)
+        progress.update(run.train_loss, rates)
         if "time_to_first_step_s" in rates:
           first, rates = rates, {}
-        if step % config.log_every == 0 or step == config.total_steps:
-          logger.log(step, "train", {"loss": finite_or_none(train_loss),
-                                     "grad_norm": finite_or_none(float(m["grad_norm"])),
-                                     "lr": float(lr_at(step - 1)), **first, **rates})
+        if run.step % config.log_every == 0 or run.step == config.total_steps:
+          extra = run.work.log_fields() if run.work.log_fields else {}
+          run.logger.log(run.step, "train", {"loss": finite_or_none(run.train_loss),
+                                             "grad_norm": finite_or_none(float(m["grad_norm"])),
+                                             "lr": float(run.lr_at(run.step - 1)), **first, **rates, **extra})
           first = {}
-        if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
-          metrics = run_eval(config.task.eval_split, config.task.eval_limit)
-          logger.log(step, "eval", metrics)
-          best_name = best_name or next((k for k in metrics if k not in ("loss", "examples")), "loss")
-          ckpt.save_best(step, state, None, _meta(config, step, [], skipped), metrics[best_name])
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-          save(step)
-    if status == "completed":
-      save(step, force=True)
+        if config.eval_every and run.step % config.eval_every == 0 and run.step < config.total_steps:
+          metrics = run.evaluate(config.task.eval_split, config.task.eval_limit)
+          if metrics:
+            run.logger.log(run.step, "eval", metrics)
+            run.save_best(metrics)
+        if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+          run.save()
+    if run.status == "completed":
+      run.save(force=True)
   finally:
     progress.close()
-    ckpt.wait()
+    run.ckpt.wait()
 
-  results: dict[str, Any] = {"status": status, "step": step, "train_loss": finite_or_none(train_loss),
-                             "skipped_steps": skipped,
-                             "trainable_params": int(trainable), "total_params": int(total),
-                             "trainable_percent": 100.0 * trainable / max(total, 1),
-                             "trainable_params_sha256": params_digest(state["params"]),
-                             "model": config.model.name, "peft": config.peft.to_dict(), "task": task.name}
-  if status == "completed":
-    results["eval"] = run_eval(config.task.eval_split, config.task.eval_limit) if config.task.eval_split else {}
+
+def _skip_nonfinite(run: Run, m: dict) -> bool:
+  """Records a non-finite step; False (and status "diverged") when it is one more than allowed."""
+  run.skipped.append(run.step)
+  limit = run.config.train.skip_nonfinite
+  what = f"step {run.step} is not finite (loss {run.train_loss}, gradient norm {float(m['grad_norm'])})"
+  if len(run.skipped) > limit:
+    run.ckpt.wait()
+    good = run.ckpt.steps()
+    run.status = "diverged"
+    run.diverged = (f"{what}; stopped after {len(run.skipped)} non-finite steps (train.skip_nonfinite={limit}). "
+                    f"No non-finite update was applied or saved; the last checkpoint is "
+                    f"{'step %d' % good[-1] if good else 'none'} in {run.ckpt.directory}")
+    log.error("%s", run.diverged)
+    return False
+  log.warning("%s; skipped, parameters unchanged (%d of train.skip_nonfinite=%d)", what, len(run.skipped), limit)
+  return True
+
+
+def finish(run: Run) -> dict[str, Any]:
+  """Final evaluation on the eval and test splits (completed runs), results.json, plots and the summary.
+  Raises TrainingDiverged after writing the results of a diverged run."""
+  config = run.config
+  results: dict[str, Any] = {"status": run.status, "step": run.step, "train_loss": finite_or_none(run.train_loss),
+                             "skipped_steps": run.skipped, "trainable_params": run.trainable,
+                             "total_params": run.total, "trainable_percent": 100.0 * run.trainable / max(run.total, 1),
+                             "trainable_params_sha256": params_digest(run.state["params"]),
+                             "model": config.model.name, "peft": config.peft.to_dict(), "task": run.work.name,
+                             "objective": config.train.objective}
+  if run.status == "completed":
+    results["eval"] = run.evaluate(config.task.eval_split, config.task.eval_limit)
     if results["eval"]:
-      logger.log(step, "eval", results["eval"])
-      best_name = best_name or next((k for k in results["eval"] if k not in ("loss", "examples")), "loss")
-      ckpt.save_best(step, state, None, _meta(config, step, [], skipped), results["eval"][best_name])
-    if config.task.test_split:
-      results["test"] = run_eval(config.task.test_split, report=True)
-      report = results["test"].pop("report", None)
-      if report and main:
-        (workdir / "classification_report.txt").write_text(report)
+      run.logger.log(run.step, "eval", results["eval"])
+      run.save_best(results["eval"])
+    test = run.evaluate(config.task.test_split, report=True)
+    if test:
+      report = test.pop("report", None)
+      if report and run.main:
+        (run.workdir / "classification_report.txt").write_text(report)
         print(f"classification report ({config.task.test_split}):\n{report}", flush=True)
-      logger.log(step, "test", results["test"])
-  ckpt.wait()
-  ckpt.close()
-  results["wall_time_s"] = time.time() - t0
-  if main:
-    write_json(workdir / "results.json", results)
+      results["test"] = test
+      run.logger.log(run.step, "test", test)
+    if run.work.finish is not None:
+      results.update(run.work.finish(run.prog, run.state["params"], run.frozen, run.rest, run.workdir))
+  run.ckpt.wait()
+  run.ckpt.close()
+  results["wall_time_s"] = time.time() - run.t0
+  if run.main:
+    write_json(run.workdir / "results.json", results)
     if config.logging.plots:
       from lightft_jax.plots import plot_metrics
-      plot_metrics(workdir / "metrics.jsonl", workdir / "training.png")
+      plot_metrics(run.workdir / "metrics.jsonl", run.workdir / "training.png")
     print(summary_table(results), flush=True)
-  logger.summary(results)
-  logger.close()
-  if diverged:
-    raise TrainingDiverged(diverged)
+  run.logger.summary(results)
+  run.logger.close()
+  if run.diverged:
+    raise TrainingDiverged(run.diverged)
   return results
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+  """Runs (or resumes) training as `config` says, writing the run directory. Returns the results dict."""
+  run = setup(config, workdir)
+  run_steps(run)
+  return finish(run)

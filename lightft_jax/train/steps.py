@@ -21,9 +21,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lightft_jax.kinds import get_kind
 from lightft_jax.models.extensions import AuxLoss
 from lightft_jax.train import sharding as shd
-from lightft_jax.train.losses import loss_and_predictions
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "positions", "decoder_input_ids",
                 "decoder_attention_mask", "segment_ids")
@@ -53,49 +53,106 @@ def split_inputs(batch: dict) -> tuple[dict, dict | None]:
   return inputs, ctx or None
 
 
-@dataclasses.dataclass
-class Program:
-  """Everything needed to run steps: model pieces, shardings, optimizer, jitted steps."""
+Objective = Callable[[nnx.Module, dict, bool], tuple[jax.Array, dict]]
+"""(model, batch, train) -> (scalar loss, aux with "predictions" and the "weight" the loss averaged over)."""
 
-  mesh: Mesh
-  kind: str
-  tx: optax.GradientTransformation
+GradientEstimator = Callable[[Callable, Any, dict, jax.Array], tuple[jax.Array, Any]]
+"""(loss_of, params, batch, rng) -> (loss, gradient): what the optimizer is given each step, from
+`loss_of(params, batch, rng) -> scalar`. The default is `jax.value_and_grad(loss_of)`; first-order
+meta-learning (`lightft_jax.icl.meta`) adapts on each task's support set and returns a meta-gradient."""
+
+
+def kind_objective(kind: str) -> Objective:
+  """The supervised objective of a task kind: the model on the batch's inputs (other batch keys, e.g.
+  `task_ids`, as its `ctx`), then the kind's loss (`lightft_jax.kinds`)."""
+  spec = get_kind(kind)
+
+  def objective(model, batch, train):
+    inputs, ctx = split_inputs(batch)
+    return spec.loss_and_predictions(model(**inputs, ctx=ctx), batch)
+
+  return objective
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParts:
+  """An NNX model split once into graph definitions (train and eval mode) and pure-dict states."""
+
+  graphdef: Any
+  eval_graphdef: Any
   params: PureState
   frozen: PureState
   rest: PureState
-  graphdef: Any
-  eval_graphdef: Any
-  state_shardings: Any
-  frozen_shardings: Any
-  batch_sharding: NamedSharding
-  accum_steps: int = 1
-  train_step: Callable = None
-  eval_step: Callable = None
 
-  def model(self, params: Any, frozen: Any, rest: Any, *, train: bool = True) -> nnx.Module:
+  def merge(self, params: Any, frozen: Any, rest: Any, *, train: bool = True) -> nnx.Module:
     graphdef = self.graphdef if train else self.eval_graphdef
     return nnx.merge(graphdef, self.params.to_state(params), self.frozen.to_state(frozen),
                      self.rest.to_state(rest))
 
 
-def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransformation, *, kind: str,
-                  mesh: Mesh, rules=shd.DEFAULT_RULES, accum_steps: int = 1) -> Program:
-  """Splits `model`, derives every sharding from logical axis names and jits the steps."""
+@dataclasses.dataclass
+class Program:
+  """Everything needed to run steps: model pieces, shardings, optimizer, jitted steps. Built whole by
+  `build_program`. `kind` names the task kind whose evaluator `train.evaluate` uses (None for objectives
+  that bring their own evaluation)."""
+
+  mesh: Mesh
+  kind: str | None
+  tx: optax.GradientTransformation
+  parts: ModelParts
+  state_shardings: Any
+  frozen_shardings: Any
+  batch_sharding: NamedSharding
+  train_step: Callable
+  eval_step: Callable
+  accum_steps: int = 1
+
+  @property
+  def params(self) -> PureState:
+    return self.parts.params
+
+  @property
+  def frozen(self) -> PureState:
+    return self.parts.frozen
+
+  @property
+  def rest(self) -> PureState:
+    return self.parts.rest
+
+  def model(self, params: Any, frozen: Any, rest: Any, *, train: bool = True) -> nnx.Module:
+    return self.parts.merge(params, frozen, rest, train=train)
+
+
+def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransformation, *, mesh: Mesh,
+                  kind: str | None = None, objective: Objective | None = None,
+                  gradient: GradientEstimator | None = None, rules=shd.DEFAULT_RULES,
+                  accum_steps: int = 1) -> Program:
+  """Splits `model`, derives every sharding from logical axis names and jits the steps.
+
+  The loss is `objective`, or the task kind's (`kind_objective(kind)`) when only `kind` is given;
+  `gradient` replaces the plain gradient of that loss (see `GradientEstimator`).
+  """
+  if objective is None:
+    if kind is None:
+      raise ValueError("build_program needs a task kind or an objective")
+    objective = kind_objective(kind)
   model.train()
   graphdef, params, frozen, rest = nnx.split(model, trainable_filter, nnx.Param, ...)
   model.eval()
   eval_graphdef = nnx.graphdef(model)
   model.train()
+  parts = ModelParts(graphdef, eval_graphdef, PureState(params), PureState(frozen), PureState(rest))
   p_specs, f_specs = shd.state_specs(params, mesh, rules), shd.state_specs(frozen, mesh, rules)
-  pure_params = nnx.to_pure_dict(params)
+  pure_params = parts.params.pure
   opt_specs = optimizer_specs(jax.eval_shape(tx.init, pure_params), pure_params, p_specs)
   state_specs = {"step": P(), "params": p_specs, "opt_state": opt_specs, "rng": P()}
-  prog = Program(mesh=mesh, kind=kind, tx=tx, params=PureState(params), frozen=PureState(frozen),
-                 rest=PureState(rest), graphdef=graphdef, eval_graphdef=eval_graphdef,
-                 state_shardings=shd.named(mesh, state_specs), frozen_shardings=shd.named(mesh, f_specs),
-                 batch_sharding=NamedSharding(mesh, shd.batch_spec(mesh, rules)), accum_steps=accum_steps)
-  prog.train_step, prog.eval_step = _jit_steps(prog)
-  return prog
+  state_shardings, frozen_shardings = shd.named(mesh, state_specs), shd.named(mesh, f_specs)
+  batch_sharding = NamedSharding(mesh, shd.batch_spec(mesh, rules))
+  train_step, eval_step = _jit_steps(parts, objective, gradient or _plain_gradient(accum_steps), tx, mesh,
+                                     state_shardings, frozen_shardings, batch_sharding)
+  return Program(mesh=mesh, kind=kind, tx=tx, parts=parts, state_shardings=state_shardings,
+                 frozen_shardings=frozen_shardings, batch_sharding=batch_sharding, train_step=train_step,
+                 eval_step=eval_step, accum_steps=accum_steps)
 
 
 def optimizer_specs(opt_state: Any, params: Any, param_specs: Any) -> Any:
@@ -117,13 +174,11 @@ def optimizer_specs(opt_state: Any, params: Any, param_specs: Any) -> Any:
   return jax.tree_util.tree_map_with_path(spec_of, opt_state)
 
 
-def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
-  model = prog.model(params, frozen, rest, train=train)
+def _loss_fn(parts: ModelParts, objective: Objective, params, frozen, rest, batch, rng, train: bool):
+  model = parts.merge(params, frozen, rest, train=train)
   if train and rng is not None:
     nnx.reseed(model, default=rng)
-  inputs, ctx = split_inputs(batch)
-  out = model(**inputs, ctx=ctx)
-  loss, aux = loss_and_predictions(prog.kind, out, batch)
+  loss, aux = objective(model, batch, train)
   # Auxiliary losses that modules sow as `AuxLoss` (models/extensions.py; e.g. mixture-of-experts load
   # balancing) join the training objective.
   aux_terms = jax.tree.leaves(nnx.pop(model, AuxLoss))
@@ -131,6 +186,24 @@ def _loss_fn(prog: Program, params, frozen, rest, batch, rng, train: bool):
     aux["aux_loss"] = sum(jnp.sum(v) for v in aux_terms)
     loss = loss + aux["aux_loss"]
   return loss, aux
+
+
+def _plain_gradient(k: int) -> GradientEstimator:
+  """value_and_grad of the loss, averaged over `k` micro-batches (gradient accumulation) when k > 1."""
+  def gradient(loss_of, params, batch, rng):
+    grad_fn = jax.value_and_grad(loss_of)
+    if k == 1:
+      return grad_fn(params, batch, rng)
+    micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+
+    def body(carry, i):
+      mb = jax.tree.map(lambda x: x[i], micro)
+      return jax.tree.map(jnp.add, carry, grad_fn(params, mb, jax.random.fold_in(rng, i))), None
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    (loss, grads), _ = jax.lax.scan(body, zeros, jnp.arange(k))
+    return loss / k, jax.tree.map(lambda g: g / k, grads)
+  return gradient
 
 
 def grad_norm(grads: Any) -> jax.Array:
@@ -146,26 +219,13 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _jit_steps(prog: Program):
-  k = prog.accum_steps
-
+def _jit_steps(parts: ModelParts, objective: Objective, gradient: GradientEstimator,
+               tx: optax.GradientTransformation, mesh: Mesh, state_shardings, frozen_shardings, batch_sharding):
   def train_step(state, frozen, rest, batch):
     rng = jax.random.fold_in(state["rng"], state["step"])
-    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_fn(prog, p, frozen, rest, b, r, True)[0])
-    if k == 1:
-      loss, grads = grad_fn(state["params"], batch, rng)
-    else:
-      micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
-
-      def body(carry, i):
-        mb = jax.tree.map(lambda x: x[i], micro)
-        l, g = grad_fn(state["params"], mb, jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, (l, g)), None
-
-      zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state["params"]))
-      (loss, grads), _ = jax.lax.scan(body, zeros, jnp.arange(k))
-      loss, grads = loss / k, jax.tree.map(lambda g: g / k, grads)
-    updates, opt_state = prog.tx.update(grads, state["opt_state"], state["params"])
+    loss_of = lambda p, b, r: _loss_fn(parts, objective, p, frozen, rest, b, r, True)[0]
+    loss, grads = gradient(loss_of, state["params"], batch, rng)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     gnorm = grad_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & all_finite(updates)
     keep = lambda new, old: jnp.where(ok, new, old)  # a non-finite step leaves params and optimizer as they were
@@ -175,18 +235,17 @@ def _jit_steps(prog: Program):
     return new, {"loss": loss, "grad_norm": gnorm, "ok": ok}
 
   def eval_step(params, frozen, rest, batch):
-    loss, aux = _loss_fn(prog, params, frozen, rest, batch, None, False)
+    loss, aux = _loss_fn(parts, objective, params, frozen, rest, batch, None, False)
     out = {"loss_sum": loss * aux["weight"], "weight": aux["weight"], "predictions": aux["predictions"]}
     out.update({k: batch[k] for k in TARGETS if k in batch})  # global (replicated) targets for metrics
     return out
 
-  repl = shd.replicated(prog.mesh)
-  rest_sh = jax.tree.map(lambda _: repl, prog.rest.pure)
-  jtrain = jax.jit(train_step, in_shardings=(prog.state_shardings, prog.frozen_shardings, rest_sh,
-                                             prog.batch_sharding),
-                   out_shardings=(prog.state_shardings, repl), donate_argnums=(0,))
-  jeval = jax.jit(eval_step, in_shardings=(prog.state_shardings["params"], prog.frozen_shardings, rest_sh,
-                                           prog.batch_sharding), out_shardings=repl)
+  repl = shd.replicated(mesh)
+  rest_sh = jax.tree.map(lambda _: repl, parts.rest.pure)
+  jtrain = jax.jit(train_step, in_shardings=(state_shardings, frozen_shardings, rest_sh, batch_sharding),
+                   out_shardings=(state_shardings, repl), donate_argnums=(0,))
+  jeval = jax.jit(eval_step, in_shardings=(state_shardings["params"], frozen_shardings, rest_sh, batch_sharding),
+                  out_shardings=repl)
   return jtrain, jeval
 
 
