@@ -5,7 +5,8 @@
 Inputs are run directories, globs, or folders holding run directories (a sweep root). Every run must have
 finished: a run without results.json, or whose status is not "completed", stops the aggregation with a list
 of such runs. Runs are grouped by dotted config keys read from each run's config.json (default: the keys
-whose values differ between the runs, except `seed`); one row per group:
+whose values differ between the runs, except `seed`; a key only some runs have is null for the others); one
+row per group:
 
   group keys..., n_seeds (runs in the group), <metric>_mean, <metric>_std (sample std, ddof=1; null for one
   run) for every number in results.json "test" and "eval" (test/accuracy, eval/loss, ...; not the example
@@ -114,12 +115,12 @@ def _mean_std(xs: list[float]) -> tuple[float, float | None]:
 
 
 def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
+  nowhere = [k for k in group_by if not any(k in r["config"] for r in runs)]
+  if nowhere:
+    raise SystemExit(f"no run's config.json has the key(s) {nowhere}")
   groups: dict[tuple, list[dict]] = {}
-  for r in runs:
-    missing = [k for k in group_by if k not in r["config"]]
-    if missing:
-      raise SystemExit(f"{r['dir']}/config.json has no key {missing[0]!r}")
-    groups.setdefault(tuple(json.dumps(r["config"][k]) for k in group_by), []).append(r)
+  for r in runs:  # a key only some runs have (peft.r for LoRA runs beside IA3 ones) is null for the others
+    groups.setdefault(tuple(json.dumps(r["config"].get(k)) for k in group_by), []).append(r)
   rows = []
   for key, members in groups.items():
     row: dict[str, Any] = {k: json.loads(v) for k, v in zip(group_by, key)}
@@ -132,7 +133,7 @@ def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
     row["ms_per_step_from"] = "/".join(sorted({x["ms_per_step_from"] for x in members}))
     row["runs"] = [str(x["dir"]) for x in members]
     rows.append(row)
-  return sorted(rows, key=lambda r: [str(r[k]) for k in group_by])
+  return sorted(rows, key=lambda r: [json.dumps(r[k]) for k in group_by])
 
 
 def versions() -> dict[str, str]:
@@ -146,7 +147,7 @@ def versions() -> dict[str, str]:
 
 
 def _fmt(v: Any) -> str:
-  return f"{v:.4g}" if isinstance(v, float) else str(v)
+  return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def write_markdown(path: Path, summary: dict, group_by: list[str], metrics: list[str]) -> None:
@@ -175,7 +176,7 @@ def plot_metric_vs_params(path: Path, rows: list[dict], group_by: list[str], met
     ax.errorbar([r["trainable_params"] for r in rs], [r[f"{metric}_mean"] for r in rs],
                 yerr=[r[f"{metric}_std"] or 0.0 for r in rs], marker="o", capsize=3, label=label)
     for r in rs:
-      note = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in group_by[1:])
+      note = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in group_by[1:] if r[k] is not None)
       if note:
         ax.annotate(note, (r["trainable_params"], r[f"{metric}_mean"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
@@ -195,7 +196,7 @@ def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> N
   for r in runs:
     if not r["curve"]:
       continue
-    label = ", ".join(f"{k}={r['config'][k]}" for k in group_by) or "runs"
+    label = ", ".join(f"{k}={r['config'].get(k)}" for k in group_by) or "runs"
     new = label not in colors
     color = colors.setdefault(label, f"C{len(colors) % 10}")
     ax.plot(*zip(*r["curve"]), color=color, alpha=0.8, label=label if new else None)

@@ -1,0 +1,84 @@
+"""launch.aggregate on run directories written here (known numbers), and its refusal of unfinished runs."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from launch import aggregate
+
+
+def fake_run(d: Path, *, method: str, seed: int, acc: float, params: int, rate: float | None = None,
+             r: int | None = None, status: str = "completed") -> Path:
+  """A run directory as lightft_jax.main leaves it: config.json (nested), results.json, metrics.jsonl."""
+  d.mkdir(parents=True)
+  peft = {"method": method, **({"r": r} if r is not None else {})}
+  (d / "config.json").write_text(json.dumps({"seed": seed, "batch_size": 8, "peft": peft,
+                                             "wandb": {"name": d.name}}))
+  (d / "results.json").write_text(json.dumps({
+      "status": status, "step": 5, "trainable_params": params, "wall_time_s": 10.0,
+      "eval": {"loss": 0.5, "examples": 20, "accuracy": acc - 0.1}, "test": {"loss": 0.4, "examples": 20, "accuracy": acc}}))
+  rows = [{"step": 1, "split": "train", "loss": 0.7, "time_to_first_step_s": 3.0}]
+  rows += [{"step": s, "split": "train", "loss": 0.7 - 0.05 * s, **({"examples_per_s": rate} if rate else {})}
+           for s in (2, 5)]
+  (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+  return d
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+  root = tmp_path / "sweep"
+  fake_run(root / "lora_s0", method="lora", r=4, seed=0, acc=0.8, params=1000, rate=40.0)
+  fake_run(root / "lora_s1", method="lora", r=4, seed=1, acc=0.9, params=1000, rate=40.0)
+  fake_run(root / "ia3_s0", method="ia3", seed=0, acc=0.6, params=100)
+  fake_run(root / "ia3_s1", method="ia3", seed=1, acc=0.7, params=100)
+  (root / "_launch").mkdir()  # not a run: ignored
+  return root
+
+
+def test_rows_mean_std_params_and_step_time(sweep_dir, tmp_path):
+  out = tmp_path / "out"
+  assert aggregate.main([str(sweep_dir / "*"), "--group-by=peft.method,peft.r", f"--out={out}"]) == 0
+  summary = json.loads((out / "summary.json").read_text())
+  assert set(summary) == {"rows", "command", "device", "versions"}
+  assert summary["command"].startswith("python -m launch.aggregate ") and "jax" in summary["versions"]
+  ia3, lora = summary["rows"]
+  assert (lora["peft.method"], lora["peft.r"], lora["n_seeds"]) == ("lora", 4, 2)
+  assert (ia3["peft.method"], ia3["peft.r"], ia3["n_seeds"]) == ("ia3", None, 2)
+  assert lora["test/accuracy_mean"] == pytest.approx(0.85)
+  assert lora["test/accuracy_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
+  assert lora["eval/accuracy_mean"] == pytest.approx(0.75) and "test/examples_mean" not in lora
+  assert lora["trainable_params"] == 1000 and ia3["trainable_params"] == 100
+  assert lora["ms_per_step"] == pytest.approx(1000 * 8 / 40.0) and lora["ms_per_step_from"] == "examples_per_s"
+  assert ia3["ms_per_step"] == pytest.approx(1000 * 10.0 / 5) and ia3["ms_per_step_from"] == "wall_time"
+  md = (out / "summary.md").read_text()
+  assert md.startswith("| peft.method | peft.r | n_seeds | test/loss | test/accuracy |") and "0.85 ± 0.071" in md
+  for png in ("metric_vs_params.png", "learning_curves.png"):
+    assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_groups_are_the_varying_keys_without_seed(sweep_dir, tmp_path):
+  summary = aggregate.aggregate([str(sweep_dir)], tmp_path)
+  assert [(r["peft.method"], r["peft.r"], r["n_seeds"]) for r in summary["rows"]] == [("ia3", None, 2), ("lora", 4, 2)]
+  assert not any("seed" in k for k in summary["rows"][0] if k != "n_seeds")
+  one = aggregate.aggregate([str(sweep_dir)], tmp_path / "one", group_by=[])
+  assert len(one["rows"]) == 1 and one["rows"][0]["n_seeds"] == 4
+  assert one["rows"][0]["test/accuracy_std"] is not None
+
+
+def test_unfinished_runs_are_named(sweep_dir, tmp_path):
+  fake_run(sweep_dir / "stopped", method="lora", r=8, seed=0, acc=0.5, params=2000, status="preempted")
+  (sweep_dir / "crashed").mkdir()
+  (sweep_dir / "crashed" / "config.json").write_text("{}")
+  with pytest.raises(SystemExit, match="not finished") as e:
+    aggregate.aggregate([str(sweep_dir)], tmp_path / "out")
+  assert "stopped: preempted" in str(e.value) and "crashed: no results.json" in str(e.value)
+  assert "lora_s0" not in str(e.value) and not (tmp_path / "out").exists()
+
+
+def test_misspelled_group_key_and_empty_input_fail(sweep_dir, tmp_path):
+  with pytest.raises(SystemExit, match="peft.rank"):
+    aggregate.aggregate([str(sweep_dir)], tmp_path, group_by=["peft.rank"])
+  with pytest.raises(SystemExit, match="no run directories"):
+    aggregate.aggregate([str(tmp_path / "nothing*")], tmp_path)
