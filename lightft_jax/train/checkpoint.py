@@ -31,8 +31,8 @@ from lightft_jax.train import config_lib
 log = logging.getLogger(__name__)
 
 # Config keys (fnmatch patterns over dotted keys) that do not define the trained state.
-RESUME_SAFE = ("total_steps", "log_every", "eval_every", "checkpoint_every", "baselines", "train.skip_nonfinite",
-               "checkpoint.*", "eval.batch_size", "eval.max_new_tokens", "task.eval_limit", "task.test_split",
+RESUME_SAFE = ("total_steps", "epochs", "log_every", "eval_every", "checkpoint_every", "baselines", "train.skip_nonfinite",
+               "checkpoint.*", "eval.batch_size", "eval.max_new_tokens", "eval.at_start", "eval.patience", "eval.report_every_eval", "task.eval_limit", "task.test_split",
                "logging.*", "wandb.*", "mesh.*", "distributed.*")
 
 

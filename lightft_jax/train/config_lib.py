@@ -166,6 +166,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.job = "train"  # what main.py runs: a name in lightft_jax.jobs (train | icl_eval)
   c.seed = 0
   c.total_steps = 100
+  c.epochs = 0.0  # > 0: total_steps = ceil(epochs * steps per epoch of the training split), set when the run starts
   c.batch_size = 32
   c.log_every = 10
   c.eval_every = 0  # 0: evaluate only at the end
@@ -234,6 +235,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.metric = ""  # metric for keep-best; "" = the task's first metric
   c.eval.mode = "max"  # max | min
   c.eval.batch_size = 0  # 0: batch_size
+  c.eval.at_start = False  # also evaluate before the first step (logged at step 0; results.json "eval_at_start")
+  c.eval.patience = 0  # > 0: stop when this many periodic evaluations in a row did not improve eval.metric
+  c.eval.report_every_eval = True  # classification report (reports/eval_step_N.txt) at every evaluation
   c.eval.max_new_tokens = 0  # tokens seq2seq evaluation generates (whatever the reference length); 0: model.max_length
 
   c.logging = ml_collections.ConfigDict()
@@ -267,6 +271,8 @@ def finalize(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for k in ("total_steps", "batch_size"):
     if cfg[k] <= 0:
       raise ValueError(f"{k} must be positive, got {cfg[k]}")
+  if cfg.get("epochs", 0) < 0 or cfg.get("eval", {}).get("patience", 0) < 0:
+    raise ValueError(f"epochs and eval.patience must be >= 0, got {cfg.epochs} and {cfg.eval.patience}")
   skip = cfg.train.skip_nonfinite
   if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
     raise ValueError(f"train.skip_nonfinite must be an integer >= 0, got {cfg.train.skip_nonfinite!r}")

@@ -4,7 +4,9 @@
 `setup`: config -> workload (model + PEFT, batches, objective, evaluation) -> mesh + sharded program ->
 restore (after checking that the config still defines the same trained state, `checkpoint.check_resume`) or
 init. `run_steps`: steps with logging, eval, keep-best and periodic checkpoints; SIGTERM saves a checkpoint
-and returns. `finish`: final eval on the eval and test splits -> results.json, metrics.jsonl, plots.
+and returns; `eval.patience` stops early (status "early_stopped", kept on resume). `epochs` sets total_steps
+from the training split's size. `finish`: final eval on the eval and test splits -> results.json,
+metrics.jsonl, plots.
 
 Non-finite steps: the train step never applies an update whose loss, gradient or value is NaN/inf, so every
 saved state is finite. Such a step is skipped (its batch is consumed) up to `train.skip_nonfinite` times in
@@ -66,12 +68,6 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self.previous)
 
 
-def _meta(cfg: ml_collections.ConfigDict, step: int, skipped: list[int]) -> dict:
-  """What a checkpoint needs beside the trainable state and the data position to continue the run: the
-  config that defines the state (checked on resume) and the steps skipped as non-finite."""
-  return {"step": step, "total_steps": cfg.total_steps, "config": state_config(cfg), "skipped_steps": list(skipped)}
-
-
 def primary_metric(config: ml_collections.ConfigDict, metrics: dict[str, Any]) -> str:
   """The metric that ranks checkpoints and runs: `eval.metric`, else the first metric other than the loss and
   the example count, else the loss."""
@@ -112,6 +108,9 @@ class Run:
   status: str = "completed"
   train_loss: float | None = None
   diverged: str = ""
+  best: float | None = None  # the best periodic eval.metric so far (early stopping)
+  evals_without_improvement: int = 0
+  eval_at_start: dict | None = None
 
   @property
   def main(self) -> bool:
@@ -122,13 +121,45 @@ class Run:
       return {}
     return self.work.evaluate(self.prog, self.state["params"], self.frozen, self.rest, split, limit, report)
 
+  def periodic_eval(self) -> dict[str, Any]:
+    """Evaluation on `task.eval_split` during training: logged, its classification report written to
+    reports/eval_step_N.txt (`eval.report_every_eval`), and counted for early stopping (`eval.patience`)."""
+    config = self.config
+    metrics = self.evaluate(config.task.eval_split, config.task.eval_limit, report=config.eval.report_every_eval)
+    report = metrics.pop("report", None)
+    if not metrics:
+      return metrics
+    if report and self.main:
+      (self.workdir / "reports").mkdir(exist_ok=True)
+      (self.workdir / "reports" / f"eval_step_{self.step}.txt").write_text(report)
+    self.logger.log(self.step, "eval", metrics)
+    value = metrics[primary_metric(config, metrics)]
+    better = self.best is None or (value > self.best if config.eval.mode == "max" else value < self.best)
+    self.best, self.evals_without_improvement = (value, 0) if better else (self.best,
+                                                                           self.evals_without_improvement + 1)
+    return metrics
+
+  def meta(self) -> dict:
+    """What a checkpoint needs beside the trainable state and the data position to continue the run: the
+    config that defines the state (checked on resume), the steps skipped as non-finite and the early-stopping
+    count."""
+    return {"step": self.step, "total_steps": self.config.total_steps, "config": state_config(self.config),
+            "skipped_steps": list(self.skipped), "best": self.best,
+            "evals_without_improvement": self.evals_without_improvement,
+            "early_stopped": self.status == "early_stopped"}
+
+  def restore_meta(self, meta: dict) -> None:
+    self.skipped = list(meta.get("skipped_steps", []))
+    self.best, self.evals_without_improvement = meta.get("best"), meta.get("evals_without_improvement", 0)
+    if meta.get("early_stopped"):
+      self.status = "early_stopped"
+
   def save(self, force: bool = False) -> None:
     loader = {"process_states": distributed.allgather_json(self.work.batches.get_state())}
-    self.ckpt.save(self.step, self.state, loader, _meta(self.config, self.step, self.skipped), force=force)
+    self.ckpt.save(self.step, self.state, loader, self.meta(), force=force)
 
   def save_best(self, metrics: dict[str, Any]) -> None:
-    self.ckpt.save_best(self.step, self.state, None, _meta(self.config, self.step, self.skipped),
-                        metrics[primary_metric(self.config, metrics)])
+    self.ckpt.save_best(self.step, self.state, None, self.meta(), metrics[primary_metric(self.config, metrics)])
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
@@ -140,6 +171,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
   if distributed.is_main():
     workdir.mkdir(parents=True, exist_ok=True)
   work = build_workload(config)
+  if config.epochs:
+    if work.steps_per_epoch is None:
+      raise ValueError(f"epochs={config.epochs}: the {config.train.objective} objective's data has no epochs "
+                       "(set total_steps)")
+    config.total_steps = max(1, math.ceil(config.epochs * work.steps_per_epoch()))
+    log.info("epochs=%s: %d steps", config.epochs, config.total_steps)
   from lightft_jax import peft
   trainable, total = peft.param_counts(work.model)
   mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
@@ -154,7 +191,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
   ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
                       async_save=config.checkpoint.async_save,
                       best_mode=config.eval.mode if config.checkpoint.keep_best else None)
-  step, skipped = 0, []
+  step, meta = 0, {}
   restored = ckpt.restore_latest(abstract_like(state), check_meta=lambda meta: check_resume(meta, config))
   if restored is not None:
     step, state, loader, meta = restored
@@ -163,15 +200,16 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
       raise ValueError(f"the checkpoint at step {step} was written by {len(states)} processes; this run has "
                        f"{jax.process_count()}: each process resumes its own data position")
     work.batches.set_state(states[jax.process_index()])
-    skipped = list(meta.get("skipped_steps", []))
     log.info("resumed from step %d in %s", step, ckpt.directory)
   if distributed.is_main():  # after the resume check: a refused config does not overwrite the run's
     write_json(workdir / "config.json", config.to_dict())
   logger = MetricLogger(workdir, config, enabled=distributed.is_main())
   logger.truncate_after(step)
-  return Run(config=config, workdir=workdir, work=work, prog=prog, state=state, frozen=frozen, rest=rest,
-             ckpt=ckpt, logger=logger, lr_at=make_schedule(config.schedule, config.optimizer.lr, config.total_steps),
-             trainable=int(trainable), total=int(total), t0=t0, step=step, skipped=skipped)
+  run = Run(config=config, workdir=workdir, work=work, prog=prog, state=state, frozen=frozen, rest=rest,
+            ckpt=ckpt, logger=logger, lr_at=make_schedule(config.schedule, config.optimizer.lr, config.total_steps),
+            trainable=int(trainable), total=int(total), t0=t0, step=step)
+  run.restore_meta(meta)
+  return run
 
 
 def run_steps(run: Run) -> None:
@@ -185,9 +223,12 @@ def run_steps(run: Run) -> None:
                      peak_flops=peak * 1e12 * jax.device_count() if peak else None)
   first: dict[str, float] = {}  # time_to_first_step_s, held until the next train row is logged
   batches = iter(run.work.batches)
+  if config.eval.at_start and run.step == 0:
+    run.eval_at_start = run.periodic_eval()
+    run.best, run.evals_without_improvement = None, 0  # the untrained model is no checkpoint to keep
   try:
     with _Preemption() as preemption:
-      while run.step < config.total_steps:
+      while run.step < config.total_steps and run.status == "completed":
         if preemption.requested:
           run.save(force=True)
           run.status = "preempted"
@@ -211,13 +252,17 @@ def run_steps(run: Run) -> None:
                                              "lr": float(run.lr_at(run.step - 1)), **first, **rates, **extra})
           first = {}
         if config.eval_every and run.step % config.eval_every == 0 and run.step < config.total_steps:
-          metrics = run.evaluate(config.task.eval_split, config.task.eval_limit)
+          metrics = run.periodic_eval()
           if metrics:
-            run.logger.log(run.step, "eval", metrics)
             run.save_best(metrics)
+          if config.eval.patience and run.evals_without_improvement >= config.eval.patience:
+            run.status = "early_stopped"
+            log.warning("early stopping at step %d: %d evaluations without improving %s (best %s)", run.step,
+                        run.evals_without_improvement, primary_metric(config, metrics), run.best)
+            break
         if config.checkpoint_every and run.step % config.checkpoint_every == 0:
           run.save()
-    if run.status == "completed":
+    if run.status in ("completed", "early_stopped"):
       run.save(force=True)
   finally:
     progress.close()
@@ -252,7 +297,9 @@ def finish(run: Run) -> dict[str, Any]:
                              "trainable_params_sha256": params_digest(run.state["params"]),
                              "model": config.model.name, "peft": config.peft.to_dict(), "task": run.work.name,
                              "objective": config.train.objective}
-  if run.status == "completed":
+  if run.eval_at_start:
+    results["eval_at_start"] = run.eval_at_start
+  if run.status in ("completed", "early_stopped"):
     results["eval"] = run.evaluate(config.task.eval_split, config.task.eval_limit)
     if results["eval"]:
       run.logger.log(run.step, "eval", results["eval"])

@@ -12,6 +12,7 @@ One trainer (`train.loop`) runs every objective; an objective differs only in wh
   evaluate    (Program, params, frozen, rest, split, limit, report) -> metrics; None: no evaluation
   finish      (Program, params, frozen, rest, workdir) -> extra results.json fields (curves, plots)
   log_fields  () -> extra fields of each logged train row (e.g. a curriculum's current size)
+  steps_per_epoch  () -> optimizer steps in one pass over the training data (for `epochs=`); None: endless
 
 Built-in objectives (`WORKLOADS`): `supervised` (a task from `lightft_jax.data`: classification, NER, QA,
 seq2seq, LM, ...), `icl_regression` (Garg et al.'s in-context regression, `icl.regression`), `metaicl`,
@@ -42,6 +43,7 @@ class Workload:
   evaluate: Callable | None = None
   finish: Callable | None = None
   log_fields: Callable[[], dict] | None = None
+  steps_per_epoch: Callable[[], int] | None = None
 
 
 _WORKLOADS: dict[str, Ref] = {
@@ -97,5 +99,14 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
                     limit=limit, report=report, tokenizer=tokenizer,
                     max_new_tokens=config.eval.max_new_tokens or config.model.max_length)
 
+  def steps_per_epoch() -> int:
+    from lightft_jax.data.formats import lm_document
+    source = task.open(config.task.train_split, config.task.data_dir or None)
+    if get_kind(task.kind).packed:  # packed rows: the split's tokens over the row length
+      tokens = sum(len(lm_document(source[i]["text"], tokenizer, config.model.max_length)["input_ids"])
+                   for i in range(len(source)))
+      return max(1, -(-tokens // config.model.max_length) // config.batch_size)
+    return max(1, len(source) // config.batch_size)
+
   return Workload(model=model, batches=loader(config.task.train_split, train=True), name=task.name,
-                  kind=task.kind, evaluate=run_eval)
+                  kind=task.kind, evaluate=run_eval, steps_per_epoch=steps_per_epoch)
