@@ -16,7 +16,7 @@ Files the backend needs (sbatch script, SkyPilot task YAMLs, W&B sweep YAML) are
   skypilot  one task YAML per point, each launched as its own managed job (`sky jobs launch`), in parallel;
             setup installs the JAX build for --accelerators; --nodes > 1 starts jax.distributed from
             SkyPilot's node variables; --bucket mounts a bucket for the run directories
-  wandb     a sweep YAML whose agent command runs launch.wandb_entry (own run directory per W&B run id),
+  wandb     a sweep YAML whose agent command runs launch.wandb_entry (run directory ROOT/wandb/<W&B run id>),
             then `wandb sweep`; start agents with the `wandb agent ...` line it prints, from this directory
 
 --dry-run prints the files and the commands instead of writing and running them.
@@ -54,6 +54,18 @@ def jax_install(accelerators: str) -> str:
   pin = f"=={jax_version()}" if jax_version() else ""
   extra = "tpu" if accelerators.lower().startswith("tpu") else "cuda12"
   return f"pip install -U {shlex.quote(f'jax[{extra}]{pin}')}"
+
+
+class _Dumper(yaml.SafeDumper):
+  """Multi-line strings as `|` blocks, so a generated run script reads as it will run."""
+
+
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
+def sky_name(point: Point) -> str:
+  """A SkyPilot task / job name for the point: letters, digits, - _ . only, starting with a letter."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"lightft-{point.name}")[:63].rstrip("-_.")
 
 
 def local(points: list[Point]) -> list[list[str]]:
@@ -107,19 +119,22 @@ def skypilot(points: list[Point], *, accelerators: str = "H100:1", nodes: int = 
   if zone:
     resources["zone"] = zone
   setup = " && ".join(s for s in (SETUP, jax_install(accelerators)) if s)
+  names = [sky_name(p) for p in points]
+  if len(set(names)) < len(names):  # names cut at 63 characters or sanitised alike
+    names = [f"{n[:56]}-{i}" for i, n in enumerate(names)]
   out = {}
-  for p in points:
+  for p, name in zip(points, names):
     run = p.command
     if nodes > 1:
       run = ("COORDINATOR=$(echo \"$SKYPILOT_NODE_IPS\" | head -n1)\n"
              f"{p.command} --config.distributed.coordinator_address=$COORDINATOR:{port} "
              "--config.distributed.num_processes=$SKYPILOT_NUM_NODES "
              "--config.distributed.process_id=$SKYPILOT_NODE_RANK\n")
-    task = {"name": f"lightft-{p.name}"[:63], "num_nodes": nodes, "resources": resources, "workdir": ".",
+    task = {"name": name, "num_nodes": nodes, "resources": resources, "workdir": ".",
             "setup": setup, "run": run}
     if bucket:
       task["file_mounts"] = {"/lightft_runs": {"source": bucket, "mode": "MOUNT_CACHED"}}
-    out[p.name] = yaml.safe_dump(task, sort_keys=False)
+    out[p.name] = yaml.dump(task, Dumper=_Dumper, sort_keys=False, width=1000)
   return out
 
 
@@ -139,7 +154,7 @@ def wandb_sweep(sweep: dict, *, method: str = "grid", metric: str = "test/accura
   doc = {"program": "launch/wandb_entry.py", "project": project, "method": method,
          "metric": {"name": metric, "goal": goal}, "parameters": params,
          "command": ["${env}", "${interpreter}", "-m", "launch.wandb_entry", f"--config={sweep['config']}",
-                     f"--root={workdir_root or root(sweep)}", "${args_no_hyphens}"]}
+                     f"--root={workdir_root or root(sweep) + '/wandb'}", "${args_no_hyphens}"]}
   return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -169,8 +184,8 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
     tasks = skypilot(points, accelerators=args.accelerators, nodes=args.nodes, zone=args.zone, bucket=args.bucket,
                      port=args.port)
     files = {str(out / f"{name}.yaml"): text for name, text in tasks.items()}
-    cmds = [["sky", "jobs", "launch", "-y", "-d", "-n", f"lightft-{name}"[:63], path]
-            for name, path in zip(tasks, files)]
+    cmds = [["sky", "jobs", "launch", "-y", "-d", "-n", yaml.safe_load(text)["name"], path]
+            for path, text in files.items()]
     return out, files, cmds, True
   text = wandb_sweep(sweep, method=args.wandb_method, metric=args.metric, project=args.wandb_project,
                      workdir_root=workdir_root)

@@ -5,6 +5,7 @@ the sweep command)."""
 import json
 import os
 import random
+import re
 import shlex
 import stat
 import subprocess
@@ -244,7 +245,7 @@ def test_skypilot_one_task_per_point_launched_in_parallel(tmp_path, capsys, monk
   points = expand(load_sweep(sweep))
   launched = sorted(calls(log))
   assert len(launched) == len(points) == 8
-  assert printed.count("sky jobs launch -y -d -n lightft-") == 8
+  assert printed.count("sky jobs launch -y -d -n lightft-") == 8 and "lightft-r-4_lr-0.001_seed-0 " in printed
   for c in launched:
     assert c[:4] == ["sky", "jobs", "launch", "-y"] and Path(c[-1]).parent == out
   tasks = {p.name: yaml.safe_load(Path(out, f"{p.name}.yaml").read_text()) for p in points}
@@ -252,7 +253,8 @@ def test_skypilot_one_task_per_point_launched_in_parallel(tmp_path, capsys, monk
     t = tasks[p.name]
     assert t["num_nodes"] == 2 and t["resources"] == {"accelerators": "A100:8", "zone": "us-central1-a"}
     assert p.command in t["run"]
-  assert len({t["name"] for t in tasks.values()}) == 8
+  names = {t["name"] for t in tasks.values()}
+  assert len(names) == 8 and all(re.fullmatch(r"[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?", n) for n in names)
 
 
 def test_skypilot_multinode_run_starts_jax_distributed_from_skypilot_env(tmp_path):
@@ -319,8 +321,8 @@ def test_wandb_sweep_runs_get_their_own_run_directories(tmp_path, monkeypatch):
   for (command, env), run_id in zip(started, ("run1", "run2")):
     assert command[1:4] == ["python", "-m", "launch.wandb_entry"] and env["WANDB_RUN_ID"] == run_id
     mains.append(wandb_entry.main_command(command[4:], env, python="python"))
-  assert [a for a in mains[0] if a.startswith("--workdir=")] == ["--workdir=runs/ws/run1"]
-  assert [a for a in mains[1] if a.startswith("--workdir=")] == ["--workdir=runs/ws/run2"]
+  assert [a for a in mains[0] if a.startswith("--workdir=")] == ["--workdir=runs/ws/wandb/run1"]
+  assert [a for a in mains[1] if a.startswith("--workdir=")] == ["--workdir=runs/ws/wandb/run2"]
   assert {"--config.peft.r=4", "--config.optimizer.lr=0.001", "--config.seed=0", "--config.wandb.mode=online",
           "--config.wandb.project=proj", "--config=configs/quickstart.py"} <= set(mains[0])
   assert {"--config.peft.r=8", "--config.optimizer.lr=0.003", "--config.seed=1"} <= set(mains[1])
@@ -336,7 +338,7 @@ def test_wandb_sweep_list_entries_with_several_keys(tmp_path, monkeypatch):
   ((command, env),) = agent_commands(doc, [("r9", {"peft.r": 4, "sweep_list": values[1]})], tmp_path, monkeypatch)
   cmd = wandb_entry.main_command(command[4:], env)
   assert {"--config.seed=1", "--config.optimizer.lr=0.02", "--config.peft.r=4",
-          "--workdir=runs/quickstart_sweep/r9"} <= set(cmd)
+          "--workdir=runs/quickstart_sweep/wandb/r9"} <= set(cmd)
 
 
 def test_wandb_entry_writes_the_run_id_for_the_logger_and_execs_main(tmp_path, monkeypatch):
