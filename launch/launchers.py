@@ -168,7 +168,7 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
   for p in skipped:
     print(f"# skipped (completed): {p.workdir}", file=sys.stderr)
   points = [p for p in points if p not in skipped]
-  out = Path(args.out or f"{workdir_root or root(sweep)}/_launch")
+  out = Path(args.out or f"{args.workdir_root or root(sweep)}/_launch")  # here, even when runs go to a bucket
   if not points and args.target != "wandb":
     return out, {}, [], False
   if args.target == "local":

@@ -281,6 +281,8 @@ def test_skypilot_bucket_holds_the_run_directories(tmp_path, capsys):
   assert len(docs) == 8
   assert docs[0]["file_mounts"]["/lightft_runs"]["source"] == "gs://b"
   assert "--workdir=/lightft_runs/runs/s/" in docs[0]["run"]
+  assert launchers.main([str(sweep), "--target=skypilot", "--dry-run", "--bucket=gs://b"]) == 0
+  assert capsys.readouterr().out.splitlines()[-1].endswith(" runs/s/_launch/r=8_lr=0.003_seed=1.yaml")
 
 
 # ---- W&B sweeps
