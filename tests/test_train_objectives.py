@@ -1,15 +1,14 @@
-"""What the train step optimises: aligned LM labels, packed sequences kept apart, sown auxiliary losses."""
+"""What the train step optimises: aligned LM labels, packed sequences kept apart (sown auxiliary losses:
+tests/test_train_step_guards.py)."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
-from lightft_jax import peft
 from lightft_jax.models import Transformer, get_preset
-from lightft_jax.train import config_lib, losses, optim, sharding as shd, steps
+from lightft_jax.train import losses
 
 CFG = get_preset("tiny-gpt2", d_model=32, n_heads=2, d_ff=64, vocab_size=64, max_positions=32, n_layers=1)
 
@@ -35,25 +34,3 @@ def test_packed_documents_do_not_attend_to_each_other():
   np.testing.assert_allclose(out[:, 4:], model(b)["logits"], atol=1e-5)
   leaky = model(packed, positions=pos)["logits"]
   assert not np.allclose(leaky[:, 4:], model(b)["logits"], atol=1e-3)
-
-
-def test_sown_load_balancing_loss_joins_the_train_loss():
-  model = Transformer(CFG, task="lm", rngs=nnx.Rngs(0))
-  peft.apply(model, ml_collections.ConfigDict(
-      {"method": "moe_lora", "router": "token", "n_experts": 4, "top_k": 1, "aux_loss_coef": 1.0}))
-  filt = peft.trainable_filter(model)
-  cfg = config_lib.base_config()
-  tx = optim.make_optimizer(cfg.optimizer, cfg.schedule, nnx.to_pure_dict(nnx.state(model, filt)), 2)
-  mesh = shd.make_mesh(1, 1, 1, devices=jax.devices()[:1])
-  prog = steps.build_program(model, filt, tx, kind="lm", mesh=mesh)
-  ids = np.arange(16, dtype=np.int32).reshape(2, 8) % 64
-  batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": np.roll(ids, -1, 1)}
-  out = model(jnp.asarray(ids))
-  task_loss, _ = losses.loss_and_predictions("lm", out, batch)
-  sown = nnx.pop(model, nnx.Intermediate)
-  aux = sum(jnp.sum(v) for v in jax.tree.leaves(sown))
-  assert float(aux) > 0
-  state = steps.init_state(prog, 0)
-  frozen, rest = steps.place_frozen(prog)
-  _, metrics = prog.train_step(state, frozen, rest, shd.global_batch(batch, mesh))
-  np.testing.assert_allclose(float(metrics["loss"]), float(task_loss + aux), rtol=1e-5)
