@@ -3,7 +3,7 @@
   python -m launch.aggregate 'runs/quickstart_sweep/*' --group-by=peft.method,peft.r --out=results/
 
 Inputs are run directories, globs, or folders holding run directories (a sweep root). Every run must have
-finished: a run without results.json, or whose status is not "completed", stops the aggregation with a list
+finished: a run without results.json, or whose status is not "completed" (or "early_stopped"), stops the aggregation with a list
 of such runs. Runs are grouped by dotted config keys read from each run's config.json (default: the keys
 whose values differ between the runs, except `seed`; a key only some runs have is null for the others); one
 row per group:
@@ -40,6 +40,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from launch.sweep import FINISHED  # noqa: E402
 
 IGNORED_KEYS = ("seed", "wandb.", "distributed.", "logging.")
 
@@ -95,12 +97,12 @@ def check_finished(runs: list[Path]) -> None:
   for d in runs:
     res = d / "results.json"
     status = json.loads(res.read_text()).get("status") if res.exists() else "no results.json"
-    if status != "completed":
+    if status not in FINISHED:
       bad.append(f"  {d}: {status}")
     elif not (d / "config.json").exists():
       bad.append(f"  {d}: no config.json")
   if bad:
-    raise SystemExit("these runs have not finished (status must be completed):\n" + "\n".join(bad))
+    raise SystemExit("these runs have not finished (status must be completed or early_stopped):\n" + "\n".join(bad))
 
 
 def varying_keys(runs: list[dict]) -> list[str]:

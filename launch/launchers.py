@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from launch.sweep import Point, expand, load_sweep, root, run_status
+from launch.sweep import FINISHED, Point, expand, load_sweep, root, run_status
 
 TARGETS = ("local", "tpu", "slurm", "skypilot", "wandb")
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
   workdir_root = args.workdir_root or (f"/lightft_runs/{root(sweep)}" if args.target == "skypilot" and args.bucket
                                        else None)
   points = expand(sweep, python=python, workdir_root=workdir_root)
-  skipped = [p for p in points if run_status(p.workdir) == "completed"]
+  skipped = [p for p in points if run_status(p.workdir) in FINISHED]
   for p in skipped:
     print(f"# skipped (completed): {p.workdir}", file=sys.stderr)
   points = [p for p in points if p not in skipped]

@@ -79,8 +79,11 @@ def expand(sweep: dict, python: str = "python", workdir_root: str | None = None)
   return points
 
 
+FINISHED = ("completed", "early_stopped")  # results.json statuses of runs that reached their end
+
+
 def run_status(workdir: str | Path) -> str:
-  """"completed" / "preempted" / "diverged" from DIR/results.json; "started" if the directory exists
+  """"completed" / "early_stopped" / "preempted" / "diverged" from DIR/results.json; "started" if the directory exists
   without one (an interrupted run: re-running its command resumes it); "new" otherwise."""
   wd = Path(workdir)
   res = wd / "results.json"

@@ -62,6 +62,8 @@ def test_grid_times_list_gives_one_command_and_workdir_per_point():
   assert combos == {(r, lr, s) for r in (4, 8) for lr in (1e-3, 3e-3) for s in (0, 1)}
   with pytest.raises(ValueError, match="non-empty lists"):
     expand({"config": "c.py", "grid": {"seed": 3}})
+  with pytest.raises(ValueError, match="config"):
+    expand({"grid": {}})
 
 
 def check_config(args: list[str]) -> None:

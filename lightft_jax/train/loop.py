@@ -296,7 +296,8 @@ def finish(run: Run) -> dict[str, Any]:
                              "total_params": run.total, "trainable_percent": 100.0 * run.trainable / max(run.total, 1),
                              "trainable_params_sha256": params_digest(run.state["params"]),
                              "model": config.model.name, "peft": config.peft.to_dict(), "task": run.work.name,
-                             "objective": config.train.objective}
+                             "objective": config.train.objective,
+                             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
   if run.eval_at_start:
     results["eval_at_start"] = run.eval_at_start
   if run.status in ("completed", "early_stopped"):
