@@ -9,8 +9,9 @@ method is one new module here. hyper.py loads no checkpoint: its `ContextEncoder
 function (e.g. `models.sentence.SentenceEncoder.load()`).
 """
 
-from lightft_jax.peft.core import (PeftParam, TunedParam, apply, find_targets, make_trainable, methods,
-                                   param_counts, register, replace_module, summary, trainable_filter)
+from lightft_jax.peft.core import (PeftParam, TunedParam, UnknownOptionError, apply, check_config, check_key,
+                                   find_targets, make_trainable, methods, option_keys, options, param_counts,
+                                   register, replace_module, summary, trainable_filter)
 from lightft_jax.peft.core import PeftParam as trainable  # the nnx filter of what PEFT trains
 from lightft_jax.peft import adapters, ia3, lora, prefix, prompt, selective  # noqa: F401  (register methods)
 from lightft_jax.peft import hyper, moe  # noqa: F401  (registers hyper*, moe_lora, task_gated_adapter)
@@ -20,5 +21,6 @@ from lightft_jax.peft.named import adapter_names, set_active
 from lightft_jax.peft.hyper import ContextEncoder
 
 __all__ = ["ContextEncoder", "adapter_names", "load_hf", "merge", "merge_and_unload", "save_hf", "set_active",
-           "trainable", "unmerge", "PeftParam", "TunedParam", "apply", "find_targets", "make_trainable", "methods",
-           "param_counts", "register", "replace_module", "summary", "trainable_filter"]
+           "trainable", "unmerge", "PeftParam", "TunedParam", "UnknownOptionError", "apply", "check_config",
+           "check_key", "find_targets", "make_trainable", "methods", "option_keys", "options", "param_counts",
+           "register", "replace_module", "summary", "trainable_filter"]

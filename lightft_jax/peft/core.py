@@ -5,6 +5,28 @@ changes the NNX model in place: wraps modules it targets (found by regex over mo
 extension slot the model declares (`Attention.extra_kv`, `Transformer.input_transform`; models/extensions.py),
 or re-types existing parameters as trainable. Whatever it makes
 trainable is a `PeftParam`, so "what trains" is one type filter and `train/` needs no method knowledge.
+
+The PEFT config section (`config.peft`) is one method, or a composition of several:
+
+  one method   {"method": "lora", "r": 8, "targets": "qv"}                 --config.peft.r=16
+  compose      {"method": "compose", "methods": ("prefix", "adapter"),     --config.peft.prefix.num_tokens=30
+                "prefix": {"num_tokens": 30},                              --config.peft.adapter.reduction_factor=8
+                "adapter": {"placement": "parallel", "reduction_factor": 4}}
+
+A compose section names its parts, in the order they are attached, in `methods`; each part's options live under
+its name, so every option has a dotted key (`peft.PART.OPTION`). A part's method is its own `method` key, or its
+name when that key is absent, so one method can appear twice: methods=("lora_attn", "lora_mlp") with
+lora_attn={"method": "lora", "targets": "attn"}, lora_mlp={"method": "lora", "targets": "mlp"}. `seed` and
+`train_head` at the compose level apply to every part. (A list of method dicts, or "methods" holding such
+dicts, is also accepted where a config is built in Python; its parts have no command-line keys.)
+
+Options are checked against the method's registered ones (`register(name, **defaults)`, `options(name)`) before
+anything changes: an unknown option is an `UnknownOptionError` (a KeyError and a ValueError) that names the
+nearest valid options and lists them all. `check_config(section)` does the same without a model, so a config can
+be checked before one loads; `check_key(section, "prefix.num_tokens")` checks one command-line key. `name`,
+`seed` and `train_head` are options of every method. A config may put `options(method)` (every registered option
+with its default) into its section, as configs/quickstart.py does, so the resolved config shows every option and
+the command line overrides each with the type of its default.
 """
 
 from __future__ import annotations
@@ -166,45 +188,151 @@ def check_virtual_tokens(model: nnx.Module, n, what: str) -> int:
   return n
 
 
-# ----------------------------------------------------------------------------- apply
+# ----------------------------------------------------------------------------- configs
 
-def _as_configs(cfg) -> list[ml_collections.ConfigDict]:
+COMMON_OPTIONS = ("name", "seed", "train_head")  # accepted by every method (`name`: named adapters)
+COMPOSE_OPTIONS = ("method", "methods", "seed", "train_head")  # the keys of a compose section besides its parts
+
+
+class UnknownOptionError(KeyError, ValueError):
+  """An option (config key) that the PEFT section does not have; both a KeyError and a ValueError."""
+
+  def __str__(self) -> str:
+    return str(self.args[0]) if self.args else ""
+
+
+def options(name: str) -> dict[str, Any]:
+  """The registered options of method `name` with their defaults (a copy): every key its config may set."""
+  return dict(_method(name).defaults)
+
+
+def _method(name) -> Method:
+  if name not in _METHODS:
+    near = difflib.get_close_matches(str(name), methods(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    raise ValueError(f"unknown PEFT method {name!r}{hint} Available: {', '.join(methods())}")
+  return _METHODS[name]
+
+
+def _unknown(key: str, valid: Iterable[str], where: str) -> UnknownOptionError:
+  valid = sorted(valid)
+  near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+  hint = f"; did you mean {', '.join(near)}?" if near else ""
+  return UnknownOptionError(f"unknown option {key!r} {where}{hint} Valid options: {', '.join(valid)}")
+
+
+def _plain(cfg) -> dict[str, Any]:
+  return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
+
+
+def _parts(cfg, where: str = "peft") -> list[tuple[str, dict[str, Any]]]:
+  """[(location, one method's options incl. "method")] of a PEFT section; checks the compose structure."""
   if cfg is None:
     return []
   if isinstance(cfg, (list, tuple)):
-    return [c for x in cfg for c in _as_configs(x)]
-  if isinstance(cfg, dict):
-    cfg = ml_collections.ConfigDict(cfg)
-  if "methods" in cfg and cfg.get("method") in (None, "compose"):
-    return _as_configs(list(cfg.methods))
-  return [cfg]
+    return [p for i, x in enumerate(cfg) for p in _parts(x, f"{where}[{i}]")]
+  if not isinstance(cfg, (dict, ml_collections.ConfigDict)):
+    raise ValueError(f"{where}: a PEFT config is a dict with a 'method' key (or a list of them), got {cfg!r}")
+  cfg = _plain(cfg)
+  if not ("methods" in cfg and cfg.get("method") in (None, "compose")):
+    if cfg.get("method") == "compose":
+      raise ValueError(f"{where}: method='compose' needs methods=(part names, in the order they are attached), "
+                       f"e.g. {{'method': 'compose', 'methods': ('prefix', 'adapter'), 'prefix': {{...}}}}")
+    return [(where, cfg)]
+  order = cfg["methods"]
+  if isinstance(order, str):
+    order = (order,)
+  shared = {k: cfg[k] for k in ("seed", "train_head") if k in cfg}  # compose-level options every part inherits
+  names = [x for x in order if isinstance(x, str)]
+  if len(set(names)) != len(names):
+    raise ValueError(f"{where}.methods names a part twice: {tuple(order)}; give each part its own name and "
+                     f"its method inside, e.g. lora_attn={{'method': 'lora', ...}}")
+  for key, value in cfg.items():
+    if key in COMPOSE_OPTIONS or key in names:
+      continue
+    what = "part (parts must be named in methods)" if isinstance(value, (dict, ml_collections.ConfigDict)) \
+        else "option"
+    raise _unknown(key, list(COMPOSE_OPTIONS) + names,
+                   f"in {where}, a compose section with methods={tuple(order)}: not a compose {what}")
+  out = []
+  for i, part in enumerate(order):
+    if isinstance(part, str):
+      section = cfg.get(part) or {}
+      section = _plain(section) if isinstance(section, ml_collections.ConfigDict) else section
+      if not isinstance(section, dict):
+        raise ValueError(f"{where}.{part} must be a section of options, got {section!r}")
+      section = {**shared, **section, "method": section.get("method", part)}
+      if section["method"] not in _METHODS:
+        raise ValueError(f"{where}.{part}: part {part!r} is not a method name, so it needs method=<one of "
+                         f"{', '.join(methods())}> inside it")
+      out += _parts(section, f"{where}.{part}")
+    else:
+      out += _parts({**shared, **_plain(part)}, f"{where}.methods[{i}]")
+  return out
 
 
-def _resolve(cfg: ml_collections.ConfigDict) -> tuple[Method, ml_collections.ConfigDict]:
+def _resolve(where: str, cfg: dict[str, Any]) -> tuple[Method, ml_collections.ConfigDict]:
+  """(method, its options over the registered defaults); an unknown name or option is an error."""
   name = cfg.get("method")
-  if name not in _METHODS:
-    raise ValueError(f"unknown PEFT method {name!r}; available: {methods()}")
-  method = _METHODS[name]
-  opts = {k: v for k, v in cfg.items() if k != "method"}
-  common = {"train_head", "seed", "name"}
-  unknown = set(opts) - set(method.defaults) - common
-  if unknown:
-    hints = {u: difflib.get_close_matches(u, list(method.defaults) + sorted(common), n=3) for u in unknown}
-    raise ValueError(f"unknown option(s) for PEFT method {name!r}: {hints} (options and defaults: "
-                     f"{method.defaults})")
-  merged = {**method.defaults, **opts, "method": name}
-  return method, ml_collections.ConfigDict(merged)
+  try:
+    method = _method(name)
+  except ValueError as e:
+    raise ValueError(f"{where}: {e}") from None
+  valid = set(method.defaults) | set(COMMON_OPTIONS) | {"method"}
+  for key in cfg:
+    if key not in valid:
+      raise _unknown(key, valid, f"for PEFT method {name!r} (at {where}.{key})")
+  return method, ml_collections.ConfigDict({**method.defaults, **cfg, "method": name})
+
+
+def check_config(cfg) -> None:
+  """Validates a PEFT config section without a model: every method name exists and every option is one of
+  its method's registered options (an unknown option is an `UnknownOptionError`, a KeyError and a ValueError,
+  naming the nearest valid options and listing them all). Values are checked by the methods, on `apply`."""
+  for where, part in _parts(cfg):
+    _resolve(where, part)
+
+
+def option_keys(cfg) -> list[str]:
+  """Every dotted key (relative to the section) that the PEFT section `cfg` may set, for its chosen method(s)."""
+  check_config(cfg)
+  plain = cfg if isinstance(cfg, (list, tuple)) or cfg is None else _plain(cfg)
+  if isinstance(plain, dict) and "methods" in plain and plain.get("method") in (None, "compose"):
+    keys = list(COMPOSE_OPTIONS)
+    for part in ((plain["methods"],) if isinstance(plain["methods"], str) else plain["methods"]):
+      if isinstance(part, str):
+        method = (plain.get(part) or {}).get("method", part)
+        keys += [part] + [f"{part}.{k}" for k in sorted({"method", *COMMON_OPTIONS, *options(method)})]
+    return keys
+  if isinstance(plain, dict):
+    return sorted({"method", *COMMON_OPTIONS, *options(plain.get("method"))})
+  return []
+
+
+def check_key(cfg, key: str) -> None:
+  """Raises `UnknownOptionError` (nearest valid keys, all valid keys) unless the dotted `key` (relative to the
+  PEFT section, e.g. "r" or "prefix.num_tokens") is an option of `cfg`'s method(s): for `--config.peft.KEY=`."""
+  valid = option_keys(cfg)
+  if key not in valid:
+    raise _unknown(key, valid, "in the peft section")
+
+
+def _as_configs(cfg) -> list[ml_collections.ConfigDict]:
+  return [ml_collections.ConfigDict(part) for _, part in _parts(cfg)]
 
 
 def apply(model: nnx.Module, cfg, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
-  """Attaches one PEFT method or a composition (list) to `model` in place and returns it.
+  """Attaches one PEFT method or a composition (module docstring) to `model` in place and returns it.
+
+  The whole section is validated (`check_config`) before the model changes.
 
   `method="full"` / `"none"` attaches nothing (full fine-tuning). Unless `train_head=False`, the task head
   (`model.head`) is made trainable, like HF peft's `modules_to_save` for classifier heads.
   """
-  configs = _as_configs(cfg)
+  parts = _parts(cfg)
+  configs = [ml_collections.ConfigDict(part) for _, part in parts]
   train_head = all(c.get("train_head", True) for c in configs)
-  resolved = [_resolve(c) for c in configs]  # validate every method before changing the model
+  resolved = [_resolve(where, part) for where, part in parts]  # validate every method before changing the model
   for method, full in resolved:
     method.attach(model, full, rngs or nnx.Rngs(full.get("seed", 0)))
   if configs and not is_full_finetune(configs):

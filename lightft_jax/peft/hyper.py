@@ -53,9 +53,15 @@ class HyperParam(PeftParam):
 
 # ----------------------------------------------------------------------------- per-call conditioning
 
-def ctx_task_ids(ctx: Ctx, n_tasks: int, what: str) -> jax.Array:
-  """int32 [B] task ids from ctx["task_ids"]; ids outside [0, n_tasks) are an error when not traced."""
+def ctx_task_ids(ctx: Ctx, n_tasks: int, what: str, batch: int | None = None) -> jax.Array:
+  """int32 [B] task ids from ctx["task_ids"]; ids outside [0, n_tasks) are an error when not traced.
+
+  With a single task (n_tasks=1) and no ctx["task_ids"], every one of the `batch` examples is task 0, so a
+  single-task run (a plain classification dataset, whose batches carry no task ids) needs no extra input.
+  """
   if not ctx or ctx.get("task_ids") is None:
+    if n_tasks == 1 and batch is not None:
+      return jnp.zeros((batch,), jnp.int32)
     raise ValueError(f"{what} needs per-example task ids: call the model with ctx={{'task_ids': int32 [B]}}")
   ids = ctx["task_ids"]
   if not isinstance(ids, jax.core.Tracer):
@@ -164,15 +170,16 @@ class HyperNet(nnx.Module):
     self.gen = nnx.Dict({name: Generator(proj_dim, shape, std=std, rngs=rngs)
                          for name, (shape, std) in generators.items()})
 
-  def embed(self, ctx: Ctx) -> jax.Array:
-    """z [B, task_dim | C] for this call."""
+  def embed(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
+    """z [B, task_dim | C] for this call (`batch`: B, for a single task without ctx task ids)."""
     if self.condition == "task":
-      return jnp.take(self.task_embed[...], ctx_task_ids(ctx, self.n_tasks, "hypernetwork (condition='task')"), axis=0)
+      ids = ctx_task_ids(ctx, self.n_tasks, "hypernetwork (condition='task')", batch)
+      return jnp.take(self.task_embed[...], ids, axis=0)
     return ctx_condition(ctx, self.condition_dim, "hypernetwork (condition='context')")
 
-  def project(self, ctx: Ctx, layer: int, block: int) -> jax.Array:
+  def project(self, ctx: Ctx, layer: int, block: int, batch: int | None = None) -> jax.Array:
     """I [B, proj_dim] for one site."""
-    z = self.embed(ctx)
+    z = self.embed(ctx, batch)
     site = jnp.concatenate([self.layer_embed[...][layer], self.block_embed[...][block]])
     h = jnp.concatenate([z, jnp.broadcast_to(site, (z.shape[0], site.shape[0]))], -1)
     h = jax.nn.relu(h @ self.proj_hidden[...] + self.proj_hidden_bias[...])
@@ -188,8 +195,8 @@ class HyperSite(nnx.Module):
   def _init_site(self, hyper: HyperNet, layer: int, block: int):
     self.hyper, self.layer_id, self.block_id = hyper, layer, block
 
-  def rep(self, ctx: Ctx) -> jax.Array:
-    return self.hyper.project(ctx, self.layer_id, self.block_id)
+  def rep(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
+    return self.hyper.project(ctx, self.layer_id, self.block_id, batch)
 
 
 class HyperAdapter(HyperSite):
@@ -200,7 +207,7 @@ class HyperAdapter(HyperSite):
     self._init_site(hyper, layer, block)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    y, i, h = self.base(x, ctx), self.rep(ctx), self.hyper
+    y, i, h = self.base(x, ctx), self.rep(ctx, x.shape[0]), self.hyper
     return adapter_apply(y, h("adapter_down", i), h("adapter_down_bias", i), h("adapter_up", i),
                          h("adapter_up_bias", i), activation(self.act_name))
 
@@ -213,7 +220,7 @@ class HyperLoRA(HyperSite):
     self._init_site(hyper, layer, block)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    i = self.rep(ctx)
+    i = self.rep(ctx, x.shape[0])
     a = self.hyper("lora_a", i, (self.base.d_in, self.r))
     b = self.hyper("lora_b", i, (self.r, self.base.d_out))
     return self.base(x, ctx) + lora_apply(x, a, b, self.scale)
@@ -228,7 +235,7 @@ class HyperPrefix(HyperSite):
     self._init_site(hyper, layer, block)
 
   def __call__(self, batch_size: int, ctx: Ctx = None) -> tuple[jax.Array, jax.Array]:
-    i = self.rep(ctx)
+    i = self.rep(ctx, batch_size)
     if i.shape[0] != batch_size:
       raise ValueError(f"hyper prefix: conditioning has batch {i.shape[0]} but the input has batch {batch_size}")
     return self.hyper("prefix_k", i, self.shape), self.hyper("prefix_v", i, self.shape)
@@ -242,7 +249,7 @@ class HyperNorm(HyperSite):
     self._init_site(hyper, layer, block)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
-    i = self.rep(ctx)
+    i = self.rep(ctx, x.shape[0])
     scale = self.base.scale[...].astype(jnp.float32) + self.hyper("ln_scale", i, (self.d,))
     shift = self.hyper("ln_shift", i, (self.d,))
     if self.base.bias is not None:

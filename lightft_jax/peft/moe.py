@@ -69,9 +69,9 @@ class TaskEmbedding(nnx.Module):
     self.n_tasks = n_tasks
     self.embedding = MoEParam(nnx.initializers.normal(1.0)(rngs.params(), (n_tasks, dim), jnp.float32))
 
-  def __call__(self, ctx: Ctx) -> jax.Array:
-    """[B, dim] for ctx["task_ids"]."""
-    return jnp.take(self.embedding[...], ctx_task_ids(ctx, self.n_tasks, "moe_lora (router='task')"), axis=0)
+  def __call__(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
+    """[B, dim] for ctx["task_ids"] (all task 0 when there is one task and no ids; `batch` is B)."""
+    return jnp.take(self.embedding[...], ctx_task_ids(ctx, self.n_tasks, "moe_lora (router='task')", batch), axis=0)
 
 
 class MoELoRA(nnx.Module):
@@ -93,7 +93,7 @@ class MoELoRA(nnx.Module):
   def router_logits(self, x: jax.Array, ctx: Ctx) -> jax.Array:
     """[B,E] (task / condition routers) or [B,T,E] (token router)."""
     if self.router_kind == "task":
-      z = self.task_embed(ctx)
+      z = self.task_embed(ctx, x.shape[0])
     elif self.router_kind == "condition":
       z = ctx_condition(ctx, self.condition_dim, "moe_lora (router='condition')")
     else:
@@ -125,9 +125,10 @@ class TaskGatedAdapter(nnx.Module):
     self.up_bias = MoEParam(jnp.zeros((n_adapters, d), jnp.float32))
     self.gate_logits = MoEParam(jnp.zeros((n_tasks, n_adapters), jnp.float32))
 
-  def gates(self, ctx: Ctx) -> jax.Array:
+  def gates(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
     """[B, A] gate of each adapter for each example's task."""
-    logits = jnp.take(self.gate_logits[...], ctx_task_ids(ctx, self.n_tasks, "task_gated_adapter"), axis=0)
+    ids = ctx_task_ids(ctx, self.n_tasks, "task_gated_adapter", batch)
+    logits = jnp.take(self.gate_logits[...], ids, axis=0)
     return jax.nn.sigmoid(logits) if self.gate == "sigmoid" else jax.nn.softmax(logits, -1)
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
@@ -136,7 +137,7 @@ class TaskGatedAdapter(nnx.Module):
     h = activation(self.act_name)(jnp.einsum("btd,adm->btam", y, self.down[...].astype(dt))
                                   + self.down_bias[...].astype(dt))
     out = jnp.einsum("btam,amd->btad", h, self.up[...].astype(dt)) + self.up_bias[...].astype(dt)
-    return y + jnp.einsum("btad,ba->btd", out, self.gates(ctx).astype(dt))
+    return y + jnp.einsum("btad,ba->btd", out, self.gates(ctx, y.shape[0]).astype(dt))
 
 
 # ----------------------------------------------------------------------------- attach
