@@ -4,6 +4,10 @@
    "grid": {"optimizer.lr": [1e-3, 3e-3], "peft.r": [4, 8]},      # cartesian product
    "list": [{"seed": 0}, {"seed": 1}]}                             # optional: each grid point x each entry
 
+The key "arg" in a grid or list entry is not a config key but the config file's argument: the point runs
+`--config=CONFIG:ARG` (joined with "," to an argument CONFIG already has), e.g. {"arg": ["method=lora",
+"method=ia3"]} for configs whose `get_config(arg)` picks the method.
+
 `expand(sweep)` gives one `Point(name, overrides, workdir, command)` per point, where `command` is the
 `python -m lightft_jax.main ...` line with `--config.KEY=VALUE` overrides and the point's own workdir.
 """
@@ -40,7 +44,7 @@ def load_sweep(path: str | Path) -> dict:
 
 
 def _slug(overrides: dict[str, Any]) -> str:
-  parts = [f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
+  parts = [str(v) if k == "arg" else f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", ",".join(parts)) or "base"
 
 
@@ -68,12 +72,18 @@ def expand(sweep: dict, python: str = "python", workdir_root: str | None = None)
   combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
   entries = list(sweep.get("list") or [{}])
   base = workdir_root or root(sweep)
+  all_overrides = [{**combo, **entry} for combo, entry in itertools.product(combos, entries)]
+  varying = [k for k in dict.fromkeys(k for o in all_overrides for k in o)
+             if len({repr(o.get(k)) for o in all_overrides}) > 1]  # what tells the points apart names them
   points = []
-  for combo, entry in itertools.product(combos, entries):
-    overrides = {**combo, **entry}
-    name = _slug(overrides)
+  for overrides in all_overrides:
+    name = _slug({k: overrides[k] for k in varying if k in overrides})
     wd = f"{base}/{name}"
-    points.append(Point(name, overrides, wd, command(sweep["config"], wd, overrides, python)))
+    config = sweep["config"]
+    if "arg" in overrides:
+      arg = overrides.pop("arg")
+      config = f"{config},{arg}" if ":" in config else f"{config}:{arg}"
+    points.append(Point(name, overrides, wd, command(config, wd, overrides, python)))
   if len({p.name for p in points}) != len(points):
     raise ValueError("sweep points are not unique; check grid and list for duplicates")
   return points

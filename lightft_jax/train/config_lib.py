@@ -157,6 +157,8 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
   cfg = module.get_config(arg) if arg else module.get_config()
   for key, text in overrides:
     apply_override(cfg, key, text)
+  from lightft_jax import peft  # the PEFT section against its method's options, before any model loads
+  peft.check_config(cfg.peft)
   return finalize(cfg)
 
 

@@ -1,0 +1,41 @@
+"""peft_methods at the PyTorch reference's budget (LoRA paper Table 2 style, He et al. 2022 methods): every
+method on all-MiniLM-L6-v2 + Rotten Tomatoes, batch 32, max length 64, 600 steps, 3 seeds. For accelerators:
+
+  python -m launch.launchers experiments/peft_methods/sweep.py --target=slurm --gpus-per-node=1 ...
+  python -m launch.aggregate runs/peft_methods --group-by=arg --out=experiments/peft_methods/results/paper
+
+The CPU-sized sweep that ran here is sweep_cpu.py (same points, fewer steps, one seed).
+"""
+
+STEPS = 600
+SEEDS = (0, 1, 2)
+
+# (label, the quickstart config's argument, peft overrides): the methods of the table.
+METHODS = (
+    ("full", "method=full", {}),
+    ("head-only", "method=head", {}),
+    ("bitfit", "method=bitfit", {}),
+    ("layernorm", "method=layernorm", {}),
+    ("layers (top 2)", "method=layers", {}),
+    ("houlsby adapter", "method=adapter", {"peft.config": "houlsby"}),
+    ("pfeiffer adapter", "method=adapter", {"peft.config": "pfeiffer"}),
+    ("parallel adapter", "method=adapter", {"peft.placement": "parallel"}),
+    ("prefix", "method=prefix", {}),
+    ("prefix (reparameterised)", "method=prefix", {"peft.projection": True}),
+    ("prompt", "method=prompt", {}),
+    ("ia3", "method=ia3", {}),
+    ("lora (r=8, q,v)", "method=lora,targets=qv", {}),
+    ("rslora (r=8, q,v)", "method=lora,targets=qv", {"peft.rslora": True}),
+    ("dora (r=8, q,v)", "method=lora,targets=qv", {"peft.dora": True}),
+    ("mam (prefix + parallel adapter)", "method=mam", {}),
+)
+
+
+def sweep(steps: int, seeds, workdir: str) -> dict:
+  return {"config": f"configs/quickstart.py:steps={steps},baselines=False", "workdir": workdir,
+          "grid": {"seed": list(seeds)},
+          "list": [{"arg": arg, **peft, "eval_every": 0, "checkpoint_every": 0} for _, arg, peft in METHODS]}
+
+
+def get_sweep():
+  return sweep(STEPS, SEEDS, "runs/peft_methods")
