@@ -181,3 +181,11 @@ def test_each_runs_results_md_is_its_json(run):
       assert written.split("failed:")[0] == ours.split("failed:")[0]
       continue
     assert ours.startswith(written[:-1])  # a file written before a column was added has fewer columns
+
+
+def test_readme_method_table_is_the_committed_parameter_counts():
+  text = (ROOT / "README.md").read_text()
+  methods = json.loads((ROOT / "experiments" / "quickstart" / "results" / "method_params.json").read_text())["methods"]
+  for m in methods:
+    assert f"`--config=configs/quickstart.py:method={m['method']}` | {m['trainable_params']:,} " \
+           f"({m['trainable_percent']:.3f}%) |" in text, m["method"]

@@ -66,6 +66,17 @@ def test_grid_times_list_gives_one_command_and_workdir_per_point():
     expand({"grid": {}})
 
 
+def test_arg_key_sets_the_config_argument_and_names_come_from_varying_keys():
+  points = expand({"config": "configs/quickstart.py:steps=5", "workdir": "runs/m", "grid": {"seed": [0]},
+                   "list": [{"arg": "method=lora,targets=qv", "eval_every": 0}, {"arg": "method=ia3", "eval_every": 0}]})
+  assert [p.workdir for p in points] == ["runs/m/method=lora_targets=qv", "runs/m/method=ia3"]
+  args = shlex.split(points[0].command)
+  assert "--config=configs/quickstart.py:steps=5,method=lora,targets=qv" in args and "--config.eval_every=0" in args
+  assert not any(a.startswith("--config.arg") for a in args)
+  for p in points:
+    check_config(shlex.split(p.command))
+
+
 def check_config(args: list[str]) -> None:
   """Loads the config a lightft_jax.main command line names, with its overrides (a misspelled key raises)."""
   from lightft_jax import main as entry
