@@ -27,3 +27,5 @@ def __getattr__(name):
   if name not in _EXPORTS:
     raise AttributeError(f"module 'lightft_jax.data' has no attribute {name!r}")
   return getattr(importlib.import_module(f"lightft_jax.data.{_EXPORTS[name]}"), name)
+
+from lightft_jax.data import text_lm  # noqa: E402,F401  registers the LM text tasks (lm_text, wikitext103, ...)
