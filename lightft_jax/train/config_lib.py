@@ -205,13 +205,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
 
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"  # adamw | adafactor | sgd | lion
+  c.optimizer.name = "adamw"  # adamw | adafactor | sgd | lion | rmsprop
   c.optimizer.lr = 1e-3
   c.optimizer.weight_decay = 0.0
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-8
-  c.optimizer.momentum = 0.9  # sgd
+  c.optimizer.momentum = 0.9  # sgd, rmsprop (0: none; optax.rmsprop's own default is none)
+  c.optimizer.decay = 0.9  # rmsprop: decay of the moving average of squared gradients
+  c.optimizer.centered = False  # rmsprop: divide by the centred second moment (variance)
   c.optimizer.clip_norm = 1.0  # 0: no clipping
   c.optimizer.grad_accum_steps = 1
   c.optimizer.lr_groups = ()  # ((regex over parameter paths, lr multiplier), ...)

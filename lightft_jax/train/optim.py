@@ -1,5 +1,10 @@
 """Optimizers and learning-rate schedules from the `optimizer` / `schedule` config sections (optax).
 
+Optimizers (`optimizer.name`): adamw (b1, b2, eps, decoupled weight decay), adafactor, sgd (momentum; 0 = none),
+lion (b1, b2), rmsprop (optax.rmsprop: `decay` of the squared-gradient average, `eps`, `momentum` (0 = none),
+`centered`). sgd and rmsprop add weight decay to the gradient (L2, as torch's `weight_decay` does); every
+optimizer decays only where the mask below says, and all are preceded by global-norm clipping (`clip_norm`).
+
 Parameters are a pure dict tree (`nnx.to_pure_dict` of the trainable state); their dotted paths
 ("encoder.layers.0.attn.query.lora_a") select learning-rate groups and the weight-decay mask by regex.
 """
@@ -13,7 +18,7 @@ import jax
 import ml_collections
 import optax
 
-OPTIMIZERS = ("adamw", "adafactor", "sgd", "lion")
+OPTIMIZERS = ("adamw", "adafactor", "sgd", "lion", "rmsprop")
 SCHEDULES = ("cosine", "linear", "constant")
 
 
@@ -70,6 +75,10 @@ def _base(cfg: ml_collections.ConfigDict, lr: optax.Schedule, mask: Any) -> opta
     return optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=cfg.momentum or None))
   if cfg.name == "lion":
     return optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=mask)
+  if cfg.name == "rmsprop":
+    return optax.chain(optax.add_decayed_weights(wd, mask),
+                       optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, centered=cfg.centered,
+                                     momentum=cfg.momentum or None))
   raise ValueError(f"unknown optimizer {cfg.name!r}; choose from {OPTIMIZERS}")
 
 
