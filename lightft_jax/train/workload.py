@@ -78,6 +78,7 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
   from lightft_jax import data, peft  # data imports TensorFlow: only when a run starts
   from lightft_jax.train.build import build_model, build_tokenizer
   from lightft_jax.train.evaluate import evaluate
+  from lightft_jax.train.samples import samples_hook
   task = data.get_task(config.task.name, **config.task.options.to_dict())
   model = build_model(config.model, task=get_kind(task.kind).head, num_labels=task.num_labels, seed=config.seed)
   peft.apply(model, config.peft)
@@ -109,4 +110,5 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
     return max(1, len(source) // config.batch_size)
 
   return Workload(model=model, batches=loader(config.task.train_split, train=True), name=task.name,
-                  kind=task.kind, evaluate=run_eval, steps_per_epoch=steps_per_epoch)
+                  kind=task.kind, evaluate=run_eval, steps_per_epoch=steps_per_epoch,
+                  finish=samples_hook(config, task, tokenizer))  # LM samples when the config has `samples`
