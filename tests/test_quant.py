@@ -149,6 +149,17 @@ def test_zero_block_and_constant_rows_do_not_make_nans():
     np.testing.assert_allclose(out, w, atol=0.3 * 0.01)
 
 
+def test_backward_pass_keeps_the_quantized_arrays_not_the_float_matrix(capsys):
+  """The dequantized [out, in] matrix is a temporary: the backward pass recomputes it from the codes."""
+  from jax.ad_checkpoint import print_saved_residuals
+  arrays = quant.quantize(jax.random.normal(jax.random.key(0), (512, 256)), "nf4", 64, double_quant=True)
+  spec = quant.QuantSpec("nf4", 256, 512, 64, True, "float32")
+  a, x = jnp.ones((256, 4)), jnp.ones((8, 256))
+  print_saved_residuals(lambda a, x: jnp.sum(quant._dequantized_linear(x @ a @ a.T, arrays, spec)), a, x)
+  saved = capsys.readouterr().out
+  assert "u8[512,4,32]" in saved and "f32[512,256]" not in saved
+
+
 # ---------------------------------------------------------------------------------- models
 
 def relative_error(a, b):

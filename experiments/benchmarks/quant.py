@@ -130,8 +130,9 @@ def markdown(r: dict) -> str:
   for name, t in r["forward_s"].items():
     lines.append(f"| {name} | {t['median_s']:.3f} | {t['p25_s']:.3f}-{t['p75_s']:.3f} | "
                  f"{t['median_s'] / f32:.2f}x |")
-  lines += ["", "Dequantization runs inside the jitted matmul on every call (no fused low-bit kernel): on CPU it "
-            "costs time, the saving is memory. The MiniLM LoRA quickstart accuracy with an nf4 base is not "
+  lines += ["", "Dequantization runs inside the jitted matmul on every call (no fused low-bit kernel). Its cost "
+            "grows with the weights, not the tokens, so it shows at small batches and is lost in the noise at "
+            "large ones; the saving is memory. The MiniLM LoRA quickstart accuracy with an nf4 base is not "
             "measured here."]
   return "\n".join(lines) + "\n"
 

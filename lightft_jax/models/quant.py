@@ -22,8 +22,8 @@ nf4 + double quantization 0.52 (fp32: 4).
 not the pooler, heads or lm_head, which stay float like QLoRA's lm_head) of any Transformer;
 `models.from_pretrained(..., quantize=...)` calls it after loading.
 
-Written here rather than with `qwix` (not installed in this environment; its QArrays are not nnx Variables that
-our logical-axis sharding and PEFT type filters see); this module depends on jax/flax only.
+Written here rather than with `qwix` because qwix is not installed here (nor in requirements.txt), and the formats
+to match exactly (bitsandbytes NF4 with double quantization, GGUF Q8_0 blocks) take ~150 lines of jnp.
 """
 
 from __future__ import annotations
