@@ -1,5 +1,9 @@
 """Random-access record sources: TFDS data sources (ArrayRecord) and in-memory lists from JSONL / CSV files.
 
+One JSONL / CSV file can also be carved into splits (`split_records`: a seeded permutation cut by fractions,
+e.g. train 0.8 / validation 0.1 / test 0.1; disjoint, covering, deterministic); the jsonl / csv tasks expose it
+as their `split=` / `split_seed=` options.
+
 A source is anything with `__len__` and `__getitem__(i) -> dict`; Grain's `MapDataset.source` reads it.
 TensorFlow Datasets is imported inside the functions that need it.
 """
@@ -10,7 +14,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -100,6 +104,46 @@ def read_records(path: str | Path) -> list[dict]:
     with path.open(encoding="utf-8", newline="") as f:
       return list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
   raise ValueError(f"unsupported data file {path.name!r}: use .jsonl, .csv or .tsv")
+
+
+def split_fractions(split: Mapping[str, float]) -> dict[str, float]:
+  """{split name: fraction} checked (positive fractions that sum to 1), in sorted name order: the order the
+  parts are cut in, so a carve never depends on how the mapping was written."""
+  if not split:
+    raise ValueError("split= needs at least one {name: fraction} entry, e.g. "
+                     "{'train': 0.8, 'validation': 0.1, 'test': 0.1}")
+  fractions = {str(k): float(v) for k, v in sorted(dict(split).items())}
+  bad = {k: v for k, v in fractions.items() if not 0.0 < v <= 1.0}
+  if bad:
+    raise ValueError(f"split fractions must be in (0, 1]; got {bad}")
+  if abs(sum(fractions.values()) - 1.0) > 1e-6:
+    raise ValueError(f"split fractions must add up to 1 (every row goes to one split); got {fractions}, "
+                     f"sum {sum(fractions.values()):g}")
+  return fractions
+
+
+def carve_indices(n: int, split: Mapping[str, float], seed: int = 0) -> dict[str, np.ndarray]:
+  """Row indices 0..n-1 dealt into disjoint splits that together cover them: a permutation seeded by `seed`
+  (numpy PCG64) cut into consecutive parts of the given fractions (part boundaries at round(cumulative
+  fraction * n); parts in sorted name order). Each split's indices are returned in ascending (file) order.
+  The same n, fractions and seed always give the same carve; a different row count reshuffles everything."""
+  fractions = split_fractions(split)
+  order = np.random.default_rng(seed).permutation(n)
+  bounds = np.round(np.cumsum([0.0, *fractions.values()]) * n).astype(int)
+  bounds[-1] = n
+  parts = {name: np.sort(order[a:b]) for name, a, b in zip(fractions, bounds[:-1], bounds[1:])}
+  empty = [name for name, idx in parts.items() if not len(idx)]
+  if empty:
+    raise ValueError(f"carving {n} rows as {fractions} leaves no rows for {empty}; use more rows or larger "
+                     "fractions")
+  return parts
+
+
+def split_records(path: str | Path, split: Mapping[str, float], seed: int = 0) -> dict[str, list[dict]]:
+  """{split name: rows} carved out of one .jsonl / .csv / .tsv file (`read_records`) by `carve_indices`:
+  e.g. split={"train": 0.8, "validation": 0.1, "test": 0.1}, seed=0. Disjoint, covering, deterministic."""
+  rows = read_records(path)
+  return {name: [rows[i] for i in idx] for name, idx in carve_indices(len(rows), split, seed).items()}
 
 
 def check_fields(record: dict, fields: Sequence[str], where: str) -> None:

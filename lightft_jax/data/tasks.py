@@ -269,9 +269,12 @@ REGISTRY["rotten_tomatoes/polarity"] = _rotten_tomatoes_task("polarity", fixed=T
 def _user_task(fmt: str):
   def make(path: str | dict[str, str], text_fields: Sequence[str] = ("text",), label_field: str = "label",
            kind: str = CLS, label_names: Sequence[str] | None = None, name: str | None = None,
-           metric_names: Sequence[str] | None = None, template: str | None = None) -> Task:
+           metric_names: Sequence[str] | None = None, template: str | None = None,
+           split: dict[str, float] | None = None, split_seed: int = 0) -> Task:
     """path: one file (the "train" split) or {split: file}. Labels may be ints or strings; string labels
-    map through label_names (default: the sorted distinct labels of the first split)."""
+    map through label_names (default: the sorted distinct labels of the first split).
+    split: {name: fraction} carves the splits out of one file (`sources.split_records`: a permutation seeded
+    by split_seed, disjoint and covering), e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}."""
     paths = {"train": path} if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__") else dict(path)
     for p in paths.values():
       if not str(p).endswith((f".{fmt}", ".tsv" if fmt == "csv" else f".{fmt}")):
@@ -286,6 +289,13 @@ def _user_task(fmt: str):
         names = [str(i) for i in range(max(int(l) for l in labels) + 1)]
       else:
         names = sorted(str(l) for l in labels)
+    carved = None
+    if split:
+      if len(paths) != 1:
+        raise ValueError(f"split= carves the splits out of one file; path= already names {sorted(paths)}")
+      whole = next(iter(paths.values()))
+      carved = sources.split_records(whole, split, split_seed)
+      paths = {part: f"{whole} ({part} part, split_seed={split_seed})" for part in carved}
     cache = {}
 
     def convert(r, where):
@@ -303,7 +313,7 @@ def _user_task(fmt: str):
 
     def open_split(split, data_dir=None):
       if split not in cache:
-        rows = sources.read_records(paths[split])
+        rows = carved[split] if carved is not None else sources.read_records(paths[split])
         cache[split] = [convert(r, f"{paths[split]} row {i}") for i, r in enumerate(rows)]
       return cache[split]
 
