@@ -389,3 +389,25 @@ def test_minilm_quantized_hidden_states_close():
     assert relative_error(out, ref) < bound
     cos = (out * ref).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert cos.mean() > cosine
+
+
+def test_quantized_base_from_the_config_trains_lora_and_stays_bit_identical(tmp_path):
+  """model.quantize=nf4 through the trainer: LoRA trains, every quantized array is unchanged, the frozen split
+  holds the quantized arrays (sharded like the float weights), and the parameter total counts their weights."""
+  from lightft_jax.train import loop
+  from lightft_jax.train.steps import FROZEN
+  from test_train_loop import make_config, write_data
+  data = write_data(tmp_path / "data")
+  plain = loop.setup(make_config(data, peft={"method": "lora", "r": 4, "targets": "qv"}), tmp_path / "plain")
+  cfg = make_config(data, peft={"method": "lora", "r": 4, "targets": "qv"}, **{"model.quantize": "nf4"})
+  run = loop.setup(cfg, tmp_path / "nf4")
+  assert run.total == plain.total and run.trainable == plain.trainable
+  before = [np.asarray(x) for x in jax.tree.leaves(nnx.state(run.work.model, quant.QuantizedWeight))]
+  frozen_leaves = len(jax.tree.leaves(nnx.state(run.work.model, FROZEN))) - len(jax.tree.leaves(run.state["params"]))
+  assert before and len(jax.tree.leaves(run.frozen)) == frozen_leaves  # the quantized arrays are frozen weights
+  loop.run_steps(run)
+  results = loop.finish(run)
+  assert results["status"] == "completed" and np.isfinite(results["train_loss"])
+  model = run.prog.model(run.state["params"], run.frozen, run.rest)
+  after = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, quant.QuantizedWeight))]
+  assert len(after) == len(before) and all(np.array_equal(a, b) for a, b in zip(before, after))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from typing import Any, Callable, Iterable
 
@@ -356,10 +357,12 @@ def trainable_filter(model: nnx.Module):
 
 
 def param_counts(model: nnx.Module) -> tuple[int, int]:
-  """(trainable, total) parameter counts."""
+  """(trainable, total) parameter counts; a quantized frozen kernel counts its weights, not its stored bytes."""
+  from lightft_jax.models.quant import quantized_kernels
   filt = trainable_filter(model)
   trainable = sum(x.size for x in jax.tree.leaves(nnx.state(model, filt)))
   total = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  total += sum(math.prod(k.shape) for k in quantized_kernels(model).values())
   return trainable, total
 
 

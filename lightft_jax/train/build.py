@@ -34,21 +34,26 @@ def build_model(mcfg: ml_collections.ConfigDict, *, task: str, num_labels: int |
   `models.from_pretrained(dir or .gguf)`.
 
   `model.head_style` (optional): the sequence-classification pooling (models.heads.HEAD_STYLES).
+  `model.quantize` (optional, "int8" | "nf4"): the projections inside the blocks are stored blockwise-quantized
+  and stay frozen (QLoRA-style; `models.quant`).
   """
   overrides = dict(mcfg.overrides)
   head_style = mcfg.get("head_style") or None  # "" / absent: the architecture's own pooling
+  quantize = mcfg.get("quantize") or None
   name = resolve_name(mcfg.name)
   if is_checkpoint_dir(name):
     from lightft_jax.models.hf import from_pretrained
     return from_pretrained(name, task=task, num_labels=num_labels, dtype=mcfg.dtype, seed=seed,
-                           head_style=head_style, **overrides)
+                           head_style=head_style, quantize=quantize, **overrides)
   if name not in PRESETS:
     raise ValueError(f"model.name {mcfg.name!r} is neither a preset ({sorted(PRESETS)}), an alias "
                      f"({sorted(ALIASES)}) nor an existing checkpoint directory or .gguf file")
   if vocab_size is not None:
     overrides.setdefault("vocab_size", vocab_size)
   cfg = get_preset(name, dtype=mcfg.dtype, **overrides)
-  return Transformer(cfg, task=task, num_labels=num_labels, head_style=head_style, rngs=nnx.Rngs(seed))
+  model = Transformer(cfg, task=task, num_labels=num_labels, head_style=head_style, rngs=nnx.Rngs(seed))
+  from lightft_jax.models.quant import quantize_model
+  return quantize_model(model, quantize)
 
 
 def build_tokenizer(mcfg: ml_collections.ConfigDict) -> Tokenizer:

@@ -23,8 +23,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lightft_jax.kinds import get_kind
 from lightft_jax.models.extensions import AuxLoss
+from lightft_jax.models.quant import QuantizedWeight
 from lightft_jax.train import sharding as shd
 
+FROZEN = nnx.Any(nnx.Param, QuantizedWeight)  # frozen weights (float or quantized): sharded, never donated
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "positions", "decoder_input_ids",
                 "decoder_attention_mask", "segment_ids")
 TARGETS = ("labels", "start_positions", "end_positions", "weights")
@@ -137,7 +139,7 @@ def build_program(model: nnx.Module, trainable_filter, tx: optax.GradientTransfo
       raise ValueError("build_program needs a task kind or an objective")
     objective = kind_objective(kind)
   model.train()
-  graphdef, params, frozen, rest = nnx.split(model, trainable_filter, nnx.Param, ...)
+  graphdef, params, frozen, rest = nnx.split(model, trainable_filter, FROZEN, ...)
   model.eval()
   eval_graphdef = nnx.graphdef(model)
   model.train()
