@@ -94,6 +94,13 @@ class Checkpoint:
     return cls({k: tuple(v.shape) for k, v in arrays.items()}, arrays.__getitem__)
 
 
+def conversion_command(directory: str | Path) -> str:
+  """The shell command that rewrites a pytorch_model.bin checkpoint directory as model.safetensors in place."""
+  d = json.dumps(str(directory))
+  return (f"python -c 'from transformers import AutoModel; AutoModel.from_pretrained({d})"
+          f".save_pretrained({d}, safe_serialization=True)'")
+
+
 def _weight_files(directory: Path) -> list[Path]:
   index = directory / "model.safetensors.index.json"
   if (directory / "model.safetensors").exists():
@@ -105,11 +112,12 @@ def _weight_files(directory: Path) -> list[Path]:
     if missing:
       raise FileNotFoundError(f"{index} lists shards that are not in {directory}: {missing}")
     return files
-  if any(directory.glob("pytorch_model*.bin")):
+  if any(directory.glob("pytorch_model*.bin")):  # never opened: unpickling runs arbitrary code
     raise ValueError(
         f"{directory} holds a pickle checkpoint (pytorch_model*.bin) and no model.safetensors; pickle checkpoints "
-        "are not loaded; convert to safetensors with `transformers`: "
-        "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)")
+        f"are not loaded; convert to safetensors once (needs torch + transformers; the task head, if any, is "
+        f"kept by the Auto class of the checkpoint's task, e.g. AutoModelForSequenceClassification):\n"
+        f"  {conversion_command(directory)}")
   found = sorted(p.name for p in directory.iterdir())
   raise FileNotFoundError(f"no weights in {directory}: expected model.safetensors or model.safetensors.index.json; "
                           f"found {found}")
@@ -244,6 +252,9 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
                     quantize_block_size: int = 64, **overrides) -> Transformer:
   """Builds a Transformer from a local HF checkpoint directory or a llama GGUF file.
 
+  Like `transformers`, returns the model in eval mode (dropout off); the trainer switches it to train mode.
+  Dropout comes from config.json (BERT hidden_dropout_prob, GPT-2 resid_pdrop, T5 dropout_rate; Llama has
+  none), unless `overrides` set `dropout`.
   `task` picks the head (base, lm, classification, token_classification, qa, regression); heads the
   checkpoint lacks are freshly initialised (seeded by `seed`) with a logged warning naming them.
   `head_style` (models.heads.HEAD_STYLES) replaces the architecture's own sequence-classification pooling,
@@ -272,6 +283,7 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   # Quantized before loading, so each checkpoint tensor is quantized as it is read (no second float model).
   quantize_model(model, quantize, block_size=quantize_block_size, double_quant=double_quant)
   load_weights(model, ckpt, prefix)
+  model.eval()  # dropout (now read from config.json) stays off until a trainer asks for train mode
   return model
 
 

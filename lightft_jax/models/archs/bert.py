@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lightft_jax.models.archs.base import HF_ACTIVATIONS, Architecture, HFClass, activation, dense, embed, layers, norm
+from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, dropout_fields,
+                                           embed, layers, norm)
 
 DEFAULTS = dict(arch="encoder", model_type="bert", position="learned", prenorm=False, embed_norm=True,
                 final_norm=False, norm_eps=1e-12, type_vocab_size=2, activation="gelu", pooler=True,
@@ -19,12 +20,14 @@ CONFIG_FIELDS = (("vocab_size", "vocab_size"), ("hidden_size", "d_model"), ("num
 
 
 def encoder_fields(hf: dict, position_offset: int) -> dict:
-  """Fields of a BERT-style encoder whose learned positions start at `position_offset`."""
+  """Fields of a BERT-style encoder whose learned positions start at `position_offset`; dropout from
+  hidden_dropout_prob (BertConfig's default 0.1)."""
   if hf.get("position_embedding_type", "absolute") != "absolute":
     raise ValueError(f"position_embedding_type={hf['position_embedding_type']!r} is not supported; "
                      "only 'absolute'")
   return dict(activation=activation(hf.get("hidden_act", "gelu")), position_offset=position_offset,
-              max_positions=hf.get("max_position_embeddings", 512) - position_offset)
+              max_positions=hf.get("max_position_embeddings", 512) - position_offset,
+              **dropout_fields(hf, "hidden_dropout_prob", 0.1, "attention_probs_dropout_prob", 0.1))
 
 
 def from_hf(hf: dict) -> dict:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, embed, first,
-                                           layers, norm)
+import logging
+
+from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, dropout_fields,
+                                           embed, first, layers, norm)
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = dict(arch="decoder", model_type="gpt2", position="learned", prenorm=True, activation="gelu_tanh",
                 fused_qkv=True, tie_embeddings=True, pad_token_id=50256, bos_token_id=50256, eos_token_id=50256)
@@ -23,7 +27,11 @@ def from_hf(hf: dict) -> dict:
   if hf.get("scale_attn_by_inverse_layer_idx"):
     raise ValueError("gpt2 with scale_attn_by_inverse_layer_idx=True is not supported")
   d = hf.get("n_embd", 768)
-  return dict(d_ff=hf.get("n_inner") or 4 * d, activation=activation(hf.get("activation_function", "gelu_new")),
+  resid, embd = (hf.get(k) for k in ("resid_pdrop", "embd_pdrop"))
+  if resid is not None and embd is not None and resid != embd:  # one rate for embeddings and residual branches
+    log.info("embd_pdrop=%s differs from resid_pdrop=%s; lightft_jax uses resid_pdrop for both", embd, resid)
+  return dict(**dropout_fields(hf, "resid_pdrop" if resid is not None else "embd_pdrop", 0.1, "attn_pdrop", 0.1),
+              d_ff=hf.get("n_inner") or 4 * d, activation=activation(hf.get("activation_function", "gelu_new")),
               attn_scale=None if hf.get("scale_attn_weights", True) else 1.0,
               pad_token_id=first(hf.get("pad_token_id") if hf.get("pad_token_id") is not None
                                  else hf.get("eos_token_id", 50256)))

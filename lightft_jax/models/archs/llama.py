@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, embed, first,
-                                           layers, norm)
+from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, dropout_fields,
+                                           embed, first, layers, norm)
 
 DEFAULTS = dict(arch="decoder", model_type="llama", position="rope", norm="rmsnorm", norm_eps=1e-6,
                 activation="silu", gated_mlp=True, qkv_bias=False, out_bias=False, mlp_bias=False,
@@ -33,12 +33,15 @@ def rope_theta(hf: dict) -> float:
 
 
 def from_hf(hf: dict) -> dict:
+  """Llama has no dropout on hidden states (dropout 0); its `attention_dropout` (attention probabilities) is
+  logged as not applied when non-zero."""
   bias = bool(hf.get("attention_bias", False))
   pad = hf.get("pad_token_id")
   return dict(rope_theta=rope_theta(hf), qkv_bias=bias, out_bias=bias,
               activation=activation(hf.get("hidden_act", "silu")),
               tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-              pad_token_id=first(pad if pad is not None else hf.get("eos_token_id", 0)))
+              pad_token_id=first(pad if pad is not None else hf.get("eos_token_id", 0)),
+              **dropout_fields(hf, None, 0.0, "attention_dropout"))
 
 
 def to_hf(cfg) -> dict:

@@ -3,7 +3,8 @@ v1.1 (gated GELU, own lm_head)."""
 
 from __future__ import annotations
 
-from lightft_jax.models.archs.base import HF_ACTIVATIONS, Architecture, HFClass, activation, dense, embed, layers, norm
+from lightft_jax.models.archs.base import (HF_ACTIVATIONS, Architecture, HFClass, activation, dense, dropout_fields,
+                                           embed, layers, norm)
 
 DEFAULTS = dict(arch="encoder_decoder", model_type="t5", position="relative", norm="rmsnorm", norm_eps=1e-6,
                 activation="relu", qkv_bias=False, out_bias=False, mlp_bias=False, attn_scale=1.0,
@@ -27,7 +28,8 @@ def from_hf(hf: dict) -> dict:
   gated = proj.startswith("gated-")
   act = "gelu_new" if proj == "gated-gelu" else proj.split("-")[-1]
   scale = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings") is not False)
-  return dict(activation=activation(act), gated_mlp=gated, scale_tied_logits=bool(scale))
+  return dict(activation=activation(act), gated_mlp=gated, scale_tied_logits=bool(scale),
+              **dropout_fields(hf, "dropout_rate", 0.1))  # T5Config: one rate everywhere
 
 
 def to_hf(cfg) -> dict:
