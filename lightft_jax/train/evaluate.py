@@ -284,3 +284,70 @@ def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterab
   metrics = {"loss": loss_sum / max(weight, 1e-9), "examples": seen}
   metrics.update(evaluator.result(metrics["loss"]))
   return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Multi-task runs
+
+AVERAGE = "average"  # key of the mean over tasks of each task's primary (first) metric
+
+
+def combine_task_metrics(per_task: dict[str, dict[str, Any]], primary: dict[str, str] | None = None,
+                         prefix: str = "") -> dict[str, Any]:
+  """{task name: that task's metrics} -> one flat dict for results.json / metrics.jsonl:
+
+    loss, examples          example-weighted mean loss and the total example count over the tasks
+    average                 mean over tasks of each task's primary metric (`primary[name]`, else its first
+                            metric besides loss / examples: a GLUE-score-style average)
+    average/<m>             mean over tasks of metric m, for every m that all tasks report
+    <task>/<m>              each task's own metrics (loss and examples included)
+    report                  the tasks' classification reports, one after another (when any has one)
+
+  `average` comes first after loss / examples, so it is what `train.loop.primary_metric` picks (keep-best,
+  early stopping) when `eval.metric` is not set. `prefix` goes before every key but the report.
+  """
+  if not per_task:
+    return {}
+  primary = dict(primary or {})
+  skip = ("loss", "examples", "report")
+  firsts, shared = [], None
+  for name, m in per_task.items():
+    names = [k for k in m if k not in skip]
+    if not names:
+      continue
+    key = primary.get(name) or names[0]
+    if key not in m:
+      raise ValueError(f"task {name!r} has no metric {key!r}; it reports {names}")
+    firsts.append(float(m[key]))
+    shared = names if shared is None else [k for k in shared if k in names]
+  examples = sum(int(m.get("examples", 0)) for m in per_task.values())
+  out: dict[str, Any] = {}
+  if all("loss" in m for m in per_task.values()):
+    out[prefix + "loss"] = (sum(float(m["loss"]) * int(m.get("examples", 0)) for m in per_task.values())
+                            / max(examples, 1))
+  out[prefix + "examples"] = examples
+  if firsts:
+    out[prefix + AVERAGE] = float(np.mean(firsts))
+  for k in shared or []:
+    out[f"{prefix}{AVERAGE}/{k}"] = float(np.mean([float(m[k]) for m in per_task.values()]))
+  reports = []
+  for name, m in per_task.items():
+    for k, v in m.items():
+      if k == "report":
+        reports.append(f"== {prefix}{name} ==\n{v}")
+      else:
+        out[f"{prefix}{name}/{k}"] = v
+  if reports:
+    out["report"] = "\n\n".join(reports)
+  return out
+
+
+def evaluate_tasks(prog: Program, params: Any, frozen: Any, rest: Any, tasks: dict[str, tuple[Any, Iterable[dict]]],
+                   *, local_rows: int, limit: int = 0, report: bool = False, primary: dict[str, str] | None = None,
+                   prefix: str = "", **kw) -> dict[str, Any]:
+  """`evaluate` on every task of a multi-task run, each on its own batches (which carry its `task_ids`), up to
+  `limit` examples per task, combined by `combine_task_metrics`. tasks: {name: (data.Task, batches)}."""
+  per_task = {name: evaluate(prog, params, frozen, rest, batches, task=task, local_rows=local_rows, limit=limit,
+                             report=report, **kw)
+              for name, (task, batches) in tasks.items()}
+  return combine_task_metrics(per_task, primary, prefix)
