@@ -10,14 +10,15 @@ all-MiniLM-L6-v2 encoder. `tasks=glue` is the HyperFormer GLUE mixture (cola, ss
 TFDS glue/*, prepared with `tfds build glue/<task>`; stsb, a regression task, is left out because the mixture
 trains one classifier; GLUE test labels are hidden, so test_split is "" and validation is the reported split).
 
-Arguments: `method=` hyper_adapter | hyper_lora | hyper_prefix | moe_lora | task_gated_adapter | task_adapters
+Arguments: `method=` hyper_adapter | hyper_lora | hyper_prefix | hyper (adapters + conditional LayerNorm) | moe_lora | task_gated_adapter | task_adapters
 (one named bottleneck adapter per task, chosen per example by `adapter_ids`) | adapter (one adapter shared by
 all tasks) | full; `tasks=` "+"-separated task names or `glue`; `steps=`, `batch=`, `lr=` (default 5e-5 for
 full, else 2e-3; the classifier trains at `head_lr=`), `sampling=` proportional | uniform | temperature,
 `temperature=` (T of p_i ~ n_i^(1/T)), `size_cap=` (T5's K, 0: none), `heads=` per_task (each task owns its own
 classes of one classifier) | shared (all tasks read classes 0..n_i-1), `model=` minilm | tiny-bert (random init,
 MiniLM's tokenizer: smoke runs) | an HF checkpoint directory, `max_length=`, `eval_every=`, `eval_limit=`
-(examples per task at periodic evaluations; the final ones use whole splits).
+(examples per task at periodic evaluations and the final validation one; test uses whole splits). With
+`--config.epochs=E`, an epoch is the mixture's training examples (all tasks together) over the batch size.
 Context conditioning: `condition=context` makes the hypernetworks (and moe_lora's router) read a condition
 vector instead of a task id: per task, the mean MiniLM sentence embedding of `context_k=` of its training
 examples. `held_out=NAME` (with condition=context; sets heads=shared) also evaluates task NAME, which is never
@@ -33,8 +34,8 @@ from lightft_jax.train import config_lib
 
 DEFAULT_TASKS = ("rotten_tomatoes", "convention_party", "debate_party")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "mnli", "qnli", "rte")  # HyperFormer's GLUE set without stsb
-METHODS = ("hyper_adapter", "hyper_lora", "hyper_prefix", "moe_lora", "task_gated_adapter", "task_adapters",
-           "adapter", "full")
+METHODS = ("hyper_adapter", "hyper_lora", "hyper_prefix", "hyper", "moe_lora", "task_gated_adapter",
+           "task_adapters", "adapter", "full")
 CONDITION_DIM = 384  # all-MiniLM-L6-v2 sentence embeddings (the default context encoder)
 PRESET_VOCAB = {"tiny-bert": 30522}
 
@@ -46,7 +47,7 @@ def peft_section(method: str, tasks: tuple[str, ...], condition: str = "task") -
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   if condition not in ("task", "context"):
     raise ValueError(f"condition must be 'task' or 'context', got {condition!r}")
-  if condition == "context" and method not in ("hyper_adapter", "hyper_lora", "hyper_prefix", "moe_lora"):
+  if condition == "context" and method not in ("hyper_adapter", "hyper_lora", "hyper_prefix", "hyper", "moe_lora"):
     raise ValueError(f"condition=context conditions the hypernetworks or moe_lora's router, not {method!r}")
   if method == "task_adapters":  # one named adapter per task; the batches carry adapter_ids
     parts = {name: {**peft.options("adapter"), "method": "adapter", "name": name} for name in tasks}

@@ -211,3 +211,60 @@ def test_held_out_task_from_its_context(entries, tmp_path, monkeypatch):
   assert "average" in m and "held_out/average" not in m  # the held-out task is not part of the average
   assert res["test"]["held_out/formality_heldout/examples"] == 10
   assert res["mixture"]["held_out_task"] == "formality_heldout" and res["mixture"]["context_k"] == 4
+
+
+def test_real_tasks_mix_under_mock_data(tok, tmp_path):
+  """The default mixture's three real TFDS tasks (rotten_tomatoes, convention_party, debate_party) through the
+  mixture loader, offline: tfds.testing.mock_data gives random records with each builder's features."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from lightft_jax.data import scattertext_politics  # noqa: F401  (registers the builder)
+  dd = str(tmp_path / "tfds")
+  with tfds.testing.mock_data(num_examples=12, data_dir=dd):
+    mix = mx.get_mixture(("rotten_tomatoes", "convention_party", "debate_party"), data_dir=dd)
+    assert mix.label_sizes.tolist() == [2, 2, 3] and mix.num_labels == 7
+    loader = mx.make_mixture_loader(mix, "train", tokenizer=tok, batch_size=8, max_length=16,
+                                    weights=[0.5, 0.3, 0.2], window=20, data_dir=dd)
+    b = next(loader)
+  assert b["input_ids"].shape == (8, 16) and set(b["task_ids"].tolist()) <= {0, 1, 2}
+  assert np.all(b["labels"] < mix.label_sizes[b["task_ids"]])
+
+
+def test_politics_builder_from_small_files(tmp_path):
+  """scattertext_politics from small files in the members' formats: paragraphs of >= 8 words labelled with the
+  party, split by speaker (no speaker in two splits); debate statements of >= 3 words, three sides."""
+  import csv
+  import gzip
+  import io
+  pytest.importorskip("tensorflow_datasets")
+  from lightft_jax.data import scattertext_politics as sp
+  buf = io.StringIO()
+  w = csv.writer(buf)
+  w.writerow(["party", "speaker", "text"])
+  for s in range(30):
+    party = "democrat" if s % 2 else "republican"
+    w.writerow([party, f"SPEAKER {s}", f"Thank you.\nParagraph one of speaker {s} has more than eight words in it.\n"
+                                       f"Paragraph two of speaker {s} also has more than eight words."])
+  conv = tmp_path / "political_data.csv"
+  conv.write_text(buf.getvalue())
+  task = REGISTRY["convention_party"](source_path=str(conv), data_dir=str(tmp_path / "tfds"))
+  splits = {s: task.examples(s) for s in ("train", "validation", "test")}
+  assert sum(len(v) for v in splits.values()) == 60 and all(splits.values())
+  speakers = {s: {e["group"] for e in v} for s, v in splits.items()}
+  assert not speakers["train"] & speakers["validation"] and not speakers["train"] & speakers["test"]
+  for s, v in splits.items():
+    for e in v:
+      assert sp.split_of(e["group"]) == s and "Thank" not in e["text"]
+      assert e["label"] == (0 if int(e["group"].split()[1]) % 2 else 1)
+  buf = io.StringIO()
+  w = csv.writer(buf)
+  w.writerow(["speaker", "statement", "debate", "party", "speaker and debate"])
+  for i in range(60):
+    side = ["Democratic", "Republican", "Moderator"][i % 3]
+    w.writerow(["X", f"statement number {i} from the {side} side", "1st", side, "X 1st"])
+    w.writerow(["X", "Thank you.", "1st", side, "X 1st"])  # under 3 words: dropped
+  deb = tmp_path / "presidential_debates_2016.csv.gz"
+  deb.write_bytes(gzip.compress(buf.getvalue().encode()))
+  task = REGISTRY["debate_party"](source_path=str(deb), data_dir=str(tmp_path / "tfds"))
+  rows = [e for s in ("train", "validation", "test") for e in task.examples(s)]
+  assert len(rows) == 60 and task.label_names == ["Democratic", "Republican", "Moderator"]
+  assert all(e["label"] == int(e["text"].split()[2]) % 3 for e in rows)

