@@ -268,3 +268,30 @@ def test_politics_builder_from_small_files(tmp_path):
   rows = [e for s in ("train", "validation", "test") for e in task.examples(s)]
   assert len(rows) == 60 and task.label_names == ["Democratic", "Republican", "Moderator"]
   assert all(e["label"] == int(e["text"].split()[2]) % 3 for e in rows)
+
+
+@pytest.mark.parametrize("method", ["hyper_adapter", "hyper_lora", "hyper_prefix", "hyper", "moe_lora",
+                                    "task_gated_adapter", "task_adapters", "adapter", "full"])
+def test_every_config_method_takes_mixed_batches(entries, method):
+  """configs/multitask.py's methods on one mixed batch: the objective's loss is finite and the predictions are
+  each example's own task's class ids."""
+  import jax.numpy as jnp
+  from lightft_jax.train.workload import build_workload
+  work = build_workload(multitask_config(entries, method))
+  b = next(work.batches)
+  loss, aux = work.objective(work.model, {k: jnp.asarray(v) for k, v in b.items()}, False)
+  assert np.isfinite(float(loss))
+  pred = np.asarray(aux["predictions"])
+  assert np.all((pred >= 0) & (pred < [len(WORDS[n]) for n in np.array(list(WORDS))[b["task_ids"]]]))
+
+
+def test_interrupted_multitask_run_resumes_to_the_same_parameters(entries, tmp_path):
+  from lightft_jax.train.loop import train
+  def config(steps):
+    c = multitask_config(entries, "adapter", steps=4, eval_every=2)
+    c.schedule.name, c.total_steps = "constant", steps  # (a decaying schedule follows total_steps)
+    return c
+  full = train(config(4), tmp_path / "a")
+  train(config(2), tmp_path / "b")  # interrupted after 2 steps (and its data position saved)
+  resumed = train(config(4), tmp_path / "b")
+  assert resumed["trainable_params_sha256"] == full["trainable_params_sha256"]
