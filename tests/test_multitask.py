@@ -13,7 +13,6 @@ from lightft_jax.data import mixture as mx
 from lightft_jax.data.tasks import REGISTRY
 from lightft_jax.models import assets
 from lightft_jax.models.tokenizer import Tokenizer
-from lightft_jax.train import config_lib
 
 ROOT = Path(__file__).parent.parent
 # Three tiny tasks with distinctive words, 2, 3 and 2 labels.

@@ -12,13 +12,14 @@ examples-proportional mixing limit K),
 
 The train stream (`make_mixture_loader`) is stratified: every window of W consecutive examples (W = `window`,
 default 1000) holds c_i of task i, c = the largest-remainder rounding of W * p (each c_i >= 1), in an order
-shuffled per window (numpy PCG64 seeded by (seed, window index)). Each task's own examples come from its own
-shuffled, endlessly repeated stream (reshuffled every epoch), each used once per pass, window by window. So the realised proportions are
-p to within 1/W in every window, not only on average, and element k of the stream is a pure function of k:
-the pipeline is a Grain `MapDataset` (`MixtureDataset`) whose iterator state is one index, which is what the
-checkpoint stores (`Loader.get_state` / `set_state`) and a resume continues from. (`grain.MapDataset.mix`
-interleaves in a fixed repeating pattern with proportions rounded to integers whose smallest is 100; the
-window shuffle here adds a random order and exact per-window counts, and keeps the same kind of state.)
+shuffled per window (numpy PCG64 seeded by (seed, window index)). Each task's examples come from its own
+shuffled, endlessly repeated stream (reshuffled every epoch), each used once per pass, window by window. So the
+realised proportions are p to within 1/W in every window, not only on average, and element k of the stream is a
+pure function of k: the pipeline is a Grain `MapDataset` (`MixtureDataset`) whose iterator state is one index,
+which is what the checkpoint stores (`Loader.get_state` / `set_state`) and a resume continues from.
+(`grain.MapDataset.mix` interleaves in a fixed repeating pattern with proportions rounded to integers whose
+smallest is 100; the window shuffle here adds a random order and exact per-window counts, and keeps the same
+kind of state.)
 
 Batches hold examples of several tasks: each task's examples are formatted by the task kind's own formatter
 (`formats`), then re-padded to one length; `task_ids` int32 [b] is added, and any per-task table in `per_task`

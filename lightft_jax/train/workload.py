@@ -15,10 +15,10 @@ One trainer (`train.loop`) runs every objective; an objective differs only in wh
   steps_per_epoch  () -> optimizer steps in one pass over the training data (for `epochs=`); None: endless
 
 Built-in objectives (`WORKLOADS`): `supervised` (a task from `lightft_jax.data`: classification, NER, QA,
-seq2seq, LM, ...; or a multi-task mixture of classification tasks, `task.mixture`: `multitask`), `icl_regression` (Garg et al.'s in-context regression, `icl.regression`), `metaicl`,
-`reptile` and `fomaml` (meta-learning over tasks, `icl.meta`). `register_workload(name, builder)` adds one;
-a builder is `builder(config) -> Workload`, named as "module:attribute" so that this module imports no
-data or ICL code.
+seq2seq, LM, ...; or a multi-task mixture of classification tasks when `task.mixture` is set: `multitask`),
+`icl_regression` (Garg et al.'s in-context regression, `icl.regression`), `metaicl`, `reptile` and `fomaml`
+(meta-learning over tasks, `icl.meta`). `register_workload(name, builder)` adds one; a builder is
+`builder(config) -> Workload`, named as "module:attribute" so that this module imports no data or ICL code.
 """
 
 from __future__ import annotations
@@ -118,7 +118,6 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
   return Workload(model=model, batches=loader(config.task.train_split, train=True), name=task.name,
                   kind=task.kind, evaluate=run_eval, steps_per_epoch=steps_per_epoch,
                   finish=samples_hook(config, task, tokenizer))  # LM samples when the config has `samples`
-
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -271,10 +270,11 @@ def multitask(config: ml_collections.ConfigDict) -> Workload:
   eval_rows = config.eval.batch_size or config.batch_size
 
   def task_batches(task, task_id, split, table):
-    loader = data.make_loader(task, split, tokenizer=tokenizer, batch_size=eval_rows, max_length=config.model.max_length,
-                              seed=config.seed, shuffle=False, num_epochs=1, process_index=jax.process_index(),
-                              process_count=jax.process_count(), model_family=family, data_dir=data_dir,
-                              drop_remainder=False, padding=config.task.padding)
+    loader = data.make_loader(task, split, tokenizer=tokenizer, batch_size=eval_rows,
+                              max_length=config.model.max_length, seed=config.seed, shuffle=False, num_epochs=1,
+                              process_index=jax.process_index(), process_count=jax.process_count(),
+                              model_family=family, data_dir=data_dir, drop_remainder=False,
+                              padding=config.task.padding)
     return mx.TaggedBatches(loader, task_id, table)
 
   def run_eval(prog, params, frozen, rest, split, limit=0, report=False):
