@@ -13,12 +13,13 @@ trains one classifier; GLUE test labels are hidden, so test_split is "" and vali
 Arguments: `method=` hyper_adapter | hyper_lora | hyper_prefix | hyper (adapters + conditional LayerNorm) |
 moe_lora | task_gated_adapter | task_adapters (one named bottleneck adapter per task, chosen per example by
 `adapter_ids`) | adapter (one adapter shared by all tasks) | full; `tasks=` "+"-separated task names or `glue`;
-`steps=`, `batch=`, `lr=` (default 5e-5 for full, else 2e-3; the classifier trains at `head_lr=`), `sampling=` proportional | uniform | temperature,
-`temperature=` (T of p_i ~ n_i^(1/T)), `size_cap=` (T5's K, 0: none), `heads=` per_task (each task owns its own
-classes of one classifier) | shared (all tasks read classes 0..n_i-1), `model=` minilm | tiny-bert (random init,
-MiniLM's tokenizer: smoke runs) | an HF checkpoint directory, `max_length=`, `eval_every=`, `eval_limit=`
-(examples per task at periodic evaluations and the final validation one; test uses whole splits). With
-`--config.epochs=E`, an epoch is the mixture's training examples (all tasks together) over the batch size.
+`steps=`, `batch=`, `lr=` (default 5e-5 for full, else 2e-3; the classifier trains at `head_lr=`),
+`sampling=` proportional | uniform | temperature, `temperature=` (T of p_i ~ n_i^(1/T)), `size_cap=` (T5's K,
+0: none), `heads=` per_task (each task owns its own classes of one classifier) | shared (all tasks read classes
+0..n_i-1), `model=` minilm | tiny-bert (random init, MiniLM's tokenizer: smoke runs) | an HF checkpoint
+directory, `max_length=`, `eval_every=`, `eval_limit=` (examples per task at periodic evaluations and the final
+validation one; test uses whole splits). With `--config.epochs=E`, an epoch is the mixture's training examples
+(all tasks together) over the batch size.
 Context conditioning: `condition=context` makes the hypernetworks (and moe_lora's router) read a condition
 vector instead of a task id: per task, the mean MiniLM sentence embedding of `context_k=` of its training
 examples. `held_out=NAME` (with condition=context; sets heads=shared) also evaluates task NAME, which is never
