@@ -13,7 +13,9 @@ from lightft_jax.peft.core import (PeftParam, TunedParam, UnknownOptionError, ap
                                    find_targets, make_trainable, methods, option_keys, options, param_counts,
                                    register, replace_module, summary, trainable_filter)
 from lightft_jax.peft.core import PeftParam as trainable  # the nnx filter of what PEFT trains
-from lightft_jax.peft import adapters, ia3, lora, prefix, prompt, selective  # noqa: F401  (register methods)
+# lora, ia3, prefix, prompt also register their HF peft save/load (hf_io.register_hf); save_hf / load_hf list
+# the supported peft types in this import order
+from lightft_jax.peft import adapters, lora, ia3, prefix, prompt, selective  # noqa: F401  (register methods)
 from lightft_jax.peft import hyper, moe  # noqa: F401  (registers hyper*, moe_lora, task_gated_adapter)
 from lightft_jax.peft.hf_io import load_hf, save_hf
 from lightft_jax.peft.lora import merge, merge_and_unload, unmerge

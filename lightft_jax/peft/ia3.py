@@ -3,6 +3,9 @@
 On attention projections the vector scales the output, y = base(x) * l (l [out], bias included, as HF
 peft does); on feed-forward modules (the FFN down projection by default) it scales the input,
 y = base(x * l) (l [in]). Vectors start at ones, so a fresh model computes exactly what it did before.
+
+HF peft interop (peft_type IA3, registered with `hf_io.register_hf` at the end of this module): HF's ia3_l is
+[out, 1], or [1, in] on its `feedforward_modules`; module names and `fan_in_fan_out` come from the architecture.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Dense
+from lightft_jax.peft import core, hf_io
 from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module, target_regex
 
 
@@ -54,3 +58,46 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   ff = re.compile(target_regex(cfg.feedforward)) if cfg.feedforward else None
   for path, module in found.items():
     replace_module(model, path, IA3Dense(module, feedforward=bool(ff and ff.fullmatch(path))))
+
+
+# ---------------------------------------------------------------------------------------------- HF peft
+
+def _save_hf(model, names, adapter, tensors) -> dict:
+  targets, ff = [], []
+  for p, m in nnx.iter_modules(model):
+    if not isinstance(m, IA3Dense):
+      continue
+    theirs = names[core.unwrapped_path(core.path_str(p))]
+    v = hf_io.to_np(m.ia3[...])
+    tensors[f"{hf_io.MODEL_PREFIX}{theirs}.ia3_l"] = v[None, :] if m.feedforward else v[:, None]
+    targets.append(theirs)
+    if m.feedforward:
+      ff.append(theirs)
+  return {"target_modules": sorted(targets), "feedforward_modules": sorted(ff),
+          "fan_in_fan_out": hf_io.fan_in_fan_out(model), "init_ia3_weights": True}
+
+
+def _is_ff(module: str, cfg) -> bool:
+  ff = cfg.get("feedforward_modules") or []
+  ff = [ff] if isinstance(ff, str) else ff
+  return any(module == f or module.endswith("." + f) for f in ff)
+
+
+def _load_hf(model, cfg, tensors, adapter):
+  mods, rest = hf_io.module_tensors(tensors, ("ia3_l",))
+  ours = hf_io.our_paths(model, mods)
+  ff = [ours[h] for h in mods if _is_ff(h, cfg)]
+  normal = [p for p in ours.values() if p not in ff]
+  core.apply(model, {"method": "ia3", "targets": hf_io.exact_targets(normal) if normal else None,
+                     "feedforward": hf_io.exact_targets(ff) if ff else None, "train_head": False})
+  for theirs, t in mods.items():
+    m = core.get_module(model, ours[theirs])
+    hf_io.assign(m.ia3, t["ia3_l"].reshape(-1), f"{theirs}.ia3_l")
+  return rest
+
+
+def _attached(model) -> bool:
+  return any(isinstance(m, IA3Dense) for _, m in nnx.iter_modules(model))
+
+
+hf_io.register_hf(hf_io.HFMethod("IA3", _attached, _save_hf, _load_hf))

@@ -7,6 +7,11 @@ Embedding LoRA follows HF peft: A [num, r] zeros, B [r, dim] normal, y = E[ids] 
 
 Several named LoRAs may sit on one module (see named.py); `merge` / `unmerge` fold the active ones into
 the base weights and back; `merge_and_unload` drops the wrappers.
+
+HF peft interop (peft_type LORA, registered with `hf_io.register_hf` at the end of this module): HF's lora_A
+[r, in] / lora_B [out, r] (lora_embedding_A / _B on embeddings) are our a.T / b.T, lora_magnitude_vector is our
+magnitude; module names come from the architecture (`hf_io.module_names`), and so does `fan_in_fan_out` (GPT-2's
+Conv1D): HF peft keeps A and B in this layout there too, so no model type needs its own case.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Dense, Embedding
 from lightft_jax.models.ops import linear
-from lightft_jax.peft import named
+from lightft_jax.peft import core, hf_io, named
 from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, path_str, register, replace_module
 
 
@@ -243,3 +248,68 @@ def merge_and_unload(model: nnx.Module, names=None) -> nnx.Module:
   for path, m in lora_modules(model).items():
     replace_module(model, path, m.base)
   return model
+
+
+# ---------------------------------------------------------------------------------------------- HF peft
+
+_HF_SUFFIXES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_embedding_A", "lora_embedding_B")
+
+
+def _save_hf(model, names, adapter, tensors) -> dict:
+  units, targets = [], []
+  for path, m in lora_modules(model).items():
+    if adapter not in m.names:
+      continue
+    if m.merged:
+      raise ValueError(f"{path} has merged LoRA weights; unmerge before save_hf")
+    theirs = names[core.unwrapped_path(path)]
+    u = m.lora[adapter]
+    a, b = hf_io.to_np(u.lora_a[...].T), hf_io.to_np(u.lora_b[...].T)
+    key = hf_io.MODEL_PREFIX + theirs
+    if isinstance(m, LoraEmbedding):
+      tensors[f"{key}.lora_embedding_A"], tensors[f"{key}.lora_embedding_B"] = a, b
+    else:
+      tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = a, b
+    if u.lora_magnitude is not None:
+      tensors[f"{key}.lora_magnitude_vector"] = hf_io.to_np(u.lora_magnitude[...])
+    units.append(u)
+    targets.append(theirs)
+  if not units:
+    raise ValueError(f"no LoRA named {adapter!r}; attached: {list(named.adapter_names(model))}")
+  spec = {(u.r, u.alpha, u.rslora, u.lora_magnitude is not None) for u in units}
+  if len(spec) > 1:
+    raise ValueError(f"LoRA {adapter!r} mixes ranks/alphas/rsLoRA/DoRA across modules {sorted(spec)}; HF peft "
+                     "needs one setting per adapter")
+  r, alpha, rslora, dora = spec.pop()
+  return {"r": r, "lora_alpha": alpha, "use_rslora": rslora, "use_dora": dora, "target_modules": sorted(targets),
+          "lora_dropout": float(units[0].dropout.rate) if units[0].dropout is not None else 0.0, "bias": "none",
+          "fan_in_fan_out": hf_io.fan_in_fan_out(model), "init_lora_weights": True}
+
+
+def _load_hf(model, cfg, tensors, adapter):
+  for key in ("rank_pattern", "alpha_pattern"):
+    if cfg.get(key):
+      raise ValueError(f"LoRA adapters with a per-module {key} are not supported")
+  mods, rest = hf_io.module_tensors(tensors, _HF_SUFFIXES)
+  if not mods:
+    raise ValueError("the LoRA adapter holds no lora_A/lora_B tensors")
+  ours = hf_io.our_paths(model, mods)
+  r = int(cfg["r"])
+  core.apply(model, {"method": "lora", "r": r, "alpha": float(cfg["lora_alpha"]),
+                     "rslora": bool(cfg.get("use_rslora")), "dora": bool(cfg.get("use_dora")),
+                     "targets": hf_io.exact_targets(ours.values()), "name": adapter, "train_head": False})
+  wrappers = lora_modules(model)
+  for theirs, t in mods.items():
+    u = wrappers[ours[theirs]].lora[adapter]
+    a = t.get("lora_A.weight", t.get("lora_embedding_A"))
+    b = t.get("lora_B.weight", t.get("lora_embedding_B"))
+    if a is None or b is None:
+      raise ValueError(f"{theirs}: the adapter lacks lora_A or lora_B")
+    hf_io.assign(u.lora_a, a.T, f"{theirs}.lora_A")
+    hf_io.assign(u.lora_b, b.T, f"{theirs}.lora_B")
+    if "lora_magnitude_vector" in t:
+      hf_io.assign(u.lora_magnitude, t["lora_magnitude_vector"], f"{theirs}.lora_magnitude_vector")
+  return rest
+
+
+hf_io.register_hf(hf_io.HFMethod("LORA", lambda model: bool(lora_modules(model)), _save_hf, _load_hf))

@@ -8,6 +8,10 @@ Without reparameterisation each layer holds `prefix_k`, `prefix_v` [P, K, Dh]. W
 one shared module per stack maps an embedding [P, D] through an MLP (D -> hidden -> tanh -> L*2*K*Dh,
 HF peft's PrefixEncoder) to every layer's keys and values; the output layout (P, layer, k|v, K, Dh) is
 HF's `prompt_embeddings` layout.
+
+HF peft interop (peft_type PREFIX_TUNING, registered with `hf_io.register_hf` at the end of this module):
+`prompt_embeddings` [P, L*2*K*Dh] is `prefix_kv` flattened (a reparameterised prefix is written as its output,
+prefix_projection=False); encoder-decoders follow HF's decoder-only layout (see `_hf_seq2seq`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lightft_jax.models.layers import Attention, Ctx
+from lightft_jax.peft import core, hf_io
 from lightft_jax.peft.core import PeftParam, check_unscanned, check_virtual_tokens, find_targets, register
 
 
@@ -132,3 +138,114 @@ def prefix_kv(model: nnx.Module, stack: str = "decoder") -> jax.Array:
   if hooks[0].reparam is not None:
     return hooks[0].reparam.all_kv()
   return jnp.stack([jnp.stack(h.kv(), 0) for h in hooks], 0).transpose(2, 0, 1, 3, 4)
+
+
+# ---------------------------------------------------------------------------------------------- HF peft
+
+_HF_TARGETS = r".*layers\.\d+\.attn(\.base)?$"  # every layer's self-attention: where HF peft puts prefixes
+
+
+def _hf_stacks(model):
+  try:
+    return stacks(model, _HF_TARGETS)
+  except ValueError:
+    return {}
+
+
+def _has_prefix(model) -> bool:
+  return any(a.extra_kv is not None for layers in _hf_stacks(model).values() for a in layers)
+
+
+def _hf_stack(model) -> str:
+  """The stack whose layers HF's `prompt_embeddings` describe: the encoder of encoder models, else the decoder."""
+  return "encoder" if model.cfg.arch == "encoder" else "decoder"
+
+
+def _hf_seq2seq(model) -> bool:
+  """HF peft's encoder-decoder layout, the one case this mapping has.
+
+  It is decided by the model's structure, as HF peft decides it (num_transformer_submodules=2, its SEQ_2_SEQ_LM
+  default), not by model_type: prefixes sit on decoder self-attention only, in all L = encoder-count layers,
+  and decoder layer j reads block `_hf_prefix_layers(L)[j]` of `prompt_embeddings`.
+  """
+  return hf_io.transformer_submodules(model) == 2
+
+
+def _hf_prefix_layers(n: int) -> list[int]:
+  """Encoder-decoders: the `prompt_embeddings` layer block that HF peft's get_prompt gives decoder layer j.
+
+  It repeats the [P, L*2, ...] prefix to L*4 entries and reads them as (self k, self v, cross k, cross v) per
+  layer, then drops the cross-attention part: decoder layer j gets block (2j mod L); encoder and cross-attention
+  layers get none.
+  """
+  return [(2 * j) % n for j in range(n)]
+
+
+def _check_seq2seq_prefix(model):
+  """HF peft's encoder-decoder prefixes reach decoder self-attention only, in all L = encoder-count layers."""
+  found = _hf_stacks(model)
+  if any(a.extra_kv is not None for a in found.get("encoder", [])):
+    raise ValueError("HF peft prefix tuning of encoder-decoder models puts prefixes on decoder self-attention "
+                     "only; this model also has encoder prefixes")
+  if model.cfg.num_decoder_layers != model.cfg.n_layers:
+    raise ValueError(f"HF peft prefix tuning sizes encoder-decoder prefixes by the encoder's {model.cfg.n_layers} "
+                     f"layers; this decoder has {model.cfg.num_decoder_layers}")
+
+
+def _to_hf_blocks(kv: np.ndarray) -> np.ndarray:
+  """Decoder prefixes [P, L, 2, K, Dh] -> HF blocks (see _hf_prefix_layers); blocks no layer reads stay 0."""
+  out, owner = np.zeros_like(kv), {}
+  for j, blk in enumerate(_hf_prefix_layers(kv.shape[1])):
+    if blk in owner and not np.array_equal(kv[:, owner[blk]], kv[:, j]):
+      raise ValueError(f"HF peft gives decoder layers {owner[blk]} and {j} the same prefix (its get_prompt reads "
+                       f"block {blk} for both when the layer count is even); this model's differ")
+    owner.setdefault(blk, j)
+    out[:, blk] = kv[:, j]
+  return out
+
+
+def _save_hf(model, names, adapter, tensors) -> dict:
+  if any(getattr(m, "extra_kv", None) is not None for p, m in nnx.iter_modules(model)
+         if core.path_str(p).endswith("cross_attn")):
+    raise ValueError("HF peft has no prefixes on cross-attention; remove them before save_hf")
+  seq2seq = _hf_seq2seq(model)
+  if seq2seq:
+    _check_seq2seq_prefix(model)
+  kv = prefix_kv(model, _hf_stack(model))  # [P, L, 2, K, Dh]
+  p, n = kv.shape[:2]
+  if n != model.cfg.n_layers:
+    raise ValueError(f"HF peft prefix tuning covers every layer; this model has prefixes on {n} of "
+                     f"{model.cfg.n_layers}")
+  if seq2seq:
+    kv = _to_hf_blocks(hf_io.to_np(kv))
+  tensors["prompt_embeddings"] = hf_io.to_np(kv).reshape(p, -1)
+  k, dh = kv.shape[3:]  # HF peft sizes prefixes of grouped-query models by the kv heads
+  cfg = hf_io.prompt_learning_config(model, p, k * dh, k)
+  cfg.update(prefix_projection=False, encoder_hidden_size=model.cfg.d_model)
+  return cfg
+
+
+def _load_hf(model, cfg, tensors, adapter):
+  rest = dict(tensors)
+  emb = rest.pop("prompt_embeddings")
+  p = int(cfg["num_virtual_tokens"])
+  seq2seq = _hf_seq2seq(model)
+  layers = stacks(model, _HF_TARGETS)[_hf_stack(model)]
+  k, dh = layers[0].n_kv_heads, layers[0].head_dim
+  hf_io.check_prompt_learning_config(model, cfg, k * dh)
+  if seq2seq:
+    _check_seq2seq_prefix(model)
+  if emb.shape != (p, len(layers) * 2 * k * dh):
+    raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {len(layers) * 2 * k * dh}) "
+                     f"= (num_virtual_tokens, layers*2*kv_heads*head_dim)")
+  targets = r"decoder\.layers\.\d+\.attn(\.base)?$" if seq2seq else _HF_TARGETS
+  core.apply(model, {"method": "prefix", "num_tokens": p, "targets": targets, "train_head": False})
+  kv = emb.reshape(p, len(layers), 2, k, dh)
+  blocks = _hf_prefix_layers(len(layers)) if seq2seq else range(len(layers))
+  for i, (attn, blk) in enumerate(zip(layers, blocks)):
+    hf_io.assign(attn.extra_kv.prefix_k, kv[:, blk, 0], f"prefix keys of layer {i}")
+    hf_io.assign(attn.extra_kv.prefix_v, kv[:, blk, 1], f"prefix values of layer {i}")
+  return rest
+
+
+hf_io.register_hf(hf_io.HFMethod("PREFIX_TUNING", _has_prefix, _save_hf, _load_hf, prompt_learning=True))

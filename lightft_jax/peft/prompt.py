@@ -10,6 +10,9 @@ pooling reads the first prompt position, as in HF peft).
 Init: "random" (normal with the vocabulary embeddings' std), "vocab" (embeddings of P token ids drawn from
 the first 5000 of the vocabulary), "text" (embeddings of `init_text` tokenized by the tokenizer at
 `tokenizer`, repeated / cut to P tokens, as HF peft).
+
+HF peft interop (peft_type PROMPT_TUNING, registered with `hf_io.register_hf` at the end of this module): the
+prompt is HF's `prompt_embeddings` [P, D]; encoder-decoders keep P rows per transformer submodule (see `_save_hf`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lightft_jax.models.extensions import Ctx, Inputs
+from lightft_jax.peft import core, hf_io
 from lightft_jax.peft.core import PeftParam, check_virtual_tokens, register
 
 
@@ -97,3 +102,33 @@ def soft_prompt(model: nnx.Module) -> SoftPrompt | None:
   """The model's soft prompt, or None."""
   t = getattr(model, "input_transform", None)
   return t if isinstance(t, SoftPrompt) else None
+
+
+# ---------------------------------------------------------------------------------------------- HF peft
+
+def _save_hf(model, names, adapter, tensors) -> dict:
+  prompt = hf_io.to_np(soft_prompt(model).prompt[...])
+  # Encoder-decoders: HF keeps 2P rows and prepends the first P to the encoder input; its prompt-tuning forward
+  # never reads the other P (the decoder half), which we fill with a copy.
+  tensors["prompt_embeddings"] = np.concatenate([prompt] * hf_io.transformer_submodules(model), 0)
+  cfg = hf_io.prompt_learning_config(model, prompt.shape[0], model.cfg.d_model, model.cfg.n_heads)
+  cfg.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_name_or_path=None)
+  return cfg
+
+
+def _load_hf(model, cfg, tensors, adapter):
+  hf_io.check_prompt_learning_config(model, cfg, model.cfg.d_model)
+  rest = dict(tensors)
+  emb = rest.pop("prompt_embeddings")
+  p = int(cfg.get("num_virtual_tokens") or emb.shape[0])
+  if emb.shape[0] != p * (cfg.get("num_transformer_submodules") or 1):
+    raise ValueError(f"prompt_embeddings has {emb.shape[0]} rows; the config needs num_virtual_tokens * "
+                     f"num_transformer_submodules = {p} * {cfg.get('num_transformer_submodules') or 1}")
+  emb = emb[:p]  # HF's prompt-tuning forward prepends only the first P rows (to the encoder input)
+  core.apply(model, {"method": "prompt", "num_tokens": p, "train_head": False})
+  hf_io.assign(soft_prompt(model).prompt, emb, "prompt_embeddings")
+  return rest
+
+
+hf_io.register_hf(hf_io.HFMethod("PROMPT_TUNING", lambda model: soft_prompt(model) is not None, _save_hf, _load_hf,
+                                 prompt_learning=True))
