@@ -26,6 +26,16 @@ def tok():
   return load_tokenizer(str(smollm2_gguf()))
 
 
+@pytest.fixture(scope="module")
+def tok_json(tok, tmp_path_factory):
+  """SmolLM2's tokenizer as tokenizer.json + tokenizer_config.json (reading the GGUF file takes seconds)."""
+  d = tmp_path_factory.mktemp("smollm2_tokenizer")
+  tok.tok.save(str(d / "tokenizer.json"))
+  names = {k: tok.tok.id_to_token(getattr(tok, f"{k}_id")) for k in ("bos_token", "eos_token", "pad_token")}
+  (d / "tokenizer_config.json").write_text(json.dumps(names))
+  return str(d)
+
+
 @pytest.fixture
 def corpus(tmp_path):
   """notes.txt: 40 blank-line-separated paragraphs (the second one two lines long)."""
@@ -110,15 +120,16 @@ def _train(spec, workdir, overrides=()):
   return config, train(config, workdir)
 
 
-TINY = [("model.overrides.d_model", "32"), ("model.overrides.n_heads", "2"), ("model.overrides.d_ff", "64")]
+TINY = [("model.overrides.d_model", "32"), ("model.overrides.n_heads", "2"), ("model.overrides.d_ff", "64"),
+        ("model.overrides.n_layers", "1")]
 
 
-def test_lm_finetune_two_steps(tmp_path, corpus):
+def test_lm_finetune_two_steps(tmp_path, corpus, tok_json):
   path, _ = corpus
   spec = (f"configs/lm_finetune.py:model=tiny-gpt2,data={path},steps=2,batch=8,max_length=32,eval_limit=8,"
           "samples=2,max_new_tokens=5")
   held_out = [("task.options.validation", "0.3"), ("task.options.test", "0.3")]  # a batch of 8 rows each
-  config, res = _train(spec, tmp_path / "run", TINY + held_out)
+  config, res = _train(spec, tmp_path / "run", TINY + held_out + [("model.tokenizer", tok_json)])
   assert config.eval.at_start and config.task.name == "lm_text" and config.peft.method == "lora"
   assert res["status"] == "completed" and res["step"] == 2 and res["task"] == "lm_text"
   for key in ("eval_at_start", "eval", "test"):
@@ -131,24 +142,45 @@ def test_lm_finetune_two_steps(tmp_path, corpus):
   assert "### sample 1" in (tmp_path / "run" / "samples.txt").read_text()
 
 
-def test_gpt2_wikitext_configs(tmp_path):
+def test_gpt2_wikitext_configs(tmp_path, tok_json):
   from lightft_jax.train import config_lib
   full = config_lib.load_config(f"configs/gpt2_wikitext.py:model={tmp_path}")  # a checkpoint dir: no download
   assert (full.epochs, full.batch_size, full.checkpoint.max_to_keep, full.model.max_length) == (3.0, 4, 2, 1024)
   assert full.task.name == "wikitext103" and full.eval.at_start and full.eval.metric == "perplexity"
   config, res = _train("configs/gpt2_wikitext.py:smoke", tmp_path / "smoke",
-                       TINY + [("batch_size", "8"), ("task.test_split", ""), ("task.eval_limit", "8")])
+                       TINY + [("model.tokenizer", tok_json), ("batch_size", "8"), ("task.test_split", ""),
+                               ("task.eval_limit", "8"), ("samples.num", "0")])
   assert config.model.name == "tiny-gpt2" and res["step"] == 2 and res["status"] == "completed"
   assert np.isfinite(res["eval_at_start"]["perplexity"]) and np.isfinite(res["eval"]["perplexity"])
   assert sorted(p.name for p in (tmp_path / "smoke" / "checkpoints").iterdir()) == ["1", "2"]
-  assert len(json.loads((tmp_path / "smoke" / "samples.json").read_text())) == 2
+  assert not (tmp_path / "smoke" / "samples.json").exists()  # samples.num=0: none (the smoke config asks for 2)
 
 
 @pytest.mark.slow
 def test_smollm2_lora_few_steps(tmp_path, corpus):
   """The real SmolLM2-135M (GGUF) with LoRA: 3 steps on the corpus lower the perplexity of the same rows."""
   path, _ = corpus
-  spec = f"configs/lm_finetune.py:data={path},steps=3,batch=8,max_length=64,eval_limit=8,samples=1,lr=3e-3"
+  spec = f"configs/lm_finetune.py:data={path},steps=3,batch=8,max_length=32,eval_limit=8,samples=1,lr=3e-3"
   _, res = _train(spec, tmp_path / "run", [("task.test_split", ""), ("task.options.validation", "0.3")])
+  assert res["eval"]["examples"] == res["eval_at_start"]["examples"] == 8  # one batch of 12 one-document rows
   assert res["eval"]["perplexity"] < res["eval_at_start"]["perplexity"]
   assert json.loads((tmp_path / "run" / "samples.json").read_text())[0]["continuation"]
+
+
+def test_samples_fit_the_model_positions(tok, tmp_path):
+  """A prompt longer than the model's positions allow keeps its last tokens; samples.txt shows each sample."""
+  from flax import nnx
+  from lightft_jax.models import Transformer, get_preset
+  from lightft_jax.train import samples
+  cfg = get_preset("tiny-gpt2", vocab_size=tok.vocab_size, max_positions=16, n_layers=1, d_model=32, n_heads=2)
+  model = Transformer(cfg, task="lm", rngs=nnx.Rngs(0))
+  long = " ".join(WORDS * 2)
+  prompts = [{"ids": samples._with_bos(tok.encode(t, add_special_tokens=False), tok), "prompt": t}
+             for t in ("Hello there", long)]
+  assert samples.max_prompt_length(model, 4) == 13 and len(prompts[1]["ids"]) > 13
+  records = samples.generate_samples(model, tok, prompts, max_new_tokens=4)
+  assert [r["prompt"] for r in records] == ["Hello there", long]
+  assert all(r["greedy"] and r["max_new_tokens"] == 4 and isinstance(r["continuation"], str) for r in records)
+  samples.write_samples(tmp_path, records)
+  assert json.loads((tmp_path / "samples.json").read_text()) == records
+  assert (tmp_path / "samples.txt").read_text().startswith("### sample 0 (greedy, max_new_tokens=4)\nHello there >>> ")

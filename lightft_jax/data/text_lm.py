@@ -216,16 +216,19 @@ def fetch_wikitext(name: str, data_dir: str | None = None, timeout: float = 600.
   return target
 
 
-@functools.lru_cache(maxsize=4)
-def _wikitext_split(source: str, split: str) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=6)
+def _wikitext_split(source: str, split: str, max_chars: int) -> tuple[dict, ...]:
+  """The documents of one split, read once per process (the loaders, the epoch count and the samples share them)."""
   path, member = Path(source), WIKITEXT_FILES[split]
   if path.is_dir():
-    return tuple(wikitext_articles((path / member).read_text(encoding="utf-8")))
-  with zipfile.ZipFile(path) as z:
-    names = [n for n in z.namelist() if n.endswith("/" + member) or n == member]
-    if not names:
-      raise FileNotFoundError(f"{path} has no {member}")
-    return tuple(wikitext_articles(z.read(names[0]).decode("utf-8")))
+    text = (path / member).read_text(encoding="utf-8")
+  else:
+    with zipfile.ZipFile(path) as z:
+      names = [n for n in z.namelist() if n.endswith("/" + member) or n == member]
+      if not names:
+        raise FileNotFoundError(f"{path} has no {member}")
+      text = z.read(names[0]).decode("utf-8")
+  return tuple(as_documents(wikitext_articles(text), max_chars))
 
 
 def wikitext_task(size: str = "103"):
@@ -237,7 +240,7 @@ def wikitext_task(size: str = "103"):
 
     def open_split(split, dd=None):
       source = source_path or fetch_wikitext(name, dd or data_dir, download_timeout)
-      return as_documents(_wikitext_split(str(Path(source).expanduser()), split), max_chars)
+      return _wikitext_split(str(Path(source).expanduser()), split, max_chars)
 
     return _lm_task(f"wikitext{size}", open_split)
 

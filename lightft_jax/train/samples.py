@@ -56,13 +56,28 @@ def left_padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndar
   return ids, mask
 
 
+def max_prompt_length(model, max_new_tokens: int) -> int:
+  """The longest prompt `generate` accepts with `max_new_tokens` on a model with learned or rotary positions
+  (its input transform, e.g. a soft prompt, takes positions too)."""
+  cfg = model.cfg
+  if cfg.position not in ("learned", "rope"):
+    return 1 << 30
+  added = 0 if model.input_transform is None else int(model.input_transform.added_length)
+  room = cfg.max_positions - added - max_new_tokens + 1
+  if room < 1:
+    raise ValueError(f"samples.max_new_tokens={max_new_tokens} leaves no room for a prompt within the model's "
+                     f"max_positions={cfg.max_positions}")
+  return room
+
+
 def generate_samples(model, tokenizer, prompts: list[dict], max_new_tokens: int) -> list[dict]:
   """Greedy continuations of `prompts` ({"ids", "prompt"[, "reference"]}) by a decoder-only LM."""
   from lightft_jax.models.generate import generate
   if not prompts:
     return []
   pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-  ids, mask = left_padded([p["ids"] for p in prompts], pad)
+  room = max_prompt_length(model, max_new_tokens)
+  ids, mask = left_padded([p["ids"][-room:] for p in prompts], pad)  # a long prompt keeps its last tokens
   stop = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
   out = np.asarray(generate(model, ids, mask, max_new_tokens=max_new_tokens, stop_tokens=stop, pad_token_id=pad))
   records = []
