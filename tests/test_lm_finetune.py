@@ -89,6 +89,18 @@ def test_long_documents_split_and_wikitext_articles(tmp_path):
   assert docs[0] == "= Alpha =" and all(len(d) <= 30 for d in docs) and docs[-1] == "Beta follows alpha ."
 
 
+def test_tfds_text_feature_as_documents():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=6):  # random records with the real features
+    task = data.get_task("tfds_lm", builder="imdb_reviews", split_map={"validation": "test"})
+    assert (task.name, task.kind) == ("imdb_reviews", "lm") and len(task.open("validation")) == 6
+    assert isinstance(task.open("train")[0]["text"], str)
+    pieces = data.get_task("tfds_lm", builder="imdb_reviews", max_chars=5).examples("train")
+    assert len(pieces) > 6 and all(0 < len(p["text"]) <= 5 for p in pieces)
+    with pytest.raises(ValueError, match="no text feature 'body'"):
+      data.get_task("tfds_lm", builder="imdb_reviews", text_field="body").open("train")[0]
+
+
 def test_packing_gives_full_rows(corpus, tok):
   """Whole documents (BOS + text + EOS, all shorter than a row here) packed several to a row. The packer
   (grain FirstFitPack, as many bins as rows in a batch) fills about 80-90% of the tokens of these rows."""
@@ -162,7 +174,7 @@ def test_smollm2_lora_few_steps(tmp_path, corpus):
   path, _ = corpus
   spec = f"configs/lm_finetune.py:data={path},steps=3,batch=8,max_length=32,eval_limit=8,samples=1,lr=3e-3"
   _, res = _train(spec, tmp_path / "run", [("task.test_split", ""), ("task.options.validation", "0.3")])
-  assert res["eval"]["examples"] == res["eval_at_start"]["examples"] == 8  # one batch of 12 one-document rows
+  assert res["eval"]["examples"] == res["eval_at_start"]["examples"] == 8  # 12 one-document rows: one full batch
   assert res["eval"]["perplexity"] < res["eval_at_start"]["perplexity"]
   assert json.loads((tmp_path / "run" / "samples.json").read_text())[0]["continuation"]
 
