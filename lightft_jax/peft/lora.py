@@ -8,6 +8,15 @@ Embedding LoRA follows HF peft: A [num, r] zeros, B [r, dim] normal, y = E[ids] 
 Several named LoRAs may sit on one module (see named.py); `merge` / `unmerge` fold the active ones into
 the base weights and back; `merge_and_unload` drops the wrappers.
 
+Mixed batches (ctx["adapter_ids"], one adapter per example) on a Dense gather each example's factors
+(S-LoRA / Punica): the module's N LoRAs are stacked at call time into A [N, in, r] and B [N, r, out] (ranks
+padded with zeros to the largest, which adds exact zeros), example e takes A[id_e], B[id_e] and scale[id_e], and
+the update is two batched matmuls, so a mixed batch costs what a one-adapter batch does for any N. Gradients reach
+each adapter only from its own examples (the gather's transpose is a scatter-add). The per-name units stay as
+they are (HF save/load, merge). DoRA adapters, and training-mode dropout with different rates across the
+module's adapters, use the masked path (every adapter on every example, weighted 0/1); `set_mixed_batch(model,
+"mask")` forces it everywhere, e.g. to compare. Embedding LoRA always uses the masked path.
+
 HF peft interop (peft_type LORA, registered with `hf_io.register_hf` at the end of this module): HF's lora_A
 [r, in] / lora_B [out, r] (lora_embedding_A / _B on embeddings) are our a.T / b.T, lora_magnitude_vector is our
 magnitude; module names come from the architecture (`hf_io.module_names`), and so does `fan_in_fan_out` (GPT-2's
@@ -35,6 +44,19 @@ class LoraParam(PeftParam):
 def lora_delta(x: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
   """scale * x @ a @ b. x [..., in], a [in, r], b [r, out] -> [..., out]."""
   return linear(linear(x, a.astype(x.dtype)), b.astype(x.dtype)) * scale
+
+
+def gathered_lora_delta(x: jax.Array, a: jax.Array, b: jax.Array, scale: jax.Array, local: jax.Array) -> jax.Array:
+  """Per example e: scale[local_e] * x_e @ a[local_e] @ b[local_e].
+
+  x [B, ..., in]; a [N, in, r], b [N, r, out], scale [N] (the stacked adapters); local int [B] -> [B, ..., out].
+  Put scale 0 at an example (a zero row of `scale` after gathering) to give it no update.
+  """
+  bsz, d_out = x.shape[0], b.shape[-1]
+  x3 = x.reshape(bsz, -1, x.shape[-1])  # [B, T, in], T = every axis between batch and features
+  a_e, b_e = jnp.take(a, local, axis=0).astype(x.dtype), jnp.take(b, local, axis=0).astype(x.dtype)
+  h = jnp.einsum("bti,bir->btr", x3, a_e) * scale.astype(x.dtype)[:, None, None]  # scale on [B,T,r]: cheapest
+  return jnp.einsum("btr,bro->bto", h, b_e).reshape(x.shape[:-1] + (d_out,))
 
 
 def lora_scale(r: int, alpha: float, rslora: bool) -> float:
@@ -77,7 +99,11 @@ class LoraUnit(nnx.Module):
 
 
 class LoraDense(named.Named):
-  """Dense + named LoRAs; call signature `(x, ctx=None)` like Dense. Base weights stay in `base`."""
+  """Dense + named LoRAs; call signature `(x, ctx=None)` like Dense. Base weights stay in `base`.
+
+  `mixed_batch` ("gather" | "mask") says how a call with ctx["adapter_ids"] is computed (module docstring)."""
+
+  mixed_batch: str = "gather"
 
   def __init__(self, base: Dense):
     self.base = base
@@ -102,9 +128,39 @@ class LoraDense(named.Named):
     self.lora[name] = LoraUnit(a, b, alpha=alpha, rslora=rslora, dropout=dropout, rngs=rngs, axes=axes,
                                 magnitude=mag)
 
+  def _gatherable(self) -> bool:
+    """Whether a mixed batch may take the gathered path (else: masked, every adapter on every example)."""
+    if self.mixed_batch != "gather":
+      return False
+    units = [self.lora[n] for n in self.names]
+    if any(u.lora_magnitude is not None for u in units):
+      return False  # DoRA rescales the whole adapted kernel per adapter; kept on the masked path
+    live = {u.dropout.rate for u in units if u.dropout is not None and not u.dropout.deterministic}
+    rates = {u.dropout.rate if u.dropout is not None else 0.0 for u in units}
+    # One dropout mask serves the batch when every adapter drops at the same rate (each example sees only its
+    # own adapter, so that is the masked path's distribution); different live rates stay masked.
+    return not live or len(rates) == 1
+
+  def _gathered(self, xd: jax.Array, ids: jax.Array) -> jax.Array:
+    """The LoRA update of a mixed batch, gathering each example's factors. xd [B, ..., in] -> [B, ..., out]."""
+    units = [self.lora[n] for n in self.names]
+    r = max(u.r for u in units)
+    a = jnp.stack([jnp.pad(u.lora_a[...], ((0, 0), (0, r - u.r))) for u in units])  # [N, in, r]
+    b = jnp.stack([jnp.pad(u.lora_b[...], ((0, r - u.r), (0, 0))) for u in units])  # [N, r, out]
+    scale = jnp.asarray([u.scale for u in units], jnp.float32)
+    local, present = self.local_ids(ids)
+    scale_e = jnp.where(present, jnp.take(scale, local), 0.0)  # no update for -1 / adapters not held here
+    return gathered_lora_delta(units[0].drop(xd), a, b, scale_e, local)
+
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
     y = self.base(x, ctx)
     xd = x.astype(self.base.dtype)
+    ids = self.example_ids(ctx, x.shape[0])
+    if ids is not None and self.names and self._gatherable():
+      if self.merged:
+        raise ValueError(f"LoRA {self.merged[0]!r} is merged into the base weights; unmerge it before "
+                         f"per-example selection")
+      return y + self._gathered(xd, ids)
     for name, w in self.selection(ctx, x.shape[0]):
       if name in self.merged:
         if w is not None:
@@ -198,6 +254,16 @@ class LoraEmbedding(named.Named):
 
 
 LORA_WRAPPERS = (LoraDense, LoraEmbedding)
+
+
+def set_mixed_batch(model: nnx.Module, mode: str) -> nnx.Module:
+  """How LoRA Dense layers compute ctx["adapter_ids"] batches: "gather" (default) or "mask"; returns model."""
+  if mode not in ("gather", "mask"):
+    raise ValueError(f"unknown mixed-batch mode {mode!r}; choose 'gather' or 'mask'")
+  for _, m in nnx.iter_modules(model):
+    if isinstance(m, LoraDense):
+      m.mixed_batch = mode
+  return model
 
 
 @register("lora", r=8, alpha=8.0, rslora=False, dora=False, dropout=0.0, init="kaiming", targets="qv")

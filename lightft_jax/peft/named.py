@@ -9,6 +9,11 @@ keyed by adapter name and inherits `Named`. Which adapters act on a call:
 
 Adapter names are one namespace across methods: `ctx["adapter"] = "sst2"` selects the LoRA *and* the
 bottleneck adapters named "sst2".
+
+Per-example choice (`adapter_ids`) has two implementations. `selection` gives every adapter a 0/1 weight per
+example, so a wrapper computes each of its N adapters on the whole batch and masks (cost grows with N).
+`example_ids` + `local_ids` let a wrapper instead gather each example's own weights from its adapters stacked
+[N, ...] (S-LoRA / Punica style), so the cost is one adapter's whatever N is; LoRA on Dense does this.
 """
 
 from __future__ import annotations
@@ -40,10 +45,8 @@ class Named(nnx.Module):
   def selection(self, ctx: Ctx, batch_size: int) -> list[tuple[str, jax.Array | None]]:
     """[(name, weight)] for the adapters acting on this call; weight None (all examples) or float [B]."""
     ctx = ctx or {}
-    if ctx.get("adapter_ids") is not None:
-      ids = jnp.asarray(ctx["adapter_ids"])
-      if ids.shape != (batch_size,):
-        raise ValueError(f"ctx['adapter_ids'] must have shape [batch]=({batch_size},), got {ids.shape}")
+    ids = self.example_ids(ctx, batch_size)
+    if ids is not None:
       return [(n, (ids == i).astype(jnp.float32)) for n, i in zip(self.names, self.ids)]
     if "adapter" in ctx:
       name = ctx["adapter"]
@@ -53,6 +56,23 @@ class Named(nnx.Module):
         raise ValueError(f"unknown adapter {name!r} in ctx['adapter']; attached adapters: {list(self.known)}")
       return [(name, None)] if name in self.names else []
     return [(n, None) for n in self.active]
+
+  def example_ids(self, ctx: Ctx, batch_size: int) -> jax.Array | None:
+    """ctx["adapter_ids"] as int32 [B] (global adapter indices, -1: none), or None if the call has none."""
+    ids = (ctx or {}).get("adapter_ids")
+    if ids is None:
+      return None
+    ids = jnp.asarray(ids)
+    if ids.shape != (batch_size,):
+      raise ValueError(f"ctx['adapter_ids'] must have shape [batch]=({batch_size},), got {ids.shape}")
+    return ids.astype(jnp.int32)
+
+  def local_ids(self, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Global adapter ids [B] -> (position in `self.names` int32 [B], 0 where absent; present bool [B]).
+
+    An example is absent here when its id is -1 or names an adapter that this module does not hold."""
+    hit = ids[:, None] == jnp.asarray(self.ids, jnp.int32)[None, :]  # [B, N]
+    return jnp.argmax(hit, axis=-1).astype(jnp.int32), hit.any(axis=-1)
 
 
 def weigh(y: jax.Array, w: jax.Array | None) -> jax.Array:
