@@ -20,8 +20,8 @@ Arguments:
            paragraph), a directory of .txt files (one document per file) or a .jsonl file (`text_field`) -- a
            single path holds out 5% of its documents for validation and 5% for test; or any TFDS dataset name
            with a text feature (`text_field`, default "text"; prepared with `tfds build`)
-  steps=, epochs= (> 0: passes over the training data instead of steps), batch=, lr= (default 5e-5 for
-  full / none, 1e-4 for layers, else 1e-3), max_length= (tokens per packed row), r=, targets= (LoRA),
+  steps= (100), epochs= (> 0: passes over the training data instead of steps), batch= (8), lr= (default 5e-5
+  for full / none, 1e-4 for layers, else 1e-3), max_length= (64 tokens per packed row), r=, targets= (LoRA),
   max_chars= (documents longer than this many characters are split, so they are trained on whole rather than
   cut at max_length tokens; default 3 * max_length for wikitext, else 0 = off), eval_every=, eval_limit=
   (packed rows per validation pass; 0: all), samples= (how many), max_new_tokens= (per sample).
@@ -75,7 +75,7 @@ def peft_section(method: str, r: int = 8, targets: str = "all_linear") -> dict:
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, model="smollm2", method="lora", data="rotten_tomatoes", text_field="text",
-                           steps=200, epochs=0.0, batch=8, lr=0.0, max_length=128, r=8, targets="all_linear",
+                           steps=100, epochs=0.0, batch=8, lr=0.0, max_length=64, r=8, targets="all_linear",
                            max_chars=-1, eval_every=50, eval_limit=64, warmup=10, samples=4, max_new_tokens=32)
   c = config_lib.base_config()
   c.seed = 0
