@@ -333,7 +333,7 @@ def register(name: str, factory: Callable[..., Task]) -> None:
   REGISTRY[name] = factory
 
 
-def get_task(name: str, **options) -> Task:
+def get_task(name: str, /, **options) -> Task:
   """The task registered under `name`, built with `options` (e.g. data_dir=, path=, csv_path=)."""
   if name not in REGISTRY:
     raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(REGISTRY)}")

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Config keys (fnmatch patterns over dotted keys) that do not define the trained state.
 RESUME_SAFE = ("total_steps", "epochs", "log_every", "eval_every", "checkpoint_every", "baselines", "train.skip_nonfinite",
-               "checkpoint.*", "eval.batch_size", "eval.max_new_tokens", "eval.at_start", "eval.patience", "eval.report_every_eval", "task.eval_limit", "task.test_split",
+               "checkpoint.*", "eval.batch_size", "eval.max_new_tokens", "eval.at_start", "eval.patience", "eval.report_every_eval", "samples.*", "task.eval_limit", "task.test_split",
                "logging.*", "wandb.*", "mesh.*", "distributed.*")
 
 
@@ -56,8 +56,10 @@ def check_resume(meta: dict, cfg: ml_collections.ConfigDict) -> None:
     return
   old, new = meta["config"], state_config(cfg)
   show = lambda d, k: json.dumps(d[k]) if k in d else "<absent>"
+  defaults = state_config(config_lib.base_config())  # a key added to the schema since, at its default, is no change
   changed = [f"{k}: {show(old, k)} -> {show(new, k)}" for k in sorted(set(old) | set(new))
-             if k not in old or k not in new or old[k] != new[k]]
+             if (k not in old and not (k in defaults and new[k] == defaults[k])) or
+             (k in old and (k not in new or old[k] != new[k]))]
   if changed:
     raise ResumeMismatch(f"cannot resume from the checkpoint at step {meta.get('step')}: the config changed in "
                          f"keys that define the trained state:\n  " + "\n  ".join(changed) +

@@ -205,6 +205,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.eval_limit = 0  # 0: the whole split
   c.task.padding = "max_length"  # max_length | longest | bucket (data.make_loader)
   c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
+  # Multi-task runs (lightft_jax.data.mixture; configs/multitask.py): several classification tasks in one run.
+  c.task.mixture = ()  # task names or (name, {options}); () = the single task.name
+  c.task.mixture_sampling = "proportional"  # proportional | uniform | temperature (p_i ~ n_i^(1/T))
+  c.task.temperature = 1.0
+  c.task.mixture_size_cap = 0  # > 0: T5's K, each task counted as at most this many examples
+  c.task.mixture_heads = "per_task"  # per_task: each task its own classes of one classifier | shared
+  c.task.mixture_window = 1000  # every window of this many examples holds each task's exact share
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"  # adamw | adafactor | sgd | lion | rmsprop
@@ -241,6 +248,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.metric = ""  # metric for keep-best; "" = the task's first metric
   c.eval.mode = "max"  # max | min
   c.eval.batch_size = 0  # 0: batch_size
+  c.eval.held_out_task = ""  # multi-task: also evaluate this unseen task from its context (no gradient step)
+  c.eval.context_k = 0  # examples per task that make a context-conditioned method's condition
+  c.eval.context_encoder = ""  # "": all-MiniLM-L6-v2
   c.eval.at_start = False  # also evaluate before the first step (logged at step 0; results.json "eval_at_start")
   c.eval.patience = 0  # > 0: stop when this many periodic evaluations in a row did not improve eval.metric
   c.eval.report_every_eval = True  # classification report (reports/eval_step_N.txt) at every evaluation

@@ -281,6 +281,9 @@ def evaluate(prog: Program, params: Any, frozen: Any, rest: Any, batches: Iterab
     seen += int(np.sum(out["weights"] > 0))
     if limit and seen >= limit:
       break
+  if seen == 0:
+    raise ValueError(f"evaluation of task {getattr(task, 'name', task)!r} saw no examples: the split is empty, or "
+                     "too small for one batch")
   metrics = {"loss": loss_sum / max(weight, 1e-9), "examples": seen}
   metrics.update(evaluator.result(metrics["loss"]))
   return metrics
