@@ -144,5 +144,9 @@ register_kind(KindSpec("seq2seq", head="lm", loss=_L + "token_cross_entropy", ev
                        formatters=_TEXT_TO_TEXT, target=_T + "target_field"))
 register_kind(KindSpec("lm", head="lm", loss=_L + "token_cross_entropy", evaluator=_E + "Perplexity",
                        formatters={"decoder": _F + "lm_document"}, packed=True))
+# PET-style prompt-based fine-tuning of a causal LM on a classification task (`task.kind="verbalized"`): the
+# template's prompt, the LM head's logits of the verbalizer tokens at the last token as class scores.
+register_kind(KindSpec("verbalized", head="lm", loss=_L + "verbalized", evaluator=_E + "ClassMetrics",
+                       formatters={"decoder": _F + "decoder_verbalized"}))
 # In-context regression (Garg et al.): batches come from `data.icl_synthetic`, not from a formatter.
 register_kind(KindSpec("icl_regression", head="regression", loss=_L + "regression", evaluator=_E + "LabelMetrics"))

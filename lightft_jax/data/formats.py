@@ -158,6 +158,29 @@ def decoder_text_to_text(task, examples, tok, max_length, padding="max_length"):
           "labels": pad_rows(labels, length, IGNORE_INDEX), HOST: _references(task, examples)}
 
 
+def verbalizer_token_ids(task, tok) -> list[int]:
+  """The first token of " word" for each class's verbalizer word (PET scores that token)."""
+  words = task.verbalizer or tuple(n.replace("_", " ") for n in task.label_names)
+  ids = [tok.encode(" " + w, add_special_tokens=False)[0] for w in words]
+  if len(set(ids)) != len(ids):
+    raise ValueError(f"task {task.name!r}: verbalizer words {words} share their first token; choose words that "
+                     "start with different tokens")
+  return ids
+
+
+def decoder_verbalized(task, examples, tok, max_length, padding="max_length"):
+  """PET-style prompt for a causal LM: the template (task.source_text) + ANSWER_PREFIX, left-cut to max_length;
+  labels [B] class ids; choice_ids [B,C] the verbalizer's first tokens, read at each row's last real token."""
+  bos = [tok.bos_token_id] if tok.bos_token_id is not None else []  # as lm_document: BOS, no trailing EOS / SEP
+  ids = [(bos + tok.encode(task.source_text(e) + ANSWER_PREFIX, add_special_tokens=False))[-max_length:]
+         for e in examples]
+  length = pad_length(max(len(i) for i in ids), max_length, padding)
+  choices = verbalizer_token_ids(task, tok)
+  return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),
+          "labels": np.asarray([int(e["label"]) for e in examples], np.int32),
+          "choice_ids": np.tile(np.asarray(choices, np.int32), (len(examples), 1))}
+
+
 def _references(task, examples) -> dict:
   return {"references": [task.target_text(e) for e in examples]}
 

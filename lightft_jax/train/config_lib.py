@@ -204,6 +204,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.test_split = "test"  # evaluated once at the end; "" to skip
   c.task.eval_limit = 0  # 0: the whole split
   c.task.padding = "max_length"  # max_length | longest | bucket (data.make_loader)
+  c.task.kind = ""  # "" = the task's own kind; "verbalized": a classification task as PET-style prompt + verbalizer
+  c.task.template = ""  # "": the task's own prompt template; e.g. "Review: {text}" (str.format over the fields)
   c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
   # Multi-task runs (lightft_jax.data.mixture; configs/multitask.py): several classification tasks in one run.
   c.task.mixture = ()  # task names or (name, {options}); () = the single task.name

@@ -84,6 +84,20 @@ def token_cross_entropy(out: dict, batch: dict) -> tuple[jax.Array, dict]:
   return total / jnp.maximum(count, 1e-9), {"predictions": jnp.argmax(logits, -1), "weight": count}
 
 
+def verbalized(out: dict, batch: dict) -> tuple[jax.Array, dict]:
+  """PET-style classification by a causal LM: logits [B,T,V] at each row's last real token (right padded),
+  restricted to the verbalizer tokens `choice_ids` [B,C] -> cross-entropy against class labels [B]; predictions:
+  the argmax class [B]."""
+  logits = out["logits"]
+  w = _weights(batch, logits.shape[0])
+  last = jnp.sum(batch["attention_mask"], -1) - 1
+  at_last = jnp.take_along_axis(logits, last[:, None, None], 1)[:, 0].astype(jnp.float32)  # [B,V]
+  scores = jnp.take_along_axis(at_last, batch["choice_ids"], -1)  # [B,C]
+  ce = optax.softmax_cross_entropy_with_integer_labels(scores, batch["labels"])
+  return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1e-9), {"predictions": jnp.argmax(scores, -1),
+                                                           "weight": jnp.sum(w)}
+
+
 def loss_and_predictions(kind: str, out: dict, batch: dict) -> tuple[jax.Array, dict]:
   """The loss of task kind `kind` (`kinds.get_kind(kind).loss`): (scalar loss, {"predictions", "weight"})."""
   return get_kind(kind).loss_and_predictions(out, batch)

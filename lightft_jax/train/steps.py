@@ -29,7 +29,7 @@ from lightft_jax.train import sharding as shd
 FROZEN = nnx.Any(nnx.Param, QuantizedWeight)  # frozen weights (float or quantized): sharded, never donated
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "positions", "decoder_input_ids",
                 "decoder_attention_mask", "segment_ids")
-TARGETS = ("labels", "start_positions", "end_positions", "weights")
+TARGETS = ("labels", "start_positions", "end_positions", "weights", "choice_ids")
 
 
 class PureState:

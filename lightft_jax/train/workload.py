@@ -76,6 +76,20 @@ def build_workload(config: ml_collections.ConfigDict) -> Workload:
   return resolve(_WORKLOADS[name])(config)
 
 
+FORMS = {"classification": ("verbalized",)}  # kinds a task of a kind may be trained as (`task.kind`)
+
+
+def with_form(task, kind: str, template: str):
+  """`task` trained as another compatible kind (`task.kind`, e.g. "verbalized": PET-style prompt + verbalizer
+  for a classification task on a causal LM) and with a prompt `task.template` (str.format over its fields)."""
+  if kind and kind != task.kind:
+    if kind not in FORMS.get(task.kind, ()):
+      raise ValueError(f"task {task.name!r} of kind {task.kind!r} cannot be trained as task.kind={kind!r}; "
+                       f"allowed: {list(FORMS.get(task.kind, ()))}")
+    task = dataclasses.replace(task, kind=kind)
+  return dataclasses.replace(task, template=template) if template else task
+
+
 def supervised(config: ml_collections.ConfigDict) -> Workload:
   """A task from `lightft_jax.data` on a model from `config.model` with `config.peft`; several tasks when the
   config names a `task.mixture` (`multitask`)."""
@@ -86,6 +100,7 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
   from lightft_jax.train.evaluate import evaluate
   from lightft_jax.train.samples import samples_hook
   task = data.get_task(config.task.name, **config.task.options.to_dict())
+  task = with_form(task, config.task.get("kind", ""), config.task.get("template", ""))
   model = build_model(config.model, task=get_kind(task.kind).head, num_labels=task.num_labels, seed=config.seed)
   peft.apply(model, config.peft)
   tokenizer = build_tokenizer(config.model)
