@@ -189,3 +189,12 @@ def test_readme_method_table_is_the_committed_parameter_counts():
   for m in methods:
     assert f"`--config=configs/quickstart.py:method={m['method']}` | {m['trainable_params']:,} " \
            f"({m['trainable_percent']:.3f}%) |" in text, m["method"]
+
+
+def test_peft_methods_table_is_the_committed_summary():
+  from experiments.peft_methods.table import BEGIN, END, table
+  readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
+  summary = json.loads((ROOT / "experiments" / "peft_methods" / "results" / "cpu" / "summary.json").read_text())
+  assert readme.split(BEGIN)[1].split(END)[0].strip() == table(summary)
+  assert (ROOT / "README.md").read_text().split(BEGIN)[1].split(END)[0].strip() == table(summary)
+  assert {r["n_seeds"] for r in summary["rows"]} == {1} and len(summary["rows"]) == 16

@@ -1,0 +1,50 @@
+"""The README table of experiments/peft_methods from results/cpu/summary.json (the aggregate of the sweep).
+
+  python -m experiments.peft_methods.table            # prints the table
+  python -m experiments.peft_methods.table --write    # replaces the table between the markers in this folder's
+                                                      # README.md and the project README.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BEGIN, END = "<!-- table: begin -->", "<!-- table: end -->"
+
+
+def label(row: dict) -> str:
+  """The method as the sweep names it (sweep.METHODS), from the run's PEFT keys."""
+  m = row["peft.method"]
+  if m == "adapter":
+    return "parallel adapter" if row["peft.placement"] == "parallel" else f"{row['peft.config']} adapter"
+  if m == "prefix":
+    return "prefix (reparameterised)" if row["peft.projection"] else "prefix"
+  if m == "lora":
+    return "dora (r=8, q,v)" if row["peft.dora"] else "rslora (r=8, q,v)" if row["peft.rslora"] else "lora (r=8, q,v)"
+  return {"compose": "mam (prefix + parallel adapter)", "head": "head-only", "layers": "layers (top 2)"}.get(m, m)
+
+
+def table(summary: dict) -> str:
+  rows = sorted(summary["rows"], key=lambda r: -r["test/accuracy_mean"])
+  lines = ["| method | trainable params | test accuracy | test macro F1 | validation accuracy (256) | ms / step |",
+           "|---|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['test/accuracy_mean']:.4f} | "
+                 f"{r['test/macro_f1_mean']:.4f} | {r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  text = table(json.loads((HERE / "results" / "cpu" / "summary.json").read_text()))
+  if "--write" in sys.argv:
+    for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
+      head, rest = path.read_text().split(BEGIN)
+      path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
