@@ -1,7 +1,7 @@
 """The README table of experiments/peft_methods from results/cpu/summary.json (the aggregate of the sweep).
 
   python -m experiments.peft_methods.table            # prints the table
-  python -m experiments.peft_methods.table --write    # replaces the table between the markers in this folder's
+  python -m experiments.peft_methods.table --write    # accuracy_vs_params.png, and replaces the table between the markers in this folder's
                                                       # README.md and the project README.md
 """
 
@@ -37,9 +37,31 @@ def table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def plot(summary: dict, path: Path) -> None:
+  """Test accuracy against trainable parameters (log x), one labelled point per method."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for r in summary["rows"]:
+    x, y = r["trainable_params"], r["test/accuracy_mean"]
+    ax.scatter(x, y, color="tab:red" if r["peft.method"] == "full" else "tab:blue")
+    ax.annotate(label(r), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+  ax.set_xscale("log")
+  ax.set_xlabel("trainable parameters")
+  ax.set_ylabel("test accuracy")
+  ax.set_title("all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, one seed")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def main() -> None:
-  text = table(json.loads((HERE / "results" / "cpu" / "summary.json").read_text()))
+  summary = json.loads((HERE / "results" / "cpu" / "summary.json").read_text())
+  text = table(summary)
   if "--write" in sys.argv:
+    plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png")
     for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
       head, rest = path.read_text().split(BEGIN)
       path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
