@@ -22,7 +22,7 @@ from lightft_jax.train import evaluate as ev, losses, sharding as shd, steps
 
 def test_builtin_kinds_resolve():
   assert kinds.known_kinds() == ["classification", "regression", "token_classification", "qa", "seq2seq", "lm",
-                                 "icl_regression"]
+                                 "verbalized", "icl_regression"]
   for name in kinds.known_kinds():
     spec = kinds.get_kind(name)
     assert spec.head in MODEL_HEADS, name
@@ -36,7 +36,7 @@ def test_builtin_kinds_resolve():
 
 
 def test_unknown_kind_lists_the_known_ones():
-  known = r"known kinds: \['classification', 'regression', .*'lm', 'icl_regression'\]"
+  known = r"known kinds: \['classification', 'regression', .*'lm', 'verbalized', 'icl_regression'\]"
   with pytest.raises(ValueError, match=r"unknown task kind 'ranking'; " + known):
     kinds.get_kind("ranking")
   with pytest.raises(ValueError, match=known):

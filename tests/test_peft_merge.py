@@ -1,4 +1,4 @@
-"""Weighted LoRA combinations (lightft_jax.peft.merge) against HF peft's `add_weighted_adapter`.
+"""Weighted LoRA combinations (lightft_jax.peft.merging) against HF peft's `add_weighted_adapter`.
 
 A tiny random Llama gets five peft LoRAs with random non-zero A and B (x, y: rank 4 on different modules; z: rank 2
 with an embedding target; rs: rsLoRA; do: DoRA); ours loads the same adapters with `load_hf`. For every combination
@@ -28,7 +28,7 @@ from lightft_jax.models import hf  # noqa: E402
 from lightft_jax.peft import hf_io  # noqa: E402
 from lightft_jax.peft.core import unwrapped_path  # noqa: E402
 from lightft_jax.peft.lora import LoraEmbedding, lora_modules  # noqa: E402
-from lightft_jax.peft.merge import add_weighted_adapter, combine, merge_tensors  # noqa: E402
+from lightft_jax.peft.merging import add_weighted_adapter, combine, merge_tensors  # noqa: E402
 
 IDS = np.array([[5, 17, 3, 42, 8, 11, 29], [7, 7, 60, 2, 91, 33, 4]], np.int64)
 ADAPTERS = {

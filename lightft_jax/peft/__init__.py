@@ -19,7 +19,7 @@ from lightft_jax.peft import adapters, lora, ia3, prefix, prompt, selective  # n
 from lightft_jax.peft import hyper, moe  # noqa: F401  (registers hyper*, moe_lora, task_gated_adapter)
 from lightft_jax.peft.hf_io import load_hf, save_hf
 from lightft_jax.peft.lora import merge, merge_and_unload, unmerge
-from lightft_jax.peft.merge import add_weighted_adapter
+from lightft_jax.peft.merging import add_weighted_adapter
 from lightft_jax.peft.named import adapter_names, set_active
 from lightft_jax.peft.hyper import ContextEncoder
 
