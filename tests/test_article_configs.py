@@ -97,6 +97,7 @@ def test_bert_sst2_smoke(rotten_tomatoes_dir, tmp_path, monkeypatch):
   assert res["trainable_params"] == res["total_params"] and "test" not in res  # full fine-tuning; no test split
 
 
+@pytest.mark.slow  # the default suite runs bert_sst2's smoke run
 def test_bert_adapter_smoke_with_full_fine_tuning_beside_it(rotten_tomatoes_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("TFDS_DATA_DIR", str(rotten_tomatoes_dir))
   res = check_run_dir(run("bert_adapter.py:smoke,placement=parallel", tmp_path))
@@ -109,6 +110,7 @@ def test_bert_adapter_smoke_with_full_fine_tuning_beside_it(rotten_tomatoes_dir,
   assert [r["method"] for r in rows] == ["full", "adapter"]
 
 
+@pytest.mark.slow  # the default suite runs bert_sst2's smoke run
 def test_bert_classifier_report_smoke_writes_dev_and_test_reports(rotten_tomatoes_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("TFDS_DATA_DIR", str(rotten_tomatoes_dir))
   res = check_run_dir(run("bert_classifier_report.py:smoke", tmp_path / "rt"))
