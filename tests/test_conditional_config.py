@@ -6,7 +6,6 @@ import json
 import pytest
 
 from lightft_jax.train.config_lib import load_config
-from test_article_configs import rotten_tomatoes_dir  # noqa: F401  (fixture)
 
 FAST = ["moe_lora", "prompt"]
 SLOW = ["task_gated_adapter", "hyper_adapter", "hyper_lora", "hyper_prefix", "hyper", "layers", "mask"]
@@ -37,7 +36,7 @@ def test_more_conditional_methods_on_the_mixture(method, tmp_path):
   run_mixture(method, tmp_path)
 
 
-def test_pet_smoke(rotten_tomatoes_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_pet_smoke(rotten_tomatoes_dir, tmp_path, monkeypatch):  # rotten_tomatoes_dir: conftest.py
   monkeypatch.setenv("TFDS_DATA_DIR", str(rotten_tomatoes_dir))
   from lightft_jax.jobs import run_job
   cfg = load_config("configs/conditional.py:method=pet,smoke=True", [("logging.plots", "False")])

