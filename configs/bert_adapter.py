@@ -30,27 +30,10 @@ from lightft_jax import peft
 from lightft_jax.train import config_lib
 
 TRAIN_SIZE = {"sst2": 67_349, "rotten_tomatoes": 10_198}  # training examples, for once-per-epoch evaluation
-PRESET_VOCAB = {"tiny-bert": 30522}  # presets `model=` may name in a smoke run, with MiniLM's vocabulary size
-
-
-def smoke_arg(arg):
-  """('smoke' removed from the argument string, whether it was there); `smoke` or `smoke=True` both work."""
-  items = [s.strip() for s in (arg or "").split(",") if s.strip()]
-  smoke = any(s in ("smoke", "smoke=True", "smoke=1") for s in items)
-  return ",".join(s for s in items if not s.startswith("smoke")), smoke
-
-
-def smoke_model(c, model):
-  """A smoke run's model: `model` (default tiny-bert, random init) with all-MiniLM-L6-v2's tokenizer."""
-  from lightft_jax.models.assets import minilm_dir
-  c.model.name = model or "tiny-bert"
-  if c.model.name in PRESET_VOCAB:
-    c.model.tokenizer = str(minilm_dir())
-    c.model.overrides = {"vocab_size": PRESET_VOCAB[c.model.name]}
 
 
 def get_config(arg=None):
-  arg, smoke = smoke_arg(arg)
+  arg, smoke = config_lib.smoke_arg(arg)
   a = config_lib.parse_arg(arg, model="", task="", placement="sequential", adapter="houlsby", reduction_factor=16,
                            lr=1e-4, full_lr=2e-5, epochs=3.0, steps=0, batch=0, max_length=0, baselines=True)
   if a.placement not in ("sequential", "parallel"):
@@ -77,7 +60,7 @@ def get_config(arg=None):
   full = {"peft": {"method": "full"}, "optimizer.lr": a.full_lr}
   c.baselines = (("full", full),) if a.baselines else ()
   if smoke:
-    smoke_model(c, a.model)
+    config_lib.smoke_model(c, a.model)
     c.task.eval_limit = 64
     c.task.padding = "longest"
     c.epochs, c.total_steps = 0.0, a.steps or 2

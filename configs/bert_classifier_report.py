@@ -33,24 +33,7 @@ from lightft_jax.train import config_lib
 LABELS = ("negative", "positive")  # label 0, label 1
 SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}  # one data file carved into these
 ROTTEN_TOMATOES_TRAIN = 10_198  # training snippets of the default task (lightft_jax/data/README.md)
-PRESET_VOCAB = {"tiny-bert": 30522}  # presets `model=` may name in a smoke run, with MiniLM's vocabulary size
 FORMATS = (".jsonl", ".csv", ".tsv")
-
-
-def smoke_arg(arg):
-  """('smoke' removed from the argument string, whether it was there); `smoke` or `smoke=True` both work."""
-  items = [s.strip() for s in (arg or "").split(",") if s.strip()]
-  smoke = any(s in ("smoke", "smoke=True", "smoke=1") for s in items)
-  return ",".join(s for s in items if not s.startswith("smoke")), smoke
-
-
-def smoke_model(c, model):
-  """A smoke run's model: `model` (default tiny-bert, random init) with all-MiniLM-L6-v2's tokenizer."""
-  from lightft_jax.models.assets import minilm_dir
-  c.model.name = model or "tiny-bert"
-  if c.model.name in PRESET_VOCAB:
-    c.model.tokenizer = str(minilm_dir())
-    c.model.overrides = {"vocab_size": PRESET_VOCAB[c.model.name]}
 
 
 def data_task(data: str, text_field: str, label_field: str, split_seed: int) -> tuple[str, dict, int]:
@@ -75,7 +58,7 @@ def data_task(data: str, text_field: str, label_field: str, split_seed: int) -> 
 
 
 def get_config(arg=None):
-  arg, smoke = smoke_arg(arg)
+  arg, smoke = config_lib.smoke_arg(arg)
   a = config_lib.parse_arg(arg, model="", data="", text_field="text", label_field="label", split_seed=0,
                            epochs=5.0, steps=0, batch=0, lr=2e-5, max_length=0)
   c = config_lib.base_config()
@@ -99,7 +82,7 @@ def get_config(arg=None):
   c.eval_every = c.checkpoint_every = max(1, n_train // c.batch_size)  # one epoch of steps: a report per epoch
   c.epochs, c.total_steps = (0.0, a.steps) if a.steps else (a.epochs, 1)  # epochs: total_steps set at the start
   if smoke:
-    smoke_model(c, a.model)
+    config_lib.smoke_model(c, a.model)
     c.task.eval_limit = 64
     c.task.padding = "longest"
     c.epochs, c.total_steps = 0.0, a.steps or 2

@@ -25,27 +25,10 @@ a fixed number of steps instead of epochs), `batch=` (default 32; 8 with smoke),
 from lightft_jax.train import config_lib
 
 SST2_TRAIN = 67_349  # glue/sst2 train sentences (TFDS 2.0.0)
-PRESET_VOCAB = {"tiny-bert": 30522}  # presets `model=` may name in a smoke run, with MiniLM's vocabulary size
-
-
-def smoke_arg(arg):
-  """('smoke' removed from the argument string, whether it was there); `smoke` or `smoke=True` both work."""
-  items = [s.strip() for s in (arg or "").split(",") if s.strip()]
-  smoke = any(s in ("smoke", "smoke=True", "smoke=1") for s in items)
-  return ",".join(s for s in items if not s.startswith("smoke")), smoke
-
-
-def smoke_model(c, model):
-  """A smoke run's model: `model` (default tiny-bert, random init) with all-MiniLM-L6-v2's tokenizer."""
-  from lightft_jax.models.assets import minilm_dir
-  c.model.name = model or "tiny-bert"
-  if c.model.name in PRESET_VOCAB:
-    c.model.tokenizer = str(minilm_dir())
-    c.model.overrides = {"vocab_size": PRESET_VOCAB[c.model.name]}
 
 
 def get_config(arg=None):
-  arg, smoke = smoke_arg(arg)
+  arg, smoke = config_lib.smoke_arg(arg)
   a = config_lib.parse_arg(arg, model="", epochs=3.0, steps=0, batch=0, lr=5e-5, max_length=0)
   c = config_lib.base_config()
   c.seed = 0
@@ -66,7 +49,7 @@ def get_config(arg=None):
   c.eval_every = c.checkpoint_every = SST2_TRAIN // c.batch_size  # once per epoch (the loop drops the last partial batch)
   c.epochs, c.total_steps = (0.0, a.steps) if a.steps else (a.epochs, 1)  # epochs: total_steps set at the start
   if smoke:
-    smoke_model(c, a.model)
+    config_lib.smoke_model(c, a.model)
     c.task.name = "rotten_tomatoes"
     c.task.eval_limit = 64
     c.task.padding = "longest"

@@ -162,6 +162,25 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_coll
   return finalize(cfg)
 
 
+PRESET_VOCAB = {"tiny-bert": 30522}  # presets a smoke run may name, with MiniLM's vocabulary size
+
+
+def smoke_arg(arg: str | None) -> tuple[str, bool]:
+  """(the config argument without `smoke`, whether it was there); `smoke`, `smoke=True` and `smoke=1` all work."""
+  items = [s.strip() for s in (arg or "").split(",") if s.strip()]
+  smoke = any(s in ("smoke", "smoke=True", "smoke=1") for s in items)
+  return ",".join(s for s in items if not s.startswith("smoke")), smoke
+
+
+def smoke_model(c: ml_collections.ConfigDict, model: str) -> None:
+  """A smoke run's model: `model` (default tiny-bert, random init) with all-MiniLM-L6-v2's tokenizer."""
+  from lightft_jax.models.assets import minilm_dir
+  c.model.name = model or "tiny-bert"
+  if c.model.name in PRESET_VOCAB:
+    c.model.tokenizer = str(minilm_dir())
+    c.model.overrides = {"vocab_size": PRESET_VOCAB[c.model.name]}
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every section and top-level key a training config has, with defaults; configs override what they need."""
   c = ml_collections.ConfigDict()
