@@ -333,9 +333,67 @@ def register(name: str, factory: Callable[..., Task]) -> None:
   REGISTRY[name] = factory
 
 
+class _Rows:
+  """Random-access view of `source` at `indices` (len / getitem), e.g. a k-shot training set."""
+
+  def __init__(self, source, indices: Sequence[int]):
+    self.source, self.indices = source, [int(i) for i in indices]
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int):
+    return self.source[self.indices[i]]
+
+
+def k_shot_indices(n: int, k: int, seed: int) -> list[int]:
+  """The k of n examples drawn for `seed`: uniformly without replacement from
+  `np.random.default_rng([seed, k])`, in the order drawn -- the demonstrations the few-shot harness
+  (`lightft_jax.icl.fewshot`, selection="random", order="as_selected") shows for (seed, k) with the
+  whole training split as its pool, so fine-tuning on them and prompting with them use the same examples."""
+  if not 0 < k <= n:
+    raise ValueError(f"train_k={k} examples requested from a training split of {n}")
+  rng = np.random.default_rng([seed, k])
+  return [int(i) for i in rng.choice(np.arange(n, dtype=np.int64), size=k, replace=False)]
+
+
+def with_subsets(task: Task, train_k: int = 0, train_k_seed: int = 0,
+                 split_limits: dict[str, int] | None = None) -> Task:
+  """`task` restricted to subsets of its splits. train_k > 0: the "train" split is the train_k examples
+  `k_shot_indices` draws for train_k_seed. split_limits {split: n}: that split is its first n examples (as
+  `Task.examples(split, limit=n)` and the few-shot harness's `query_limit` read it)."""
+  limits = {str(s): int(n) for s, n in dict(split_limits or {}).items()}
+  unknown = set(limits) - set(task.splits)
+  if unknown:
+    raise ValueError(f"split_limits names split(s) {sorted(unknown)} that task {task.name!r} lacks; "
+                     f"splits: {list(task.splits)}")
+  if train_k and "train" not in task.splits:
+    raise ValueError(f"train_k needs a train split; task {task.name!r} has {list(task.splits)}")
+  if not train_k and not limits:
+    return task
+  inner = task.open_split
+
+  def open_split(split, data_dir=None):
+    src = inner(split, data_dir)
+    if split == "train" and train_k:
+      return _Rows(src, k_shot_indices(len(src), train_k, train_k_seed))
+    if split in limits:
+      return _Rows(src, range(min(limits[split], len(src))))
+    return src
+
+  return dataclasses.replace(task, open_split=open_split)
+
+
+SUBSET_OPTIONS = ("train_k", "train_k_seed", "split_limits")  # options every task takes (`with_subsets`)
+
+
 def get_task(name: str, /, **options) -> Task:
-  """The task registered under `name`, built with `options` (e.g. data_dir=, path=, csv_path=)."""
+  """The task registered under `name`, built with `options` (e.g. data_dir=, path=, csv_path=). Every task
+  also takes `with_subsets`' options: train_k= / train_k_seed= (train on the k examples drawn for a seed, the
+  few-shot harness's demonstrations) and split_limits={split: n} (the first n examples of a split)."""
   if name not in REGISTRY:
     raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(REGISTRY)}")
-  return REGISTRY[name](**options)
+  subsets = {k: options.pop(k) for k in SUBSET_OPTIONS if k in options}
+  task = REGISTRY[name](**options)
+  return with_subsets(task, **subsets) if subsets else task
 

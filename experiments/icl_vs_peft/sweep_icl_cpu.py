@@ -1,0 +1,16 @@
+"""icl_vs_peft, CPU-sized ICL: k in 0, 4, 16, 32, draws 0 and 1, calibrated and not (one run), the first 200
+test examples.
+
+  python -m launch.launchers experiments/icl_vs_peft/sweep_icl_cpu.py
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_icl_vs_peft_sweep", Path(__file__).with_name("sweep.py"))
+_paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paper)
+
+
+def get_sweep():
+  return _paper.sweep(_paper.icl_points(2, 200), "runs/icl_vs_peft_cpu_icl")
