@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 SELECTIONS = ("random", "balanced", "knn")
-LABEL_MODES = ("gold", "random", "flipped")
+LABEL_MODES = ("gold", "random", "flipped")  # and "corrupt_P" (P = 0..100): see demonstration_labels
 ORDERS = ("as_selected", "random", "reverse", "by_label")
 
 
@@ -137,12 +137,37 @@ def order_demonstrations(indices: list[int], order: str, rng: np.random.Generato
   return list(indices)
 
 
+def corruption_percent(mode: str) -> int | None:
+  """P of a "corrupt_P" label mode (0..100), None for any other mode."""
+  if not (isinstance(mode, str) and mode.startswith("corrupt_")):
+    return None
+  tail = mode[len("corrupt_"):]
+  if not tail.isdigit() or not 0 <= int(tail) <= 100:
+    raise ValueError(f"label mode {mode!r}: corrupt_P needs an integer percentage P in 0..100, e.g. corrupt_25")
+  return int(tail)
+
+
 def demonstration_labels(true_labels: Sequence[int], mode: str, num_labels: int,
                          rng: np.random.Generator) -> list[int]:
-  """Labels shown with the demonstrations: gold, uniformly random (Min et al. 2022) or flipped (y+1 mod C)."""
-  if mode not in LABEL_MODES:
-    raise ValueError(f"unknown demonstration label mode {mode!r}; choose from {LABEL_MODES}")
+  """Labels shown with the demonstrations: gold, uniformly random (Min et al. 2022), flipped (y+1 mod C), or
+  corrupt_P: round(P/100 * k) of the k demonstrations, at positions drawn without replacement, show a label
+  drawn uniformly from the *other* labels and the rest their gold label (Min et al. 2022, Sec. 5.1, "a% correct"
+  with a = 100 - P). With two labels an incorrect label is the flipped one; corrupt_0 is gold, corrupt_100
+  is all incorrect. Gold draws nothing from `rng`, so every mode sees the same demonstrations."""
   y = np.asarray(true_labels, dtype=np.int64)
+  percent = corruption_percent(mode)
+  if percent is not None:
+    n_wrong = int(round(percent / 100 * len(y)))
+    if n_wrong and num_labels < 2:
+      raise ValueError(f"label mode {mode!r} needs at least two labels to show an incorrect one")
+    if n_wrong:
+      wrong = rng.choice(len(y), size=n_wrong, replace=False)
+      y = y.copy()
+      y[wrong] = (y[wrong] + rng.integers(1, num_labels, size=n_wrong)) % num_labels
+    return [int(v) for v in y]
+  if mode not in LABEL_MODES:
+    raise ValueError(f"unknown demonstration label mode {mode!r}; choose from {LABEL_MODES} or corrupt_P "
+                     "(P = 0..100, the percentage of demonstrations with an incorrect label)")
   if mode == "random":
     y = rng.integers(0, num_labels, size=len(y))
   elif mode == "flipped":

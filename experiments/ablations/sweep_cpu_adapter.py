@@ -1,0 +1,16 @@
+"""ablations, CPU-sized: Houlsby adapter reduction factor {128, 2} (16 is peft_methods' Houlsby row); 100 steps, seed 0
+(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+
+  python -m launch.launchers experiments/ablations/sweep_cpu_adapter.py
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_ablations_sweep", Path(__file__).with_name("sweep.py"))
+_paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paper)
+
+
+def get_sweep():
+  return _paper.family_sweep(_paper.adapter((128, 2)), 100, (0,), "runs/ablations_cpu/adapter")

@@ -1,0 +1,18 @@
+"""ablations, CPU-sized: LoRA rank {1, 64} x targets {q,v; all linear} (the ends of the rank grid; r=8 on q,v is
+peft_methods' LoRA row); 100 steps, seed 0
+(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+
+  python -m launch.launchers experiments/ablations/sweep_cpu_lora.py
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_ablations_sweep", Path(__file__).with_name("sweep.py"))
+_paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paper)
+
+
+def get_sweep():
+  points = [{"arg": f"method=lora,targets={t},r={r}"} for r in (1, 64) for t in ("qv", "all_linear")]
+  return _paper.family_sweep(points, 100, (0,), "runs/ablations_cpu/lora")
