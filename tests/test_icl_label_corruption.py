@@ -30,3 +30,13 @@ def test_corrupt_percent_parsing_and_errors():
       demonstration_labels([0, 1], bad, 2, np.random.default_rng(0))
   with pytest.raises(ValueError, match="two labels"):
     demonstration_labels([0], "corrupt_100", 1, np.random.default_rng(0))
+
+
+def test_corrupt_leaves_the_generator_where_it_was():
+  """So gold and corrupt_P runs select the same demonstrations for every later query."""
+  a, b = np.random.default_rng(3), np.random.default_rng(3)
+  first = demonstration_labels([0, 1, 0, 1], "corrupt_50", 2, a)
+  assert a.integers(0, 1000, size=5).tolist() == b.integers(0, 1000, size=5).tolist()
+  assert demonstration_labels([0, 1, 0, 1], "corrupt_50", 2, np.random.default_rng(3)) == first  # deterministic
+  positions = {tuple(demonstration_labels([0] * 4, "corrupt_25", 2, np.random.default_rng(s))) for s in range(20)}
+  assert len(positions) == 4  # the wrong position varies with the generator's state

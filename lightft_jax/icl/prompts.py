@@ -9,6 +9,7 @@ after its input (the answer choices carry the label delimiter, so " positive" is
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import string
 from typing import Sequence
 
@@ -153,7 +154,8 @@ def demonstration_labels(true_labels: Sequence[int], mode: str, num_labels: int,
   corrupt_P: round(P/100 * k) of the k demonstrations, at positions drawn without replacement, show a label
   drawn uniformly from the *other* labels and the rest their gold label (Min et al. 2022, Sec. 5.1, "a% correct"
   with a = 100 - P). With two labels an incorrect label is the flipped one; corrupt_0 is gold, corrupt_100
-  is all incorrect. Gold draws nothing from `rng`, so every mode sees the same demonstrations."""
+  is all incorrect. corrupt_P draws from a generator seeded by `rng`'s current state and leaves `rng` where it
+  was, so gold and every corrupt_P see the same demonstrations, also when each query gets its own set."""
   y = np.asarray(true_labels, dtype=np.int64)
   percent = corruption_percent(mode)
   if percent is not None:
@@ -161,9 +163,11 @@ def demonstration_labels(true_labels: Sequence[int], mode: str, num_labels: int,
     if n_wrong and num_labels < 2:
       raise ValueError(f"label mode {mode!r} needs at least two labels to show an incorrect one")
     if n_wrong:
-      wrong = rng.choice(len(y), size=n_wrong, replace=False)
+      digest = hashlib.sha256(repr(rng.bit_generator.state).encode()).digest()
+      own = np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+      wrong = own.choice(len(y), size=n_wrong, replace=False)
       y = y.copy()
-      y[wrong] = (y[wrong] + rng.integers(1, num_labels, size=n_wrong)) % num_labels
+      y[wrong] = (y[wrong] + own.integers(1, num_labels, size=n_wrong)) % num_labels
     return [int(v) for v in y]
   if mode not in LABEL_MODES:
     raise ValueError(f"unknown demonstration label mode {mode!r}; choose from {LABEL_MODES} or corrupt_P "

@@ -1,0 +1,17 @@
+"""ablations, ICL label corruption, CPU-sized: k=4 demonstrations, the first 200 Rotten Tomatoes test queries,
+one seed (a fresh demonstration set per query), P in {0, 25, 50, 75, 100}% incorrect labels.
+
+  python -m launch.launchers experiments/ablations/sweep_icl_cpu.py
+  python -m experiments.ablations.icl_table runs/ablations_cpu/icl_corruption --out=experiments/ablations/results/cpu/icl_corruption
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_ablations_sweep_icl", Path(__file__).with_name("sweep_icl.py"))
+_paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paper)
+
+
+def get_sweep():
+  return _paper.sweep((4,), 200, 1, "runs/ablations_cpu/icl_corruption")
