@@ -47,10 +47,10 @@ def layers(top_k=LAYERS_TOP_K):
 
 def family_sweep(points: list[dict], steps: int, seeds, workdir: str) -> dict:
   """One family's points x seeds, each in WORKDIR/<point name>; no periodic evaluation or checkpoints (the
-  test split is read once, at the end)."""
+  test split is read once, at the end); no W&B logging (metrics.jsonl and results.json hold the figures)."""
   return {"config": f"{CONFIG}:steps={steps},baselines=False", "workdir": workdir,
           "grid": {"seed": list(seeds)},
-          "list": [{**p, "eval_every": 0, "checkpoint_every": 0} for p in points]}
+          "list": [{**p, "eval_every": 0, "checkpoint_every": 0, "wandb.mode": "disabled"} for p in points]}
 
 
 def get_sweep():

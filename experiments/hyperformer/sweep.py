@@ -28,10 +28,11 @@ METHODS = (
 def sweep(steps: int, seeds, workdir: str, eval_every: int, methods=tuple(m for _, m in METHODS)) -> dict:
   """`methods` x seeds on the default mixture. With eval_every > 0, validation (eval_limit examples per task)
   every `eval_every` steps picks the best checkpoint by the task average; with 0, the last step is evaluated
-  (validation, eval_limit examples per task) and tested. The test splits are read once, at the end."""
+  (validation, eval_limit examples per task) and tested. The test splits are read once, at the end. No W&B logging (metrics.jsonl and results.json hold the
+  figures)."""
   return {"config": f"{CONFIG}:steps={steps},eval_every={eval_every}", "workdir": workdir,
           "grid": {"seed": list(seeds)},
-          "list": [{"arg": f"method={m}"} for m in methods]}
+          "list": [{"arg": f"method={m}", "wandb.mode": "disabled"} for m in methods]}
 
 
 def get_sweep():
