@@ -14,5 +14,5 @@ _spec.loader.exec_module(_paper)
 
 
 def get_sweep():
-  points = [{"arg": f"method=lora,targets={t},r={r}"} for r in (1, 64) for t in ("qv", "all_linear")]
+  points = [{"arg": f"method=lora,targets={t},r={r}"} for t in ("qv", "all_linear") for r in (1, 64)]
   return _paper.family_sweep(points, 100, (0,), "runs/ablations_cpu/lora")

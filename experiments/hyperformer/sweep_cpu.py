@@ -15,7 +15,7 @@ _paper = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_paper)
 
 STEPS, WORKDIR = 100, "runs/hyperformer_cpu"
-PARTS = (("hyper_adapter", "hyper_lora", "task_adapters"), ("adapter", "moe_lora", "full"))
+PARTS = (("hyper_adapter", "task_adapters", "hyper_lora"), ("adapter", "moe_lora", "full"))
 
 
 def get_sweep(part: int = 0):

@@ -1,0 +1,128 @@
+"""The README tables of experiments/ablations from results/cpu/<family>/summary.json (launch.aggregate of each
+family's sweep), with the matching row of the peft_methods CPU sweep (same config and budget, its own committed
+summary.json) marked "(peft_methods)", and one plot per family.
+
+  python -m experiments.ablations.table            # prints the tables
+  python -m experiments.ablations.table --write    # ablations.png, and replaces each table between the markers
+                                                   # <!-- FAMILY: begin --> / <!-- FAMILY: end --> of README.md
+                                                   # (FAMILY: lora, adapter, prefix, layers, icl)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "cpu"
+PEFT_METHODS = HERE.parent / "peft_methods" / "results" / "cpu" / "summary.json"
+FAMILIES = ("lora", "adapter", "prefix", "layers")
+TARGETS = {"qv": "q,v", "attn": "all attention", "all_linear": "all linear"}
+
+
+def _reference(family: str, rows: list[dict]) -> list[dict]:
+  """peft_methods rows that are points of this family's grid (same config, 100 steps, seed 0)."""
+  def pick(r):
+    m = r["peft.method"]
+    if family == "lora":
+      return m == "lora" and not r["peft.rslora"] and not r["peft.dora"]
+    if family == "adapter":
+      return m == "adapter" and r["peft.config"] == "houlsby" and r["peft.placement"] == "sequential"
+    if family == "prefix":
+      return m == "prefix"
+    return m == "layers"
+  # the peft_methods defaults of those rows: LoRA r=8, Houlsby reduction 16, prefix 10 tokens, top 2 layers
+  fill = {"lora": {"peft.r": 8}, "adapter": {"peft.reduction_factor": 16},
+          "prefix": {"peft.num_tokens": 10, "optimizer.lr": 2e-3}, "layers": {"peft.top_k": 2}}[family]
+  return [{**r, **fill, "source": "peft_methods"} for r in rows if pick(r)]
+
+
+def setting(family: str, r: dict) -> str:
+  if family == "lora":
+    return f"r={r['peft.r']}, {TARGETS.get(r['peft.targets'], r['peft.targets'])}"
+  if family == "adapter":
+    return f"reduction factor {r['peft.reduction_factor']}"
+  if family == "prefix":
+    kind = "reparameterised" if r["peft.projection"] else "plain"
+    return f"{r['peft.num_tokens']} tokens, {kind}, lr {r['optimizer.lr']:g}"
+  return f"top {r['peft.top_k']} blocks"
+
+
+def sort_key(family: str, r: dict):
+  if family == "lora":
+    return (list(TARGETS).index(r["peft.targets"]) if r["peft.targets"] in TARGETS else 9, r["peft.r"])
+  if family == "adapter":
+    return (r["peft.reduction_factor"],)
+  if family == "prefix":
+    return (bool(r["peft.projection"]), r["peft.num_tokens"], r["optimizer.lr"])
+  return (r["peft.top_k"],)
+
+
+def rows_of(family: str) -> list[dict]:
+  path = RESULTS / family / "summary.json"
+  ours = json.loads(path.read_text())["rows"] if path.exists() else []
+  ref = _reference(family, json.loads(PEFT_METHODS.read_text())["rows"])
+  return sorted([{**r, "source": "ablations"} for r in ours] + ref, key=lambda r: sort_key(family, r))
+
+
+def table(family: str) -> str:
+  lines = ["| setting | trainable params | test accuracy | test macro F1 | validation accuracy (256) | ms / step |",
+           "|---|---:|---:|---:|---:|---:|"]
+  for r in rows_of(family):
+    mark = " (peft_methods)" if r["source"] == "peft_methods" else ""
+    lines.append(f"| {setting(family, r)}{mark} | {r['trainable_params']:,} | {r['test/accuracy_mean']:.4f} | "
+                 f"{r['test/macro_f1_mean']:.4f} | {r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+  return "\n".join(lines)
+
+
+def plot(path: Path) -> None:
+  """Test accuracy against trainable parameters (log x), one panel per family, peft_methods points hollow."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4 * len(FAMILIES), 3.6), sharey=True)
+  for ax, family in zip(axes, FAMILIES):
+    for r in rows_of(family):
+      x, y = r["trainable_params"], r["test/accuracy_mean"]
+      ours = r["source"] == "ablations"
+      ax.scatter(x, y, facecolors="tab:blue" if ours else "none", edgecolors="tab:blue")
+      ax.annotate(setting(family, r).replace(", lr", "\nlr"), (x, y), textcoords="offset points", xytext=(3, 3),
+                  fontsize=6)
+    ax.set_xscale("log")
+    ax.set_title(family)
+    ax.set_xlabel("trainable parameters")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("test accuracy")
+  fig.suptitle("all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, one seed (hollow: peft_methods run)",
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def icl_table() -> str:
+  """The label-corruption table, from results/cpu/icl_corruption/summary.json (experiments.ablations.icl_table)."""
+  from experiments.ablations.icl_table import markdown
+  path = RESULTS / "icl_corruption" / "summary.json"
+  return markdown(json.loads(path.read_text())["rows"]) if path.exists() else "(not run)"
+
+
+def main() -> None:
+  texts = {f: table(f) for f in FAMILIES}
+  texts["icl"] = icl_table()
+  if "--write" in sys.argv:
+    plot(RESULTS / "ablations.png")
+    path = HERE / "README.md"
+    text = path.read_text()
+    for f, t in texts.items():
+      begin, end = f"<!-- {f}: begin -->", f"<!-- {f}: end -->"
+      head, rest = text.split(begin)
+      text = head + begin + "\n" + t + "\n" + end + rest.split(end, 1)[1]
+    path.write_text(text)
+  for f, t in texts.items():
+    print(f"## {f}\n{t}\n")
+
+
+if __name__ == "__main__":
+  main()
