@@ -241,12 +241,16 @@ def test_bad_input_gets_clear_errors(cfg, match):
     peft.apply(tiny(), cfg)
 
 
-def test_scanned_models_are_rejected_by_wrapper_methods():
+def test_scanned_models_take_wrapper_methods_but_not_layer_selection():
   model = tiny(scan_layers=True)
-  with pytest.raises(ValueError, match="scan_layers=False"):
-    peft.apply(model, {"method": "lora"})
+  peft.apply(model, {"method": "lora", "r": 2})  # stacked [L, ...] factors (tests/test_peft_scanned.py)
+  assert model.decoder.layers.attn.qkv.lora["default"].lora_a.shape == (2, 64, 2)
   peft.apply(model, {"method": "bitfit"})  # whole-parameter selection works on stacked layers
   assert peft.param_counts(model)[0] > 0
+  with pytest.raises(ValueError, match="scan_layers=False: a scanned stack holds"):
+    peft.apply(tiny(scan_layers=True), {"method": "layers", "top_k": 1})
+  with pytest.raises(ValueError, match="needs a model built with scan_layers=False"):
+    peft.apply(tiny(scan_layers=True), {"method": "mask", "by": "magnitude"})
 
 
 def test_summary_lists_methods():

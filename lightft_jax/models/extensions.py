@@ -9,7 +9,7 @@ what is declared here.
    attend, placed before the cached / current keys (prefix tuning, P-tuning v2, generated prefixes). The
    positions of the real tokens do not move. If it states `num_slots` = P, the slots sit at positions
    -P..-1 just before the sequence, so a relative position bias (T5) covers them as it does in HF peft's
-   prefix tuning; without `num_slots` they get zero bias. (A scanned stack does not read `num_slots`.)
+   prefix tuning; without `num_slots` they get zero bias.
 
 2. `Transformer.input_transform`: an `InputTransform`. Maps the embedded input `Inputs` (embeddings,
    attention mask, token types, positions) of the encoder, or of a decoder-only model, before the first
@@ -23,6 +23,11 @@ what is declared here.
    (e.g. mixture-of-experts load balancing) sows it as `self.sow(AuxLoss, name, value)`; the train step pops
    every `AuxLoss` after the forward pass and adds their sum to the training loss (evaluation losses are the
    task loss alone). It is an `nnx.Intermediate`, so filters on `nnx.Intermediate` still see it.
+
+4. `LAYER_SHARED`: a variable metadata key. A scan_layers=True stack runs one Block whose variables are
+   stacked [L, ...] and hands each layer its slice; a variable created with `LAYER_SHARED=True` in its metadata
+   (e.g. `nnx.Param(x, layer_shared=True)`) that a layer reaches (a hypernetwork or prefix reparameterisation
+   shared by every layer) is given whole to every layer instead, and its gradient sums over them.
 
 Methods whose change is not one of these (LoRA, adapters, IA3, a LLaMA-Adapter gate around attention)
 replace modules by path and call the base module's public methods (e.g. `Attention.project`).
@@ -38,6 +43,13 @@ import jax
 from flax import nnx
 
 Ctx = dict[str, Any] | None
+
+LAYER_SHARED = "layer_shared"  # metadata key of variables every layer of a scanned stack shares (item 4 above)
+
+
+def is_layer_shared(path, x) -> bool:
+  """nnx filter: variables marked `LAYER_SHARED` (given whole to every layer of a scanned stack)."""
+  return isinstance(x, nnx.Variable) and bool(x.get_metadata().get(LAYER_SHARED))
 
 
 class AuxLoss(nnx.Intermediate):
@@ -82,4 +94,5 @@ def extra_kv_length(ext: ExtraKV | None) -> int:
   return 0 if ext is None else int(getattr(ext, "num_slots", 0))
 
 
-__all__ = ["AuxLoss", "Ctx", "ExtraKV", "InputTransform", "Inputs", "extra_kv_length"]
+__all__ = ["AuxLoss", "Ctx", "ExtraKV", "InputTransform", "Inputs", "LAYER_SHARED", "extra_kv_length",
+           "is_layer_shared"]

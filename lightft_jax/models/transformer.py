@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightft_jax.models.config import TransformerConfig
-from lightft_jax.models.extensions import Inputs, extra_kv_length
+from lightft_jax.models.extensions import Inputs, extra_kv_length, is_layer_shared
 from lightft_jax.models.heads import make_head
 from lightft_jax.models.layers import Attention, Ctx, Dense, Embedding, MLP, Norm, RelativePositionBias
 
@@ -88,7 +88,13 @@ class Block(nnx.Module):
 
 
 class Stack(nnx.Module):
-  """n blocks (a Python list, or one stacked block scanned over layers) + optional final norm."""
+  """n blocks (a Python list, or one stacked block scanned over layers) + optional final norm.
+
+  Scanned (cfg.scan_layers): `layers` is one Block built under `nnx.vmap`, every variable stacked [L, ...] with
+  the logical axis "layers" first, run with `nnx.scan` (each layer gets its slice). PEFT modules put into that
+  Block are built the same way (peft.core.per_layer); variables marked `extensions.LAYER_SHARED` are not
+  sliced but given whole to every layer.
+  """
 
   def __init__(self, cfg: TransformerConfig, n_layers: int, rngs: nnx.Rngs, *, causal: bool, cross: bool = False):
     self.cfg, self.causal, self.n_layers = cfg, causal, n_layers
@@ -108,9 +114,8 @@ class Stack(nnx.Module):
   def _extra_kv_len(self) -> int:
     """P of the extra self-attention key/value slots (`Attention.extra_kv`; one P per stack) that sit before
     the sequence, 0 without (or for slots that state no `num_slots`: they get zero bias)."""
-    if self.cfg.scan_layers:
-      return 0
-    exts = [blk.attn.extra_kv for blk in self.layers if blk.attn.extra_kv is not None]
+    blocks = [self.layers] if self.cfg.scan_layers else list(self.layers)
+    exts = [e for e in (getattr(_attention(blk.attn), "extra_kv", None) for blk in blocks) if e is not None]
     return extra_kv_length(exts[0]) if exts else 0
 
   def __call__(self, x, *, mask, positions, q_pos=None, k_pos=None, cache=None, enc=None, enc_mask=None,
@@ -132,7 +137,9 @@ class Stack(nnx.Module):
       run_block = nnx.remat(run_block)
 
     if self.cfg.scan_layers:
-      @nnx.scan(in_axes=(0, nnx.Carry, 0 if cache is not None else None), out_axes=(nnx.Carry, 0))
+      block_axes = nnx.StateAxes({is_layer_shared: None, ...: 0})  # shared variables go whole to every layer
+
+      @nnx.scan(in_axes=(block_axes, nnx.Carry, 0 if cache is not None else None), out_axes=(nnx.Carry, 0))
       def scan_fn(block, h, layer_cache):
         h, c = run_block(block, h, layer_cache)
         return h, (None if c is None else (c["k"], c["v"]))
@@ -151,6 +158,13 @@ class Stack(nnx.Module):
       x = self.final_norm(x, ctx)
     new_cache = None if cache is None else {"k": kv[0], "v": kv[1], "index": cache["index"] + x.shape[1]}
     return self.dropout(x), new_cache
+
+
+def _attention(module: nnx.Module) -> nnx.Module:
+  """The Attention under any wrappers a PEFT method put around it (each keeps the wrapped module as `base`)."""
+  while not isinstance(module, Attention) and hasattr(module, "base"):
+    module = module.base
+  return module
 
 
 def default_positions(attention_mask: jax.Array) -> jax.Array:

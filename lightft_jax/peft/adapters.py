@@ -16,7 +16,8 @@ from flax import nnx
 from lightft_jax.models.layers import MLP, Attention, Ctx, activation
 from lightft_jax.models.ops import linear
 from lightft_jax.peft import named
-from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
+from lightft_jax.peft import core
+from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module
 
 
 class AdapterParam(PeftParam):
@@ -87,7 +88,6 @@ PLACEMENTS = ("sequential", "parallel")
           activation="relu", init_std=1e-3, targets=None)
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Adapters after the sublayers `config` names (or the Attention/MLP modules `targets` matches)."""
-  check_unscanned(model, "adapter")
   if cfg.config not in CONFIGS:
     raise ValueError(f"unknown adapter config {cfg.config!r}; choose from {sorted(CONFIGS)}")
   if cfg.placement not in PLACEMENTS:
@@ -103,6 +103,7 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   gid = named.register_name(model, name)
   found = find_targets(model, targets, (MLP, Attention, AdapterMLP, AdapterAttention), what="adapter")
   dtype = model.cfg.params_dtype
+  scanned = core.scanned_stacks(model)
   for path, module in found.items():
     if isinstance(module, MLP):
       module = AdapterMLP(module, cfg.placement)
@@ -112,6 +113,7 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
       replace_module(model, path, module)
     elif module.placement != cfg.placement:
       raise ValueError(f"{path} already has {module.placement} adapters; one placement per sublayer")
-    module.add(name, gid, AdapterUnit(d, m, act=cfg.activation, scale=cfg.scale, init_std=cfg.init_std,
-                                      dtype=dtype, rngs=rngs))
+    unit = lambda rngs: AdapterUnit(d, m, act=cfg.activation, scale=cfg.scale, init_std=cfg.init_std, dtype=dtype,
+                                    rngs=rngs)
+    module.add(name, gid, core.per_layer(core.layer_count(model, path, scanned), unit, rngs=rngs))  # [L, ...] if scanned
   named.sync_names(model)

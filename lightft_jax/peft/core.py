@@ -38,8 +38,11 @@ import re
 from typing import Any, Callable, Iterable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from flax import nnx
+
+from lightft_jax.models.extensions import LAYER_SHARED  # noqa: F401  (re-exported)
 
 
 class PeftParam(nnx.Param):
@@ -120,15 +123,37 @@ def find_targets(model: nnx.Module, targets: str | list[str], types: tuple[type,
                  what: str = "") -> dict[str, nnx.Module]:
   """Modules whose path (or unwrapped path) fully matches `targets` and whose type is one of `types`.
 
-  Where a wrapper and the module it wraps (`.base`) both match, the wrapper is returned.
+  Where a wrapper and the module it wraps (`.base`) both match, the wrapper is returned. A module of a scanned
+  stack (`decoder.layers.attn.query`, one module for all L layers) matches when every one of its layer paths
+  (`decoder.layers.0.attn.query` ... `decoder.layers.{L-1}.attn.query`) does, so targets written for an unrolled
+  model pick the same modules; matching only some of its layers is an error (a scanned module is changed in all
+  layers or none).
 
   Raises ValueError listing the module paths that exist when nothing matches.
   """
   pattern = re.compile(target_regex(targets))
   paths = module_paths(model)
-  found = {p: m for p, m in paths.items()
-           if isinstance(m, types) and (pattern.fullmatch(p) or pattern.fullmatch(unwrapped_path(p)))}
+  scanned = scanned_stacks(model)
+
+  def hits(p: str) -> int:
+    """How many of p's layer paths (one, unless p lies in a scanned stack) match."""
+    return sum(bool(pattern.fullmatch(q) or pattern.fullmatch(unwrapped_path(q))) for q in layer_paths(p, scanned))
+
+  found, partial = {}, []
+  for p, m in paths.items():
+    if not isinstance(m, types):
+      continue
+    n, total = hits(p), len(layer_paths(p, scanned))
+    if n == total:
+      found[p] = m
+    elif n:
+      partial.append(f"{p} ({n} of its {total} layers)")
   found = {p: m for p, m in found.items() if not (p.endswith(".base") and p[: -len(".base")] in found)}
+  if partial:
+    raise ValueError(f"{what or 'PEFT'} targets {targets!r} match only some layers of scanned modules: "
+                     f"{', '.join(partial[:4])}. A scan_layers=True stack holds one module for all its layers, "
+                     f"so a method changes it in every layer or none; target every layer, or build the model with "
+                     f"scan_layers=False for per-layer targets")
   if not found:
     names = [p for p, m in paths.items() if isinstance(m, types)]
     shown = "\n  ".join(names[:60]) + (f"\n  ... ({len(names) - 60} more)" if len(names) > 60 else "")
@@ -136,6 +161,94 @@ def find_targets(model: nnx.Module, targets: str | list[str], types: tuple[type,
     raise ValueError(f"{what or 'PEFT'} targets {targets!r} (regex {pattern.pattern!r}) match no {kinds} "
                      f"module. Module paths that exist:\n  {shown}")
   return found
+
+
+# ----------------------------------------------------------------------------- scanned stacks
+
+def scanned_stacks(model: nnx.Module) -> dict[str, int]:
+  """{"decoder.layers": L, ...}: the layer paths of the model's scan_layers=True stacks and their depths.
+
+  A scanned stack (models/transformer.py `Stack`) holds one Block whose parameters are stacked [L, ...] with the
+  logical axis "layers" first; its module paths have no layer index (`decoder.layers.attn.query`)."""
+  from lightft_jax.models.transformer import Stack
+  return {path_str(p) + ".layers": m.n_layers for p, m in nnx.iter_modules(model)
+          if isinstance(m, Stack) and m.cfg.scan_layers}
+
+
+def _scan_split(path: str, scanned: dict[str, int]) -> tuple[str, str] | None:
+  """(stack layers path, the rest after it: "" or ".attn.query") when `path` lies in a scanned stack."""
+  for stack in scanned:
+    if path == stack or path.startswith(stack + "."):
+      return stack, path[len(stack):]
+  return None
+
+
+def layer_count(model: nnx.Module, path: str, scanned: dict[str, int] | None = None) -> int | None:
+  """L when the module at `path` lies in a scanned stack (its parameters are stacked [L, ...]), else None."""
+  scanned = scanned_stacks(model) if scanned is None else scanned
+  hit = _scan_split(path, scanned)
+  return None if hit is None else scanned[hit[0]]
+
+
+def layer_paths(path: str, scanned: dict[str, int]) -> list[str]:
+  """The per-layer (unrolled) paths a module path stands for: [path], or for a module of a scanned stack
+  ["decoder.layers.0.attn.query", ..., "decoder.layers.{L-1}.attn.query"]."""
+  hit = _scan_split(path, scanned)
+  if hit is None:
+    return [path]
+  stack, rest = hit
+  return [f"{stack}.{i}{rest}" for i in range(scanned[stack])]
+
+
+def locate(model: nnx.Module, path: str, scanned: dict[str, int] | None = None) -> tuple[str, int | None]:
+  """An unrolled-style path ("decoder.layers.3.attn.query") -> (the module's path in `model`, layer index into
+  its stacked parameters, or None when the model holds that layer as its own module)."""
+  scanned = scanned_stacks(model) if scanned is None else scanned
+  for stack, n in scanned.items():
+    m = re.fullmatch(re.escape(stack) + r"\.(\d+)((\..*)?)", path)
+    if m:
+      if int(m[1]) >= n:
+        raise ValueError(f"{path}: {stack} has {n} layers")
+      return stack + m[2], int(m[1])
+  return path, None
+
+
+def per_layer(n_layers: int | None, build: Callable[..., Any], *modules: nnx.Module, rngs: nnx.Rngs | None = None):
+  """`build(*modules[, rngs])` once (n_layers None), or for a module of a scanned stack, vmapped over its
+  `n_layers` layers: `modules` (parts of the stacked Block) are sliced per layer, `rngs` split per layer, and the
+  result's parameters come out stacked [L, ...] with the logical axis "layers" first, as the Block's own were
+  built (models/transformer.py `Stack`). `nnx.scan` then hands each layer its slice, so a PEFT module written
+  for one layer runs unchanged on scanned stacks. Modules shared by all layers (a hypernetwork, a prefix
+  reparameterisation) are not built here; see `LAYER_SHARED`."""
+  args = modules + ((rngs,) if rngs is not None else ())
+  if n_layers is None:
+    return build(*args)
+  fn = nnx.vmap(lambda *a: build(*a), in_axes=(0,) * len(args), out_axes=0,
+                transform_metadata={nnx.PARTITION_NAME: "layers"})
+  if rngs is not None:
+    fn = nnx.split_rngs(splits=n_layers)(fn)
+  return fn(*args)
+
+
+class LayerIndex(nnx.Variable):
+  """A site's layer number where it is data: [L] (0..L-1 plus an offset) on a module of a scanned stack, so the
+  scan hands each layer its own number (hypernetwork layer ids, a layer of a shared prefix
+  reparameterisation). Never trained."""
+
+
+def layer_index(n_layers: int, offset: int = 0) -> LayerIndex:
+  return LayerIndex(offset + jnp.arange(n_layers, dtype=jnp.int32), sharding_names=("layers",))
+
+
+def layer_value(x) -> Any:
+  """An int layer id, or the value of a `LayerIndex` (a traced scalar inside the scan)."""
+  return x[...] if isinstance(x, nnx.Variable) else x
+
+
+def axis_names(var: nnx.Variable) -> tuple:
+  """A parameter's logical axis names (its sharding metadata), or () when it has none."""
+  meta = var.get_metadata()
+  return tuple(meta.get("out_sharding") or meta.get("sharding_names") or ())
 
 
 def get_module(model: nnx.Module, path: str) -> nnx.Module:
@@ -168,15 +281,6 @@ def make_trainable(module: nnx.Module, names: Iterable[str] | None = None) -> in
     setattr(owner, path[-1], TunedParam(var[...], **var.get_metadata()))
     count += var[...].size
   return count
-
-
-def check_unscanned(model: nnx.Module, method: str) -> None:
-  """Methods that change per-layer modules (wrappers, extension slots, per-layer site ids) need one module per
-  layer; a scanned stack has one stacked Block."""
-  cfg = getattr(model, "cfg", None)
-  if cfg is not None and getattr(cfg, "scan_layers", False):
-    raise ValueError(f"PEFT method {method!r} needs a model built with scan_layers=False (it changes per-layer "
-                     f"modules); rebuild with get_preset(..., scan_layers=False)")
 
 
 def check_virtual_tokens(model: nnx.Module, n, what: str) -> int:

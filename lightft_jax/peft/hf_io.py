@@ -154,12 +154,27 @@ def exact_targets(paths) -> str:
   return "^(" + "|".join(re.escape(p) for p in sorted(paths)) + ")$"
 
 
-def assign(var, value: np.ndarray, what: str):
-  """var[...] = value (in var's dtype); ValueError naming `what` when the shapes differ."""
-  if tuple(var.shape) != tuple(value.shape):
-    raise ValueError(f"shape mismatch for {what}: the model expects {tuple(var.shape)}, the adapter has "
+def assign(var, value: np.ndarray, what: str, layer: int | None = None):
+  """var[...] = value (in var's dtype), or var[layer] = value for a parameter stacked over a scanned stack's
+  layers; ValueError naming `what` when the shapes differ."""
+  shape = tuple(var.shape) if layer is None else tuple(var.shape[1:])
+  if shape != tuple(value.shape):
+    raise ValueError(f"shape mismatch for {what}: the model expects {shape}, the adapter has "
                      f"{tuple(value.shape)}")
-  var[...] = jnp.asarray(value, var[...].dtype)
+  value = jnp.asarray(value, var[...].dtype)
+  var[...] = value if layer is None else var[...].at[layer].set(value)
+
+
+def layers_of(path: str, scanned: dict[str, int]) -> list[tuple[str, int | None]]:
+  """[(unrolled-style module path, layer index into stacked parameters or None)] a module of ours stands for:
+  one pair, or L for a module of a scanned stack (HF checkpoints name every layer's module)."""
+  paths = core.layer_paths(path, scanned)
+  return list(zip(paths, range(len(paths)))) if len(paths) > 1 or paths[0] != path else [(path, None)]
+
+
+def take(value, layer: int | None):
+  """One layer's slice of a stacked value (layer None: the value itself)."""
+  return value if layer is None else value[layer]
 
 
 def transformer_submodules(model) -> int:

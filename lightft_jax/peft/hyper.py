@@ -21,6 +21,10 @@ The context-conditioned variant takes its condition from `ContextEncoder`, which
 as a function (by default `models.sentence.SentenceEncoder.load()`: mean-pooled hidden states of a frozen
 MiniLM) over a task description or a set of demonstrations, so an unseen task gets weights without a gradient
 step. This module loads no checkpoint itself.
+
+Scanned stacks (scan_layers=True): a site is the stack's one module for all its layers, its layer id a
+`core.LayerIndex` [L] that the scan slices; the HyperNet's parameters are `LAYER_SHARED`, so every layer reads
+them whole. The same weights give the unrolled model's outputs.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from flax import nnx
 
 from lightft_jax.models.layers import Attention, Ctx, Dense, Norm, activation
 from lightft_jax.peft.adapters import adapter_fn
-from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
+from lightft_jax.peft import core
+from lightft_jax.peft.core import LAYER_SHARED, PeftParam, find_targets, register, replace_module
 from lightft_jax.peft.lora import lora_delta, lora_scale
 
 EMITS = ("adapter", "lora", "prefix", "ln")
@@ -49,6 +54,11 @@ LN_TARGETS = r".*layers\.\d+\.(attn_norm|mlp_norm)"
 
 class HyperParam(PeftParam):
   """A hypernetwork parameter: task / layer / block embeddings, task projector, shared generators."""
+
+
+def _shared(value: jax.Array) -> HyperParam:
+  """A HyperParam that every layer of a scanned stack reads whole (the one HyperNet serves all sites)."""
+  return HyperParam(value, **{LAYER_SHARED: True})
 
 
 # ----------------------------------------------------------------------------- per-call conditioning
@@ -81,25 +91,31 @@ def ctx_condition(ctx: Ctx, dim: int, what: str) -> jax.Array:
   return c
 
 
-def site_layer_ids(model: nnx.Module, paths: Sequence[str], method: str) -> dict[str, int]:
-  """{path: global layer id}: encoder layers are 0..n_enc-1, decoder layers follow."""
+def site_layer_ids(model: nnx.Module, paths: Sequence[str], method: str) -> dict[str, Any]:
+  """{path: global layer id}: encoder layers are 0..n_enc-1, decoder layers follow. A module of a scanned stack
+  (`decoder.layers.attn.query`) gets a `core.LayerIndex` [L] of its layers' ids."""
   offsets, n = {}, 0
   for stack in ("encoder", "decoder"):
     if hasattr(model, stack):
       offsets[stack] = n
       n += getattr(model, stack).n_layers
+  scanned = core.scanned_stacks(model)
   ids = {}
   for p in paths:
-    m = re.match(r"^(encoder|decoder)\.layers\.(\d+)\.", p)
-    if m is None:
+    m = re.match(r"^(encoder|decoder)\.layers\.(?:(\d+)\.)?", p)
+    if m is None or (m.group(2) is None) != (f"{m.group(1)}.layers" in scanned):
       raise ValueError(f"PEFT method {method!r} targets modules inside encoder/decoder layers; {p!r} is not one")
-    ids[p] = offsets[m.group(1)] + int(m.group(2))
+    if m.group(2) is None:
+      ids[p] = core.layer_index(scanned[f"{m.group(1)}.layers"], offsets[m.group(1)])
+    else:
+      ids[p] = offsets[m.group(1)] + int(m.group(2))
   return ids
 
 
 def block_type(path: str) -> str:
-  """`decoder.layers.3.attn.query` -> `attn.query` (where in a block a site sits)."""
-  return re.sub(r"^.*?layers\.\d+\.", "", path)
+  """`decoder.layers.3.attn.query` (or a scanned stack's `decoder.layers.attn.query`) -> `attn.query` (where in a
+  block a site sits)."""
+  return re.sub(r"^.*?layers\.(\d+\.)?", "", path)
 
 
 def total_layers(model: nnx.Module) -> int:
@@ -135,8 +151,8 @@ class Generator(nnx.Module):
   def __init__(self, proj_dim: int, shape: tuple[int, ...], *, std: float, rngs: nnx.Rngs):
     self.shape = tuple(shape)
     init = nnx.initializers.normal(std) if std > 0 else nnx.initializers.zeros
-    self.kernel = HyperParam(init(rngs.params(), (proj_dim, *shape), jnp.float32))
-    self.bias = HyperParam(jnp.zeros(shape, jnp.float32))
+    self.kernel = _shared(init(rngs.params(), (proj_dim, *shape), jnp.float32))
+    self.bias = _shared(jnp.zeros(shape, jnp.float32))
 
   def __call__(self, i: jax.Array, sizes: tuple[int, ...] | None = None) -> jax.Array:
     sl = tuple(slice(0, s) for s in (sizes or self.shape))
@@ -155,18 +171,18 @@ class HyperNet(nnx.Module):
     self.condition = condition
     unit = nnx.initializers.normal(1.0)
     if condition == "task":
-      self.task_embed = HyperParam(unit(rngs.params(), (n_tasks, task_dim), jnp.float32))
+      self.task_embed = _shared(unit(rngs.params(), (n_tasks, task_dim), jnp.float32))
       self.n_tasks, z_dim = n_tasks, task_dim
     else:
       self.condition_dim, z_dim = condition_dim, condition_dim
-    self.layer_embed = HyperParam(unit(rngs.params(), (n_layers, site_dim), jnp.float32))
-    self.block_embed = HyperParam(unit(rngs.params(), (n_blocks, site_dim), jnp.float32))
+    self.layer_embed = _shared(unit(rngs.params(), (n_layers, site_dim), jnp.float32))
+    self.block_embed = _shared(unit(rngs.params(), (n_blocks, site_dim), jnp.float32))
     lecun = nnx.initializers.lecun_normal()
     d_in = z_dim + 2 * site_dim
-    self.proj_hidden = HyperParam(lecun(rngs.params(), (d_in, proj_hidden), jnp.float32))
-    self.proj_hidden_bias = HyperParam(jnp.zeros((proj_hidden,), jnp.float32))
-    self.proj_out = HyperParam(lecun(rngs.params(), (proj_hidden, proj_dim), jnp.float32))
-    self.proj_out_bias = HyperParam(jnp.zeros((proj_dim,), jnp.float32))
+    self.proj_hidden = _shared(lecun(rngs.params(), (d_in, proj_hidden), jnp.float32))
+    self.proj_hidden_bias = _shared(jnp.zeros((proj_hidden,), jnp.float32))
+    self.proj_out = _shared(lecun(rngs.params(), (proj_hidden, proj_dim), jnp.float32))
+    self.proj_out_bias = _shared(jnp.zeros((proj_dim,), jnp.float32))
     self.gen = nnx.Dict({name: Generator(proj_dim, shape, std=std, rngs=rngs)
                          for name, (shape, std) in generators.items()})
 
@@ -177,8 +193,8 @@ class HyperNet(nnx.Module):
       return jnp.take(self.task_embed[...], ids, axis=0)
     return ctx_condition(ctx, self.condition_dim, "hypernetwork (condition='context')")
 
-  def project(self, ctx: Ctx, layer: int, block: int, batch: int | None = None) -> jax.Array:
-    """I [B, proj_dim] for one site."""
+  def project(self, ctx: Ctx, layer, block: int, batch: int | None = None) -> jax.Array:
+    """I [B, proj_dim] for one site (`layer`: an int, or a traced scalar inside a scan)."""
     z = self.embed(ctx, batch)
     site = jnp.concatenate([self.layer_embed[...][layer], self.block_embed[...][block]])
     h = jnp.concatenate([z, jnp.broadcast_to(site, (z.shape[0], site.shape[0]))], -1)
@@ -190,13 +206,14 @@ class HyperNet(nnx.Module):
 
 
 class HyperSite(nnx.Module):
-  """Common part of every site: a reference to the shared HyperNet and the site's (layer, block) ids."""
+  """Common part of every site: a reference to the shared HyperNet and the site's (layer, block) ids (the layer
+  id is a `core.LayerIndex` [L] on a scanned stack's module)."""
 
-  def _init_site(self, hyper: HyperNet, layer: int, block: int):
+  def _init_site(self, hyper: HyperNet, layer, block: int):
     self.hyper, self.layer_id, self.block_id = hyper, layer, block
 
   def rep(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
-    return self.hyper.project(ctx, self.layer_id, self.block_id, batch)
+    return self.hyper.project(ctx, core.layer_value(self.layer_id), self.block_id, batch)
 
 
 class HyperAdapter(HyperSite):
@@ -322,7 +339,6 @@ def _generators(model, sites, cfg) -> dict[str, tuple[tuple[int, ...], float]]:
 def attach_hyper(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Builds the shared HyperNet at `model.cond_hyper` and wraps every site with a generated-weight module."""
   emit = _validate(cfg)
-  check_unscanned(model, cfg.method)
   if hasattr(model, ROOT_ATTR):
     raise ValueError("a hypernetwork is already attached to this model; emit several kinds from one config "
                      f"with emit=({', '.join(repr(e) for e in EMITS)})")

@@ -18,7 +18,7 @@ from flax import nnx
 
 from lightft_jax.models.layers import Ctx, Dense
 from lightft_jax.peft import core, hf_io
-from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module, target_regex
+from lightft_jax.peft.core import PeftParam, find_targets, register, replace_module, target_regex
 
 
 class IA3Param(PeftParam):
@@ -36,7 +36,7 @@ class IA3Dense(nnx.Module):
   def __init__(self, base: Dense, feedforward: bool):
     self.base, self.feedforward = base, feedforward
     d = base.d_in if feedforward else base.d_out
-    axes = base.kernel.get_metadata().get("sharding_names", (None, None))
+    axes = core.axis_names(base.kernel) or (None, None)
     self.ia3 = IA3Param(jnp.ones((d,), base.kernel[...].dtype), sharding_names=(axes[0 if feedforward else 1],))
 
   def __call__(self, x: jax.Array, ctx: Ctx = None) -> jax.Array:
@@ -48,7 +48,6 @@ class IA3Dense(nnx.Module):
 @register("ia3", targets="kv", feedforward=r".*mlp\.down$")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """(IA)^3 on `targets` (output side) and `feedforward` (input side); either may be None or empty."""
-  check_unscanned(model, "ia3")
   groups = [t for t in (cfg.targets, cfg.feedforward) if t]
   if not groups:
     raise ValueError("ia3 needs `targets` and/or `feedforward` (regex, preset or list of module names)")
@@ -56,23 +55,29 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   for targets in groups:
     found.update(find_targets(model, targets, (Dense,), what="IA3"))
   ff = re.compile(target_regex(cfg.feedforward)) if cfg.feedforward else None
+  scanned = core.scanned_stacks(model)
   for path, module in found.items():
-    replace_module(model, path, IA3Dense(module, feedforward=bool(ff and ff.fullmatch(path))))
+    feedforward = bool(ff and any(ff.fullmatch(p) for p in core.layer_paths(path, scanned)))
+    # on a scanned stack the vector is built per layer: stacked [L, d] like the kernel
+    new = core.per_layer(core.layer_count(model, path, scanned), lambda base: IA3Dense(base, feedforward), module)
+    replace_module(model, path, new)
 
 
 # ---------------------------------------------------------------------------------------------- HF peft
 
 def _save_hf(model, names, adapter, tensors) -> dict:
   targets, ff = [], []
+  scanned = core.scanned_stacks(model)
   for p, m in nnx.iter_modules(model):
     if not isinstance(m, IA3Dense):
       continue
-    theirs = names[core.unwrapped_path(core.path_str(p))]
-    v = hf_io.to_np(m.ia3[...])
-    tensors[f"{hf_io.MODEL_PREFIX}{theirs}.ia3_l"] = v[None, :] if m.feedforward else v[:, None]
-    targets.append(theirs)
-    if m.feedforward:
-      ff.append(theirs)
+    for ours, i in hf_io.layers_of(core.path_str(p), scanned):  # a scanned module: one HF module per layer
+      theirs = names[core.unwrapped_path(ours)]
+      v = hf_io.to_np(hf_io.take(m.ia3[...], i))
+      tensors[f"{hf_io.MODEL_PREFIX}{theirs}.ia3_l"] = v[None, :] if m.feedforward else v[:, None]
+      targets.append(theirs)
+      if m.feedforward:
+        ff.append(theirs)
   return {"target_modules": sorted(targets), "feedforward_modules": sorted(ff),
           "fan_in_fan_out": hf_io.fan_in_fan_out(model), "init_ia3_weights": True}
 
@@ -90,9 +95,10 @@ def _load_hf(model, cfg, tensors, adapter):
   normal = [p for p in ours.values() if p not in ff]
   core.apply(model, {"method": "ia3", "targets": hf_io.exact_targets(normal) if normal else None,
                      "feedforward": hf_io.exact_targets(ff) if ff else None, "train_head": False})
+  scanned = core.scanned_stacks(model)
   for theirs, t in mods.items():
-    m = core.get_module(model, ours[theirs])
-    hf_io.assign(m.ia3, t["ia3_l"].reshape(-1), f"{theirs}.ia3_l")
+    path, i = core.locate(model, ours[theirs], scanned)
+    hf_io.assign(core.get_module(model, path).ia3, t["ia3_l"].reshape(-1), f"{theirs}.ia3_l", i)
   return rest
 
 

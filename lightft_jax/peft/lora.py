@@ -34,7 +34,7 @@ from flax import nnx
 from lightft_jax.models.layers import Ctx, Dense, Embedding
 from lightft_jax.models.ops import linear
 from lightft_jax.peft import core, hf_io, named
-from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, path_str, register, replace_module
+from lightft_jax.peft.core import PeftParam, find_targets, path_str, register, replace_module
 
 
 class LoraParam(PeftParam):
@@ -64,9 +64,10 @@ def lora_scale(r: int, alpha: float, rslora: bool) -> float:
 
 
 def dora_norm(kernel: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
-  """Column norms [out] of the adapted kernel [in, out] (treated as a constant, as in the DoRA paper)."""
-  w = kernel.astype(jnp.float32) + scale * jnp.dot(a.astype(jnp.float32), b.astype(jnp.float32))
-  return jax.lax.stop_gradient(jnp.linalg.norm(w, axis=0))
+  """Column norms [..., out] of the adapted kernel [..., in, out] (treated as a constant, as in the DoRA paper);
+  leading axes (a scanned stack's layers) are batch axes."""
+  w = kernel.astype(jnp.float32) + scale * jnp.matmul(a.astype(jnp.float32), b.astype(jnp.float32))
+  return jax.lax.stop_gradient(jnp.linalg.norm(w, axis=-2))
 
 
 def dora_output(x: jax.Array, kernel: jax.Array, a: jax.Array, b: jax.Array, magnitude: jax.Array,
@@ -101,32 +102,39 @@ class LoraUnit(nnx.Module):
 class LoraDense(named.Named):
   """Dense + named LoRAs; call signature `(x, ctx=None)` like Dense. Base weights stay in `base`.
 
-  `mixed_batch` ("gather" | "mask") says how a call with ctx["adapter_ids"] is computed (module docstring)."""
+  `mixed_batch` ("gather" | "mask") says how a call with ctx["adapter_ids"] is computed (module docstring).
+  `n_layers`: L when the Dense belongs to a scanned stack; its LoRA factors are then stacked [L, ...] like the
+  kernel (built per layer by `core.per_layer`), and `merge` / `unmerge` work on all layers at once."""
 
   mixed_batch: str = "gather"
 
-  def __init__(self, base: Dense):
+  def __init__(self, base: Dense, n_layers: int | None = None):
     self.base = base
     self.lora = nnx.Dict()
     self.merged: tuple[str, ...] = ()
+    self.n_layers = n_layers
 
   def add(self, name: str, global_id: int, *, r: int, alpha: float, rslora: bool, dora: bool, dropout: float,
           init: str, rngs: nnx.Rngs):
-    kernel = self.base.kernel
-    d_in, d_out = kernel.shape
-    dt = kernel[...].dtype
-    if init == "kaiming":
-      a = _kaiming_uniform(rngs.params(), (d_in, r), d_in, dt)
-    elif init == "gaussian":
-      a = jax.random.normal(rngs.params(), (d_in, r), dt) / r
-    else:
+    if init not in ("kaiming", "gaussian"):
       raise ValueError(f"unknown LoRA init {init!r}; choose 'kaiming' or 'gaussian'")
-    b = jnp.zeros((r, d_out), dt)
-    axes = tuple(kernel.get_metadata().get("sharding_names", (None, None)))
-    mag = jnp.linalg.norm(kernel[...].astype(jnp.float32), axis=0).astype(dt) if dora else None
+
+    def unit(base: Dense, rngs: nnx.Rngs) -> LoraUnit:  # one layer's LoRA
+      kernel = base.kernel
+      d_in, d_out = kernel.shape
+      dt = kernel[...].dtype
+      if init == "kaiming":
+        a = _kaiming_uniform(rngs.params(), (d_in, r), d_in, dt)
+      else:
+        a = jax.random.normal(rngs.params(), (d_in, r), dt) / r
+      b = jnp.zeros((r, d_out), dt)
+      axes = core.axis_names(kernel) or (None, None)
+      mag = jnp.linalg.norm(kernel[...].astype(jnp.float32), axis=0).astype(dt) if dora else None
+      return LoraUnit(a, b, alpha=alpha, rslora=rslora, dropout=dropout, rngs=rngs, axes=axes, magnitude=mag)
+
+    new = core.per_layer(self.n_layers, unit, self.base, rngs=rngs)
     self.add_name(name, global_id)
-    self.lora[name] = LoraUnit(a, b, alpha=alpha, rslora=rslora, dropout=dropout, rngs=rngs, axes=axes,
-                                magnitude=mag)
+    self.lora[name] = new
 
   def _gatherable(self) -> bool:
     """Whether a mixed batch may take the gathered path (else: masked, every adapter on every example)."""
@@ -183,22 +191,22 @@ class LoraDense(named.Named):
       if name in self.merged or name not in self.names:
         continue
       u, kernel = self.lora[name], self.base.kernel[...]
-      delta = u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])
+      delta = u.scale * jnp.matmul(u.lora_a[...], u.lora_b[...])  # [..., in, out]: stacked layers batch
       if u.lora_magnitude is None:
         new = kernel + delta.astype(kernel.dtype)
       else:
         norm = dora_norm(kernel, u.lora_a[...], u.lora_b[...], u.scale)
         u.merged_norm = nnx.Cache(norm)
-        new = (u.lora_magnitude[...] / norm) * (kernel + delta)
+        new = (u.lora_magnitude[...] / norm)[..., None, :] * (kernel + delta)
       self.base.kernel[...] = new.astype(kernel.dtype)
       self.merged = self.merged + (name,)
 
   def unmerge(self):
     for name in reversed(self.merged):
       u, kernel = self.lora[name], self.base.kernel[...]
-      delta = u.scale * jnp.dot(u.lora_a[...], u.lora_b[...])
+      delta = u.scale * jnp.matmul(u.lora_a[...], u.lora_b[...])
       if u.lora_magnitude is not None:
-        kernel = kernel * (u.merged_norm[...] / u.lora_magnitude[...])
+        kernel = kernel * (u.merged_norm[...] / u.lora_magnitude[...])[..., None, :]
         u.merged_norm = nnx.data(None)
       self.base.kernel[...] = (kernel - delta).astype(kernel.dtype)
     self.merged = ()
@@ -269,7 +277,6 @@ def set_mixed_batch(model: nnx.Module, mode: str) -> nnx.Module:
 @register("lora", r=8, alpha=8.0, rslora=False, dora=False, dropout=0.0, init="kaiming", targets="qv")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """LoRA on every Dense / Embedding whose path matches `targets` (already-wrapped ones get another name)."""
-  check_unscanned(model, "lora")
   if not isinstance(cfg.r, int) or cfg.r <= 0:
     raise ValueError(f"LoRA rank r must be a positive integer, got {cfg.r!r}")
   if cfg.alpha <= 0:
@@ -279,9 +286,11 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   name = cfg.get("name") or "default"
   gid = named.register_name(model, name)
   found = find_targets(model, cfg.targets, (Dense, Embedding) + LORA_WRAPPERS, what="LoRA")
+  scanned = core.scanned_stacks(model)
   for path, module in found.items():
     if isinstance(module, (Dense, Embedding)):
-      wrapper = LoraDense(module) if isinstance(module, Dense) else LoraEmbedding(module)
+      wrapper = LoraDense(module, core.layer_count(model, path, scanned)) if isinstance(module, Dense) \
+          else LoraEmbedding(module)
       replace_module(model, path, wrapper)
       module = wrapper
     module.add(name, gid, r=cfg.r, alpha=cfg.alpha, rslora=cfg.rslora, dora=cfg.dora, dropout=cfg.dropout,
@@ -323,23 +332,25 @@ _HF_SUFFIXES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora
 
 def _save_hf(model, names, adapter, tensors) -> dict:
   units, targets = [], []
+  scanned = core.scanned_stacks(model)
   for path, m in lora_modules(model).items():
     if adapter not in m.names:
       continue
     if m.merged:
       raise ValueError(f"{path} has merged LoRA weights; unmerge before save_hf")
-    theirs = names[core.unwrapped_path(path)]
     u = m.lora[adapter]
-    a, b = hf_io.to_np(u.lora_a[...].T), hf_io.to_np(u.lora_b[...].T)
-    key = hf_io.MODEL_PREFIX + theirs
-    if isinstance(m, LoraEmbedding):
-      tensors[f"{key}.lora_embedding_A"], tensors[f"{key}.lora_embedding_B"] = a, b
-    else:
-      tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = a, b
-    if u.lora_magnitude is not None:
-      tensors[f"{key}.lora_magnitude_vector"] = hf_io.to_np(u.lora_magnitude[...])
+    for ours, i in hf_io.layers_of(path, scanned):  # a scanned module: one HF module per layer
+      theirs = names[core.unwrapped_path(ours)]
+      a, b = hf_io.to_np(hf_io.take(u.lora_a[...], i).T), hf_io.to_np(hf_io.take(u.lora_b[...], i).T)
+      key = hf_io.MODEL_PREFIX + theirs
+      if isinstance(m, LoraEmbedding):
+        tensors[f"{key}.lora_embedding_A"], tensors[f"{key}.lora_embedding_B"] = a, b
+      else:
+        tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = a, b
+      if u.lora_magnitude is not None:
+        tensors[f"{key}.lora_magnitude_vector"] = hf_io.to_np(hf_io.take(u.lora_magnitude[...], i))
+      targets.append(theirs)
     units.append(u)
-    targets.append(theirs)
   if not units:
     raise ValueError(f"no LoRA named {adapter!r}; attached: {list(named.adapter_names(model))}")
   spec = {(u.r, u.alpha, u.rslora, u.lora_magnitude is not None) for u in units}
@@ -364,17 +375,18 @@ def _load_hf(model, cfg, tensors, adapter):
   core.apply(model, {"method": "lora", "r": r, "alpha": float(cfg["lora_alpha"]),
                      "rslora": bool(cfg.get("use_rslora")), "dora": bool(cfg.get("use_dora")),
                      "targets": hf_io.exact_targets(ours.values()), "name": adapter, "train_head": False})
-  wrappers = lora_modules(model)
+  wrappers, scanned = lora_modules(model), core.scanned_stacks(model)
   for theirs, t in mods.items():
-    u = wrappers[ours[theirs]].lora[adapter]
+    path, i = core.locate(model, ours[theirs], scanned)  # i: the layer of a scanned module's stacked factors
+    u = wrappers[path].lora[adapter]
     a = t.get("lora_A.weight", t.get("lora_embedding_A"))
     b = t.get("lora_B.weight", t.get("lora_embedding_B"))
     if a is None or b is None:
       raise ValueError(f"{theirs}: the adapter lacks lora_A or lora_B")
-    hf_io.assign(u.lora_a, a.T, f"{theirs}.lora_A")
-    hf_io.assign(u.lora_b, b.T, f"{theirs}.lora_B")
+    hf_io.assign(u.lora_a, a.T, f"{theirs}.lora_A", i)
+    hf_io.assign(u.lora_b, b.T, f"{theirs}.lora_B", i)
     if "lora_magnitude_vector" in t:
-      hf_io.assign(u.lora_magnitude, t["lora_magnitude_vector"], f"{theirs}.lora_magnitude_vector")
+      hf_io.assign(u.lora_magnitude, t["lora_magnitude_vector"], f"{theirs}.lora_magnitude_vector", i)
   return rest
 
 

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightft_jax.peft import named
+from lightft_jax.peft import core, hf_io, named
 from lightft_jax.peft.lora import LoraEmbedding, lora_modules
 
 FACTOR_TYPES = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -192,13 +192,23 @@ def add_weighted_adapter(model: nnx.Module, adapters: Sequence[str], weights: Se
   if dora and any(isinstance(m, LoraEmbedding) for m in wrappers.values()):
     raise ValueError(f"{adapters[0]!r} is DoRA, so the merge would be too, and DoRA is not defined for embeddings")
   key = jax.random.key(seed)
-  factors = {}  # all computed before the model changes
-  for i, (path, m) in enumerate(wrappers.items()):
+  scanned = core.scanned_stacks(model)
+  # One key per module and layer, numbered in the unrolled model's module order, so that a scanned model (one
+  # wrapper holding L layers' factors) draws DARE's masks exactly as the unrolled one does.
+  sites = sorted(((q, path, i) for path in wrappers for q, i in hf_io.layers_of(path, scanned)),
+                 key=lambda t: tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in t[0].split(".")))
+  factors: dict[str, list] = {path: [] for path in wrappers}  # all computed before the model changes
+  for k, (_, path, i) in enumerate(sites):
+    m = wrappers[path]
     here = [(m.lora[n], w) for n, w in zip(adapters, weights) if n in m.names]
-    factors[path] = combine(
-        [u.lora_a[...] for u, _ in here], [u.lora_b[...] for u, _ in here], [u.scale for u, _ in here],
-        [w for _, w in here], combination_type, rank=rank, density=density, majority_sign_method=majority_sign_method,
-        svd_clamp=svd_clamp, key=jax.random.fold_in(key, i))
+    factors[path].append((i, combine(
+        [hf_io.take(u.lora_a[...], i) for u, _ in here], [hf_io.take(u.lora_b[...], i) for u, _ in here],
+        [u.scale for u, _ in here], [w for _, w in here], combination_type, rank=rank, density=density,
+        majority_sign_method=majority_sign_method, svd_clamp=svd_clamp, key=jax.random.fold_in(key, k))))
+  for path, per_layer in factors.items():  # a scanned module's layers stacked [L, ...] in layer order
+    per_layer.sort(key=lambda t: -1 if t[0] is None else t[0])
+    ab = [f for _, f in per_layer]
+    factors[path] = ab[0] if per_layer[0][0] is None else (jnp.stack([a for a, _ in ab]), jnp.stack([b for _, b in ab]))
   gid = named.register_name(model, name)
   dropout = float(first.dropout.rate) if first.dropout is not None else 0.0
   for path, m in wrappers.items():

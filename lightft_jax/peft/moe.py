@@ -16,6 +16,10 @@ or tokens) that picked expert e among their top k, P_e the mean router probabili
 
 `task_gated_adapter` puts a bank of A bottleneck adapters at each site and a learned per-task gate
 g[task, a] = sigmoid (or softmax over the bank) of a logit table [n_tasks, A]: y + sum_a g[task, a] adapter_a(y).
+
+On scanned stacks (scan_layers=True) each site's experts, router, adapter bank and gates are stacked [L, ...]
+(built per layer, `core.per_layer`); the shared task embedding is `LAYER_SHARED`; a site's load-balancing loss is
+sown per layer ([L] values, whose sum the train step adds, as it adds the unrolled model's L scalars).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from flax import nnx
 
 from lightft_jax.models.extensions import AuxLoss
 from lightft_jax.models.layers import Ctx, Dense, activation
-from lightft_jax.peft.core import PeftParam, check_unscanned, find_targets, register, replace_module
+from lightft_jax.peft import core
+from lightft_jax.peft.core import LAYER_SHARED, PeftParam, find_targets, register, replace_module
 from lightft_jax.peft.hyper import ADAPTER_TARGETS, ctx_condition, ctx_task_ids
 
 ROUTERS = ("task", "condition", "token")
@@ -67,7 +72,8 @@ class TaskEmbedding(nnx.Module):
 
   def __init__(self, n_tasks: int, dim: int, rngs: nnx.Rngs):
     self.n_tasks = n_tasks
-    self.embedding = MoEParam(nnx.initializers.normal(1.0)(rngs.params(), (n_tasks, dim), jnp.float32))
+    self.embedding = MoEParam(nnx.initializers.normal(1.0)(rngs.params(), (n_tasks, dim), jnp.float32),
+                              **{LAYER_SHARED: True})  # every layer of a scanned stack reads it whole
 
   def __call__(self, ctx: Ctx, batch: int | None = None) -> jax.Array:
     """[B, dim] for ctx["task_ids"] (all task 0 when there is one task and no ids; `batch` is B)."""
@@ -78,15 +84,17 @@ class MoELoRA(nnx.Module):
   """A Dense plus a top-k routed mixture of LoRA experts (see module docstring)."""
 
   def __init__(self, base: Dense, *, n_experts: int, top_k: int, r: int, alpha: float, router: str,
-               task_embed: TaskEmbedding | None, condition_dim: int | None, aux_loss_coef: float, rngs: nnx.Rngs):
+               task_embed: TaskEmbedding | None, condition_dim: int | None, aux_loss_coef: float, rngs: nnx.Rngs,
+               task_dim: int = 0):
+    """`task_embed` may be set after construction (as `attach_moe_lora` does); `task_dim` then sizes the router."""
     self.base, self.router_kind, self.top_k, self.n_experts = base, router, top_k, n_experts
     self.scale, self.aux_loss_coef, self.condition_dim = alpha / r, aux_loss_coef, condition_dim
     d_in, d_out = base.d_in, base.d_out
     bound = 1.0 / math.sqrt(d_in)  # kaiming-uniform(a=sqrt 5), as torch / HF peft init LoRA A
     self.lora_a = MoEParam(jax.random.uniform(rngs.params(), (n_experts, d_in, r), jnp.float32, -bound, bound))
     self.lora_b = MoEParam(jnp.zeros((n_experts, r, d_out), jnp.float32))
-    self.task_embed = task_embed
-    router_in = {"task": task_embed.embedding.shape[1] if task_embed is not None else 0,
+    self.task_embed = nnx.data(task_embed)
+    router_in = {"task": task_embed.embedding.shape[1] if task_embed is not None else task_dim,
                  "condition": condition_dim, "token": d_in}[router]
     self.router = MoEParam(nnx.initializers.lecun_normal()(rngs.params(), (router_in, n_experts), jnp.float32))
 
@@ -146,7 +154,6 @@ class TaskGatedAdapter(nnx.Module):
           task_dim=32, condition_dim=None, aux_loss_coef=0.01)
 def attach_moe_lora(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Wraps every target Dense with a MoELoRA; a task router shares one TaskEmbedding at `model.cond_moe`."""
-  check_unscanned(model, "moe_lora")
   if cfg.router not in ROUTERS:
     raise ValueError(f"moe_lora: router={cfg.router!r}; choose from {ROUTERS}")
   if cfg.r <= 0 or cfg.n_experts <= 0:
@@ -164,17 +171,20 @@ def attach_moe_lora(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
       raise ValueError("moe_lora with router='task' is already attached to this model; use one config")
     task_embed = TaskEmbedding(cfg.n_tasks, cfg.task_dim, rngs)
     setattr(model, ROOT_ATTR, task_embed)
+  scanned = core.scanned_stacks(model)
   for path, dense in targets.items():
-    replace_module(model, path, MoELoRA(dense, n_experts=cfg.n_experts, top_k=cfg.top_k, r=cfg.r, alpha=cfg.alpha,
-                                        router=cfg.router, task_embed=task_embed, condition_dim=cfg.condition_dim,
-                                        aux_loss_coef=cfg.aux_loss_coef, rngs=rngs))
+    site = lambda dense, rngs: MoELoRA(dense, n_experts=cfg.n_experts, top_k=cfg.top_k, r=cfg.r, alpha=cfg.alpha,
+                                       router=cfg.router, task_embed=None, condition_dim=cfg.condition_dim,
+                                       aux_loss_coef=cfg.aux_loss_coef, rngs=rngs, task_dim=cfg.task_dim)
+    mod = core.per_layer(core.layer_count(model, path, scanned), site, dense, rngs=rngs)  # [L, ...] if scanned
+    mod.task_embed = nnx.data(task_embed)  # shared by every site (and layer)
+    replace_module(model, path, mod)
 
 
 @register("task_gated_adapter", targets=ADAPTER_TARGETS, n_tasks=None, n_adapters=1, reduction_factor=16,
           act="relu", gate="sigmoid")
 def attach_task_gated_adapter(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Wraps every target (default: attn.out and mlp of each layer) with a TaskGatedAdapter."""
-  check_unscanned(model, "task_gated_adapter")
   if cfg.n_tasks is None or cfg.n_tasks <= 0:
     raise ValueError(f"task_gated_adapter needs n_tasks > 0, got {cfg.n_tasks!r}")
   if cfg.n_adapters <= 0 or cfg.reduction_factor <= 0:
@@ -183,7 +193,8 @@ def attach_task_gated_adapter(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   if cfg.gate not in GATES:
     raise ValueError(f"task_gated_adapter: gate={cfg.gate!r}; choose from {GATES}")
   d = model.cfg.d_model
+  scanned = core.scanned_stacks(model)
+  site = lambda mod, rngs: TaskGatedAdapter(mod, n_tasks=cfg.n_tasks, n_adapters=cfg.n_adapters, d=d,
+                                            m=max(1, d // cfg.reduction_factor), act=cfg.act, gate=cfg.gate, rngs=rngs)
   for path, mod in find_targets(model, cfg.targets, what="task_gated_adapter").items():
-    replace_module(model, path, TaskGatedAdapter(mod, n_tasks=cfg.n_tasks, n_adapters=cfg.n_adapters, d=d,
-                                                 m=max(1, d // cfg.reduction_factor), act=cfg.act, gate=cfg.gate,
-                                                 rngs=rngs))
+    replace_module(model, path, core.per_layer(core.layer_count(model, path, scanned), site, mod, rngs=rngs))

@@ -4,6 +4,9 @@ Each targeted Attention gets a `PrefixKV` in its `extra_kv` slot (an `ExtraKV`, 
 (k, v) [B, P, K, Dh] that every query attends (before the cached / current keys; see layers.Attention). It
 states `num_slots` = P, so a relative position bias (T5) covers the slots at positions -P..-1, as in HF peft.
 Positions of real tokens are not shifted.
+On a scanned stack (scan_layers=True) the one stacked Attention gets one `PrefixKV` whose `prefix_k`, `prefix_v`
+are stacked [L, P, K, Dh] (built per layer, `core.per_layer`); with `projection=True` its reparameterisation is
+marked `LAYER_SHARED` (every layer reads it whole) and its layer number is a `core.LayerIndex` [L].
 Without reparameterisation each layer holds `prefix_k`, `prefix_v` [P, K, Dh]. With `projection=True`
 one shared module per stack maps an embedding [P, D] through an MLP (D -> hidden -> tanh -> L*2*K*Dh,
 HF peft's PrefixEncoder) to every layer's keys and values; the output layout (P, layer, k|v, K, Dh) is
@@ -25,7 +28,7 @@ from flax import nnx
 
 from lightft_jax.models.layers import Attention, Ctx
 from lightft_jax.peft import core, hf_io
-from lightft_jax.peft.core import PeftParam, check_unscanned, check_virtual_tokens, find_targets, register
+from lightft_jax.peft.core import LAYER_SHARED, PeftParam, check_virtual_tokens, find_targets, register
 
 
 class PrefixParam(PeftParam):
@@ -33,25 +36,28 @@ class PrefixParam(PeftParam):
 
 
 class PrefixReparam(nnx.Module):
-  """embedding [P, D] -> Linear(D, hidden) -> tanh -> Linear(hidden, L*2*K*Dh); shared by a stack's layers."""
+  """embedding [P, D] -> Linear(D, hidden) -> tanh -> Linear(hidden, L*2*K*Dh); shared by a stack's layers
+  (its parameters are `LAYER_SHARED`: a scanned stack gives them whole to every layer)."""
 
   def __init__(self, p: int, d: int, hidden: int, n_layers: int, kv_heads: int, head_dim: int, *,
                init_std: float, dtype, rngs: nnx.Rngs):
     out = n_layers * 2 * kv_heads * head_dim
     self.shape = (p, n_layers, 2, kv_heads, head_dim)
     normal = lambda shape, std: std * jax.random.normal(rngs.params(), shape, dtype)
-    self.prefix_embedding = PrefixParam(normal((p, d), init_std), sharding_names=(None, "embed"))
-    self.prefix_mlp_in = PrefixParam(normal((d, hidden), d ** -0.5), sharding_names=("embed", "mlp"))
-    self.prefix_mlp_in_bias = PrefixParam(jnp.zeros((hidden,), dtype), sharding_names=("mlp",))
-    self.prefix_mlp_out = PrefixParam(normal((hidden, out), hidden ** -0.5), sharding_names=("mlp", None))
-    self.prefix_mlp_out_bias = PrefixParam(jnp.zeros((out,), dtype), sharding_names=(None,))
+    param = lambda value, axes: PrefixParam(value, sharding_names=axes, **{LAYER_SHARED: True})
+    self.prefix_embedding = param(normal((p, d), init_std), (None, "embed"))
+    self.prefix_mlp_in = param(normal((d, hidden), d ** -0.5), ("embed", "mlp"))
+    self.prefix_mlp_in_bias = param(jnp.zeros((hidden,), dtype), ("mlp",))
+    self.prefix_mlp_out = param(normal((hidden, out), hidden ** -0.5), ("mlp", None))
+    self.prefix_mlp_out_bias = param(jnp.zeros((out,), dtype), (None,))
 
   def hidden(self) -> jax.Array:
     """tanh(E @ W1 + b1) [P, hidden]."""
     return jnp.tanh(jnp.dot(self.prefix_embedding[...], self.prefix_mlp_in[...]) + self.prefix_mlp_in_bias[...])
 
-  def layer_kv(self, layer: int) -> tuple[jax.Array, jax.Array]:
-    """Keys and values [P, K, Dh] of one layer (only that layer's slice of the output matrix is used)."""
+  def layer_kv(self, layer) -> tuple[jax.Array, jax.Array]:
+    """Keys and values [P, K, Dh] of one layer (an int, or a traced scalar inside a scan; only that layer's
+    slice of the output matrix is used)."""
     p, n, _, k, dh = self.shape
     w = self.prefix_mlp_out[...].reshape(-1, n, 2 * k * dh)[:, layer]
     b = self.prefix_mlp_out_bias[...].reshape(n, 2 * k * dh)[layer]
@@ -65,10 +71,11 @@ class PrefixReparam(nnx.Module):
 
 
 class PrefixKV(nnx.Module):
-  """An `Attention.extra_kv` (`ExtraKV`): own `prefix_k`/`prefix_v` [P,K,Dh], or a layer of a shared reparam."""
+  """An `Attention.extra_kv` (`ExtraKV`): own `prefix_k`/`prefix_v` [P,K,Dh] ([L,P,K,Dh] on a scanned stack),
+  or a layer of a shared reparam (`layer`: an int, or a `core.LayerIndex` [L] on a scanned stack)."""
 
   def __init__(self, *, kv: tuple[jax.Array, jax.Array] | None = None, reparam: PrefixReparam | None = None,
-               layer: int = 0):
+               layer=0):
     if kv is not None:
       self.prefix_k = PrefixParam(kv[0], sharding_names=(None, "kv_heads", None))
       self.prefix_v = PrefixParam(kv[1], sharding_names=(None, "kv_heads", None))
@@ -77,7 +84,7 @@ class PrefixKV(nnx.Module):
 
   @property
   def num_tokens(self) -> int:
-    return self.reparam.shape[0] if self.reparam is not None else self.prefix_k.shape[0]
+    return self.reparam.shape[0] if self.reparam is not None else self.prefix_k.shape[-3]
 
   @property
   def num_slots(self) -> int:  # the slots sit at positions -P..-1 (ExtraKV)
@@ -86,7 +93,7 @@ class PrefixKV(nnx.Module):
   def kv(self) -> tuple[jax.Array, jax.Array]:
     """(k, v) [P, K, Dh]."""
     if self.reparam is not None:
-      return self.reparam.layer_kv(self.layer)
+      return self.reparam.layer_kv(core.layer_value(self.layer))
     return self.prefix_k[...], self.prefix_v[...]
 
   def __call__(self, batch_size: int, ctx: Ctx = None) -> tuple[jax.Array, jax.Array]:
@@ -95,36 +102,51 @@ class PrefixKV(nnx.Module):
 
 
 def stacks(model: nnx.Module, targets) -> dict[str, list[Attention]]:
-  """{"encoder": [attn of layer 0, 1, ...], "decoder": [...]} for the Attention modules `targets` matches."""
+  """{"encoder": [attn of layer 0, 1, ...], "decoder": [...]} for the Attention modules `targets` matches; a
+  scanned stack's list holds its one stacked Attention (see `depth`)."""
   found = find_targets(model, targets, (Attention,), what="prefix")
   out: dict[str, list[tuple[int, Attention]]] = {}
   for path, module in found.items():
-    m = re.match(r"(.*)\.layers\.(\d+)\.", path + ".")
-    stack, layer = (m.group(1), int(m.group(2))) if m else (path, 0)
+    m = re.match(r"(.*)\.layers(?:\.(\d+))?\.", path + ".")
+    stack, layer = (m.group(1), int(m.group(2) or 0)) if m else (path, 0)
     out.setdefault(stack, []).append((layer, module))
   return {s: [a for _, a in sorted(v, key=lambda t: t[0])] for s, v in out.items()}
+
+
+def _stacked(model, stack: str) -> int | None:
+  """L when `stack` ("decoder", a `stacks` key) is scanned (its `stacks` entry is one stacked Attention)."""
+  return core.scanned_stacks(model).get(f"{stack}.layers")
+
+
+def depth(model, stack: str, layers: list[Attention]) -> int:
+  """How many layers a `stacks` entry covers."""
+  n = _stacked(model, stack)
+  return len(layers) if n is None else n
 
 
 @register("prefix", num_tokens=10, projection=False, hidden=512, init_std=1.0,
           targets=r".*layers\.\d+\.attn(\.base)?$")
 def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
   """Prefix slots on every self-attention layer (`targets` may add `cross_attn`)."""
-  check_unscanned(model, "prefix")
   mc = model.cfg
   p = check_virtual_tokens(model, cfg.num_tokens, "prefix")
   dtype = mc.params_dtype
-  for layers in stacks(model, cfg.targets).values():
+  for stack, layers in stacks(model, cfg.targets).items():
     k, dh = layers[0].n_kv_heads, layers[0].head_dim
     if any(a.extra_kv is not None for a in layers):
       raise ValueError("these attention layers already have a prefix (extra key/value slots); apply prefix "
                        "tuning once")
+    n = _stacked(model, stack)  # a scanned stack: one stacked Attention for its n layers
     if cfg.projection:
-      reparam = PrefixReparam(p, mc.d_model, cfg.hidden, len(layers), k, dh, init_std=cfg.init_std, dtype=dtype,
-                              rngs=rngs)
-      hooks = [PrefixKV(reparam=reparam, layer=i) for i in range(len(layers))]
+      reparam = PrefixReparam(p, mc.d_model, cfg.hidden, depth(model, stack, layers), k, dh, init_std=cfg.init_std,
+                              dtype=dtype, rngs=rngs)
+      hooks = [PrefixKV(reparam=reparam, layer=i) for i in range(len(layers))] if n is None else \
+          [PrefixKV(reparam=reparam, layer=core.layer_index(n))]
     else:
-      normal = lambda: cfg.init_std * jax.random.normal(rngs.params(), (p, k, dh), dtype)
-      hooks = [PrefixKV(kv=(normal(), normal())) for _ in layers]
+      def own(rngs):  # one layer's slots
+        normal = lambda: cfg.init_std * jax.random.normal(rngs.params(), (p, k, dh), dtype)
+        return PrefixKV(kv=(normal(), normal()))
+      hooks = [core.per_layer(n, own, rngs=rngs) for _ in layers]
     for attn, hook in zip(layers, hooks):
       attn.extra_kv = hook
 
@@ -137,6 +159,8 @@ def prefix_kv(model: nnx.Module, stack: str = "decoder") -> jax.Array:
     raise ValueError(f"no prefix attached to the {stack!r} stack")
   if hooks[0].reparam is not None:
     return hooks[0].reparam.all_kv()
+  if _stacked(model, stack) is not None:  # [L, P, K, Dh] each
+    return jnp.stack([hooks[0].prefix_k[...], hooks[0].prefix_v[...]], 1).transpose(2, 0, 1, 3, 4)
   return jnp.stack([jnp.stack(h.kv(), 0) for h in hooks], 0).transpose(2, 0, 1, 3, 4)
 
 
@@ -230,18 +254,24 @@ def _load_hf(model, cfg, tensors, adapter):
   emb = rest.pop("prompt_embeddings")
   p = int(cfg["num_virtual_tokens"])
   seq2seq = _hf_seq2seq(model)
-  layers = stacks(model, _HF_TARGETS)[_hf_stack(model)]
+  stack = _hf_stack(model)
+  layers = stacks(model, _HF_TARGETS)[stack]
+  n = depth(model, stack, layers)
   k, dh = layers[0].n_kv_heads, layers[0].head_dim
   hf_io.check_prompt_learning_config(model, cfg, k * dh)
   if seq2seq:
     _check_seq2seq_prefix(model)
-  if emb.shape != (p, len(layers) * 2 * k * dh):
-    raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {len(layers) * 2 * k * dh}) "
+  if emb.shape != (p, n * 2 * k * dh):
+    raise ValueError(f"prompt_embeddings has shape {emb.shape}; this model needs ({p}, {n * 2 * k * dh}) "
                      f"= (num_virtual_tokens, layers*2*kv_heads*head_dim)")
   targets = r"decoder\.layers\.\d+\.attn(\.base)?$" if seq2seq else _HF_TARGETS
   core.apply(model, {"method": "prefix", "num_tokens": p, "targets": targets, "train_head": False})
-  kv = emb.reshape(p, len(layers), 2, k, dh)
-  blocks = _hf_prefix_layers(len(layers)) if seq2seq else range(len(layers))
+  kv = emb.reshape(p, n, 2, k, dh)
+  blocks = list(_hf_prefix_layers(n) if seq2seq else range(n))
+  if _stacked(model, stack) is not None:  # one stacked Attention: write all layers at once
+    hf_io.assign(layers[0].extra_kv.prefix_k, kv[:, blocks, 0].swapaxes(0, 1), "prefix keys")
+    hf_io.assign(layers[0].extra_kv.prefix_v, kv[:, blocks, 1].swapaxes(0, 1), "prefix values")
+    return rest
   for i, (attn, blk) in enumerate(zip(layers, blocks)):
     hf_io.assign(attn.extra_kv.prefix_k, kv[:, blk, 0], f"prefix keys of layer {i}")
     hf_io.assign(attn.extra_kv.prefix_v, kv[:, blk, 1], f"prefix values of layer {i}")

@@ -10,6 +10,12 @@
 
 Whole parameters are re-typed as TunedParam (values unchanged). Sparse entries are a trainable delta
 [k] at fixed flat indices of the kernel: y = base(x) + x @ scatter(delta) (`sparse_delta`, zeros at start).
+
+Scanned stacks (scan_layers=True) hold each parameter of all L layers in one [L, ...] array, and what trains is
+decided per parameter (its type), so `layers` (some layers of a stack) and the sparse masks (a different number
+of entries per layer, chosen across layers) raise there; bitfit, layernorm and mask by="regex" re-type whole
+stacked parameters (all layers), which works as on unrolled models. (Training some rows of a stacked parameter
+would need a per-row gradient mask that weight decay still moves past, or a delta as large as the stack.)
 """
 
 from __future__ import annotations
@@ -54,7 +60,10 @@ def _blocks(model) -> dict[str, list[str]]:
 def attach_layers(model, cfg, rngs):
   """Layer-wise tuning: `top_k` blocks at the top of every stack, or named blocks ("decoder.layers.3" or 3)."""
   if model.cfg.scan_layers:
-    raise ValueError("PEFT method 'layers' needs scan_layers=False (a scanned stack trains all layers or none)")
+    raise ValueError("PEFT method 'layers' needs a model built with scan_layers=False: a scanned stack holds each "
+                     "parameter of all its layers in one stacked [L, ...] array and what trains is decided per "
+                     "parameter, so it trains all of a stack's layers or none (method='full' trains them all); set "
+                     "model.overrides.scan_layers=False")
   blocks = _blocks(model)
   if (cfg.top_k is None) == (not cfg.layers):
     raise ValueError("method 'layers' needs exactly one of top_k=<int> or layers=[names or indices]")
@@ -150,7 +159,9 @@ def attach_mask(model, cfg, rngs):
       make_trainable(get_module(model, owner), [leaf])
     return
   if model.cfg.scan_layers:
-    raise ValueError("sparse masks need scan_layers=False")
+    raise ValueError(f"mask by={cfg.by!r} needs a model built with scan_layers=False: its entries are chosen across "
+                     "layers, a different number per layer, which one stacked [L, ...] delta per kernel cannot "
+                     "hold; set model.overrides.scan_layers=False (mask by='regex' works on scanned models)")
   if not 0.0 < cfg.density <= 1.0:
     raise ValueError(f"mask density must be in (0, 1], got {cfg.density}")
   found = find_targets(model, cfg.targets, (Dense,), what="mask")
