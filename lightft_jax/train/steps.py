@@ -179,7 +179,7 @@ def optimizer_specs(opt_state: Any, params: Any, param_specs: Any) -> Any:
 def _loss_fn(parts: ModelParts, objective: Objective, params, frozen, rest, batch, rng, train: bool):
   model = parts.merge(params, frozen, rest, train=train)
   if train and rng is not None:
-    nnx.reseed(model, default=rng)
+    nnx.reseed(model, default=rng, policy="match_shape")  # scanned stacks hold one key per layer [L]
   loss, aux = objective(model, batch, train)
   # Auxiliary losses that modules sow as `AuxLoss` (models/extensions.py; e.g. mixture-of-experts load
   # balancing) join the training objective.
