@@ -198,3 +198,36 @@ def test_peft_methods_table_is_the_committed_summary():
   assert readme.split(BEGIN)[1].split(END)[0].strip() == table(summary)
   assert (ROOT / "README.md").read_text().split(BEGIN)[1].split(END)[0].strip() == table(summary)
   assert {r["n_seeds"] for r in summary["rows"]} == {1} and len(summary["rows"]) == 16
+
+
+def test_ablations_tables_are_the_committed_summaries():
+  from experiments.ablations import table as ablations
+  readme = (ROOT / "experiments" / "ablations" / "README.md").read_text()
+  for family in (*ablations.FAMILIES, "icl"):
+    written = readme.split(f"<!-- {family}: begin -->")[1].split(f"<!-- {family}: end -->")[0].strip()
+    assert written == (ablations.icl_table() if family == "icl" else ablations.table(family)), family
+
+
+def test_hyperformer_table_is_the_committed_summary():
+  from experiments.hyperformer.table import BEGIN, END, table
+  readme = (ROOT / "experiments" / "hyperformer" / "README.md").read_text()
+  summary = json.loads((ROOT / "experiments" / "hyperformer" / "results" / "cpu" / "summary.json").read_text())
+  assert readme.split(BEGIN)[1].split(END)[0].strip() == table(summary)
+  assert {r["n_seeds"] for r in summary["rows"]} == {1}
+
+
+def test_quantized_base_figures_are_the_committed_json():
+  from experiments.benchmarks.quant_lora import markdown
+  out = BENCH / "results" / "quant_lora_cpu"
+  r = json.loads((out / "results.json").read_text())
+  assert (out / "results.md").read_text() == markdown(r)
+  table = [line for line in markdown(r).splitlines() if line.startswith("|")]
+  assert "\n".join(table) in RESULTS_MD
+  acc = {b: r["accuracy"][b]["test"]["accuracy"] for b in r["accuracy"]}
+  assert abs(acc["nf4"] - acc["float32"]) <= 0.01  # the claim in RESULTS.md and the README
+  readme = " ".join((ROOT / "README.md").read_text().split())
+  mib = lambda b: f"{r['memory'][b]['frozen_bytes'] / 2 ** 20:.1f} MiB"
+  ratio = r["step_s"]["nf4"]["median_s"] / r["step_s"]["float32"]["median_s"]
+  for claim in (f"test accuracy {acc['nf4']:.4f} against {acc['float32']:.4f} on the float32 base",
+                f"frozen weights {mib('nf4')} against {mib('float32')}", f"step time {ratio:.2f}x"):
+    assert claim in readme, claim
