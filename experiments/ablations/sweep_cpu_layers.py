@@ -1,6 +1,6 @@
 """ablations, CPU-sized: layer-wise fine-tuning of the top k blocks, k in {1, 4} (lr 1e-4; k=2 is peft_methods'
 layers row); 100 steps, seed 0
-(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+(written, NOT run: it did not fit the shared CPU's time; sweep.py holds the whole grid).
 
   python -m launch.launchers experiments/ablations/sweep_cpu_layers.py
 """

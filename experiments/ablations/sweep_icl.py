@@ -15,9 +15,9 @@ The CPU-sized sweep that ran here is sweep_icl_cpu.py.
 PERCENTS = (0, 100, 50, 25, 75)  # the ends first: the sweep runs in this order
 
 
-def sweep(ks: tuple[int, ...], limit: int, seeds: int, workdir: str) -> dict:
+def sweep(ks: tuple[int, ...], limit: int, seeds: int, workdir: str, percents=PERCENTS) -> dict:
   return {"config": f"configs/icl_eval.py:limit={limit},seeds={seeds},calibrate=False", "workdir": workdir,
-          "list": [{"arg": f"labels=corrupt_{p}", "icl.ks": ks, "icl.per_query_demos": True} for p in PERCENTS]}
+          "list": [{"arg": f"labels=corrupt_{p}", "icl.ks": ks, "icl.per_query_demos": True} for p in percents]}
 
 
 def get_sweep():
