@@ -8,7 +8,7 @@ import transformers as T
 
 from lightft_jax.icl.fewshot import PromptEncoder
 from lightft_jax.icl.prompts import PromptTemplate
-from lightft_jax.icl.scoring import bucket_length, common_prefix_length, score_choices
+from lightft_jax.icl.scoring import bucket_length, common_prefix_length, pack_rows, score_choices
 from lightft_jax.models import assets
 from lightft_jax.models.hf import from_pretrained, load_tokenizer
 
@@ -128,3 +128,28 @@ def test_generated_answers_with_shared_prefix_equal_plain_ones():
   kw = dict(stop_sequences=("\n",), max_new_tokens=4, batch_size=2)
   assert generate_answers(model, tok, contexts, **kw) == generate_answers(model, tok, contexts, min_prefix=10**6,
                                                                           **kw)
+
+
+def test_pack_rows_fills_rows_without_overflow():
+  rng = np.random.default_rng(0)
+  lengths = list(rng.integers(1, 40, 200))
+  rows = pack_rows(lengths, 64)
+  assert sorted(i for r in rows for i in r) == list(range(200))
+  assert all(sum(lengths[i] for i in r) <= 64 for r in rows)
+  assert len(rows) <= -(-sum(lengths) // 64) + 2  # best-fit decreasing is close to the bound here
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_packed_rows_score_as_padded_batches(preset):
+  """Prompts packed end to end into rows (segment mask, positions restarting per prompt; learned positions
+  and RoPE) score as the padded batches do, over several calls of different row counts."""
+  model = _tiny_lm(preset)
+  rng = np.random.default_rng(1)
+  contexts = [list(rng.integers(3, 97, n)) for n in rng.integers(1, 30, 23)]
+  choices = [[[int(t)] for t in rng.integers(3, 97, c)] for c in rng.integers(1, 4, 23)]
+  kw = dict(batch_size=4, min_prefix=10**6)
+  ll, greedy = score_choices(model, contexts, choices, token_budget=64, max_row_len=48, **kw)
+  ref_ll, ref_greedy = score_choices(model, contexts, choices, pack=False, **kw)
+  for a, b, g, h in zip(ll, ref_ll, greedy, ref_greedy):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(g, h)

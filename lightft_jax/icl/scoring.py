@@ -13,6 +13,14 @@ of log p(choice tokens | context). How it gets there cheaply:
 - **One-token answers.** When every choice is one token, the next-token distribution at each row's last
   token gives all scores: one forward pass, logits at one position per row. Longer choices continue from
   the batch's cache, repeated over the choices, in a second call (all choices of the batch at once).
+- **Packed rows (one-token answers, no shared prefix).** Zero-shot prompts are short and uneven, so
+  padding each batch to its longest prompt wastes much of the work. Instead the prompts are packed
+  end to end into rows of `row_len` tokens (best-fit decreasing, `pack_rows`); a segment mask keeps each
+  prompt to its own tokens and positions restart at 0 in every prompt, so each prompt sees exactly what
+  it sees alone. `row_len` is the candidate length with the fewest estimated FLOPs (dense layers per
+  token plus attention over the row, `_pick_row_len`). Rows go `token_budget // row_len` to a call
+  (the remainder in power-of-two calls: no filler rows, few shapes), and the LM head runs only at each
+  prompt's last token.
 
 Right padding under a KV cache: pad slots sit after a row's real tokens, so causality hides them from the
 real tokens of that row, and the slot mask hides them from the choice tokens that follow in the cache.
@@ -22,6 +30,7 @@ an unpadded forward pass. Shapes: B rows, Pb prefix slots, T suffix slots, C cho
 
 from __future__ import annotations
 
+import bisect
 import functools
 from typing import Sequence
 
@@ -60,6 +69,123 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     if n == 0:
       break
   return n
+
+
+def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
+  """Best-fit decreasing bin packing: lists of item indices whose lengths sum to at most `row_len` each
+  (every length must be <= row_len). Longest items first, each into the row it fills most tightly."""
+  free: list[tuple[int, int]] = []  # sorted (free slots, row index)
+  rows: list[list[int]] = []
+  for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+    n = lengths[i]
+    j = bisect.bisect_left(free, (n, -1))
+    if j < len(free):
+      space, r = free.pop(j)
+    else:
+      space, r = row_len, len(rows)
+      rows.append([])
+    rows[r].append(i)
+    bisect.insort(free, (space - n, r))
+  return rows
+
+
+def _layer_flops_per_token(cfg) -> tuple[float, float]:
+  """(dense FLOPs per token and layer, attention FLOPs per token, layer and key slot)."""
+  d, h, k, dh, f = cfg.d_model, cfg.n_heads, cfg.num_kv_heads, cfg.dim_head, cfg.d_ff
+  dense = 2 * (d * (h + 2 * k) * dh + h * dh * d + (3 if cfg.gated_mlp else 2) * d * f)
+  return float(dense), float(4 * h * dh)
+
+
+def _pick_row_len(model, lengths: Sequence[int], ctx_bucket: int | None, max_row_len: int) -> int:
+  """Row length for `pack_rows` with the fewest estimated FLOPs (dense layers on every slot, attention over
+  the row): candidates from the longest prompt's bucket up to `max_row_len` (and the model's positions)."""
+  round_up = (lambda n: _round_up(n, ctx_bucket)) if ctx_bucket else bucket_length
+  positions = _position_limit(model) or max(max_row_len, max(lengths))
+  first = min(round_up(max(lengths)), positions)  # _check made sure every prompt fits the positions
+  limit = max(first, min(max_row_len, positions))
+  dense, attn = _layer_flops_per_token(model.cfg)
+  best, best_cost = first, None
+  cand = first
+  while cand <= limit:
+    cost = len(pack_rows(lengths, cand)) * cand * (dense + attn * cand)
+    if best_cost is None or cost < best_cost:
+      best, best_cost = cand, cost
+    cand = round_up(cand + 1)
+  return best
+
+
+def _position_limit(model) -> int | None:
+  return model.cfg.max_positions if model.cfg.position in ("learned", "rope") else None
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score_packed(graphdef, state, ids, segments, positions, last, cont_ids, cont_mask):
+  """Prompts packed end to end into rows, one-token answers.
+
+  ids/segments/positions [R,S]: token ids, the prompt each slot holds (1, 2, ... within a row; 0 for pad
+  slots) and its position within that prompt. last [Q]: flat index (row * S + slot) of each scored prompt's
+  last token (pads point anywhere). cont_ids/cont_mask [Q,C]: the one-token choices.
+  Returns (log-prob [Q,C], greedy [Q,C] bool).
+  """
+  model = nnx.merge(graphdef, state)
+  r, s = ids.shape
+  h, _ = model.decode(ids, jnp.ones_like(ids), positions, segment_ids=segments)  # pads: a segment of their own
+  h_last = jnp.take(h.reshape(r * s, -1), last, axis=0)  # [Q,D]
+  logits = model.lm_logits(h_last).astype(jnp.float32)  # [Q,V]
+  logp = jax.nn.log_softmax(logits, -1)
+  ll = jnp.take_along_axis(logp, cont_ids, -1)
+  greedy = jnp.argmax(logits, -1)[:, None] == cont_ids
+  return jnp.where(cont_mask.astype(bool), ll, 0.0), greedy
+
+
+def _call_sizes(n_rows: int, rows_per_call: int) -> list[int]:
+  """Rows per call: full calls of `rows_per_call`, the rest in descending powers of two (no filler rows)."""
+  sizes = [rows_per_call] * (n_rows // rows_per_call)
+  rest = n_rows % rows_per_call
+  while rest:
+    p = 1 << (rest.bit_length() - 1)
+    sizes.append(p)
+    rest -= p
+  return sizes
+
+
+def _score_packed_all(model, graphdef, state, contexts, choices, c_max, pad_id, ctx_bucket, token_budget,
+                      max_row_len):
+  lengths = [len(c) for c in contexts]
+  row_len = _pick_row_len(model, lengths, ctx_bucket, max_row_len)
+  rows = pack_rows(lengths, row_len)
+  rows.sort(key=len, reverse=True)  # rows with many prompts together: fewer scored slots per call
+  out_ll: list[np.ndarray | None] = [None] * len(contexts)
+  out_greedy: list[np.ndarray | None] = [None] * len(contexts)
+  start = 0
+  for n_rows in _call_sizes(len(rows), max(1, token_budget // row_len)):
+    call = rows[start:start + n_rows]
+    start += n_rows
+    per_row = 1 << (max(map(len, call)) - 1).bit_length()  # scored slots per row, a power of two
+    ids = np.full((n_rows, row_len), pad_id, np.int32)
+    seg = np.zeros((n_rows, row_len), np.int32)
+    pos = np.zeros((n_rows, row_len), np.int32)
+    last = np.zeros((n_rows * per_row,), np.int32)
+    cont_ids = np.full((n_rows * per_row, c_max), pad_id, np.int32)
+    cont_mask = np.zeros((n_rows * per_row, c_max), np.int32)
+    where = []
+    for r, members in enumerate(call):
+      off = 0
+      for j, i in enumerate(members):
+        n = lengths[i]
+        ids[r, off:off + n], seg[r, off:off + n], pos[r, off:off + n] = contexts[i], j + 1, np.arange(n)
+        q = r * per_row + j
+        last[q] = r * row_len + off + n - 1
+        for c, x in enumerate(choices[i]):
+          cont_ids[q, c], cont_mask[q, c] = x[0], 1
+        where.append((i, q))
+        off += n
+    ll, greedy = _score_packed(graphdef, state, ids, seg, pos, last, cont_ids, cont_mask)
+    ll, greedy = np.asarray(ll), np.asarray(greedy)
+    for i, q in where:
+      out_ll[i] = ll[q, :len(choices[i])]
+      out_greedy[i] = greedy[q, :len(choices[i])]
+  return out_ll, out_greedy
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -156,15 +282,19 @@ def _check(model, contexts, choices):
 
 def score_choices(model: Transformer, contexts: Sequence[Sequence[int]],
                   choices: Sequence[Sequence[Sequence[int]]], *, batch_size: int = 8, pad_id: int = 0,
-                  ctx_bucket: int | None = None, min_prefix: int = 16,
-                  prefix_bucket: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                  ctx_bucket: int | None = None, min_prefix: int = 16, prefix_bucket: int = 64,
+                  pack: bool = True, token_budget: int = 2048,
+                  max_row_len: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
   """Sum of log p(choice tokens | context) for every choice of every example.
 
   contexts: N token-id lists (non-empty); choices: N lists of C_i token-id lists (non-empty).
   batch_size: queries per forward pass. ctx_bucket: pad suffixes to a multiple of this instead of
   `bucket_length`'s graded buckets. min_prefix: the shortest common prefix that runs once into a shared
   cache (a larger value than any context turns the sharing off). prefix_bucket: the prefix cache is padded
-  to a multiple of this many slots. Returns (loglik, greedy): N float arrays [C_i] and N bool arrays [C_i].
+  to a multiple of this many slots. pack: one-token answers without a shared prefix go through packed rows
+  (module docstring) of up to `max_row_len` tokens (longer prompts: their own bucket), `token_budget`
+  slots per forward pass instead of `batch_size` prompts; pack=False keeps the padded batches.
+  Returns (loglik, greedy): N float arrays [C_i] and N bool arrays [C_i].
   """
   _check(model, contexts, choices)
   contexts = [[int(t) for t in ctx] for ctx in contexts]
@@ -186,6 +316,9 @@ def score_choices(model: Transformer, contexts: Sequence[Sequence[int]],
     prefix = (pk, pv, jnp.asarray(pm[0]), jnp.int32(p))
   else:
     p = 0
+    if one_token and pack:
+      return _score_packed_all(model, graphdef, state, contexts, choices, c_max, pad_id, ctx_bucket,
+                               token_budget, max_row_len)
   suffixes = [ctx[p:] for ctx in contexts]
 
   order = sorted(range(n), key=lambda i: len(suffixes[i]))
