@@ -5,8 +5,10 @@ Same model (SmolLM2-135M-Instruct, the bundled GGUF dequantised to float32, on b
 as the tokenizer does: no BOS), same answers (" negative" / " positive", one token each), batch 8.
 
 - ours: `score_choices(model, contexts, [answers] * N, batch_size=8)`: the demonstrations shared by every
-  query run once into a KV cache, queries sorted by length into batches of bucketed lengths, one forward
-  pass and the next-token distribution at each row's last token.
+  query run once into a KV cache, queries sorted by length into batches of 8 at bucketed lengths, one
+  forward pass and the next-token distribution at each row's last token. Without a shared prefix (k=0)
+  the prompts are packed end to end into rows instead (segment mask, `--token_budget` tokens per forward
+  pass, not 8 prompts), so no batch pads to its longest prompt and the LM head runs at last tokens only.
 - transformers: the plain recipe: sort prompts by length, right pad each batch of 8 to its longest prompt,
   one forward pass, log-softmax of the logits at each row's last real token.
 - transformers + prefix cache (`--hf_prefix_cache`): the demonstrations run once into a `DynamicCache`, which
@@ -125,6 +127,10 @@ def main(argv=None) -> int:
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--cpu_threads", type=int, default=2, help="cores this process is pinned to (0: all)")
   p.add_argument("--hf_prefix_cache", action="store_true", help="also time transformers with a prefix cache")
+  p.add_argument("--token_budget", type=int, default=2048, help="ours, packed rows: token slots per forward pass")
+  p.add_argument("--quiet_load", type=float, default=0.0,
+                 help="before timing, wait (up to --quiet_wait_s) until the 1-min load average is below this")
+  p.add_argument("--quiet_wait_s", type=float, default=1200.0)
   p.add_argument("--scan_layers", type=int, default=1, help="our model scans over layers (1) or unrolls (0)")
   args = p.parse_args(argv)
   command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -146,6 +152,12 @@ def main(argv=None) -> int:
   if args.cpu_threads > 0:
     torch.set_num_threads(args.cpu_threads)
 
+  waited = 0.0
+  while args.quiet_load and os.getloadavg()[0] >= args.quiet_load and waited < args.quiet_wait_s:
+    time.sleep(30)
+    waited += 30
+  loadavg_start = os.getloadavg()
+  print(f"load average at start {loadavg_start} (waited {waited:.0f} s)", flush=True)
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   path = assets.smollm2_gguf()
   tok = load_tokenizer(path)
@@ -159,7 +171,7 @@ def main(argv=None) -> int:
     results = {}
     sides = {
         "ours": lambda ctxs: np.stack(score_choices(ours, ctxs, [answers] * len(ctxs), batch_size=args.batch_size,
-                                                    pad_id=tok.pad_token_id)[0]),
+                                                    pad_id=tok.pad_token_id, token_budget=args.token_budget)[0]),
         "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, tok.pad_token_id)}
     if args.hf_prefix_cache:
       sides["transformers_prefix_cache"] = lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size,
@@ -193,7 +205,8 @@ def main(argv=None) -> int:
 
   meta = {"command": command, "date": date, "device": device_info(), "versions": _versions(),
           "host": platform.node(), "cpus": os.cpu_count(), "cpu_threads": args.cpu_threads,
-          "loadavg_end": os.getloadavg(), "batch_size": args.batch_size, "repeats": args.repeats,
+          "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
+          "quiet_wait_s": waited, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,
           "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": path.name,
           "data": args.data or "tfds:rotten_tomatoes"}
   out = Path(args.out)
@@ -205,14 +218,26 @@ def main(argv=None) -> int:
   return 0
 
 
+def _load_line(meta: dict) -> str:
+  start, end = meta.get("loadavg_start"), meta.get("loadavg_end")
+  fmt = lambda x: "n/a" if x is None else " / ".join(f"{v:.2f}" for v in x)
+  line = f"Load average (1 / 5 / 15 min) at start {fmt(start)}, at end {fmt(end)}."
+  if start is not None and meta.get("quiet_load") and start[0] >= meta["quiet_load"]:
+    line += (f" The machine never got below {meta['quiet_load']} within {meta['quiet_wait_s']:.0f} s: it was "
+             "shared with other jobs during this run, so the times are slower and noisier than on an idle machine.")
+  return line
+
+
 def write_markdown(meta: dict, rows: list[dict]) -> str:
   sides = list(rows[0]["s_per_100"])
   head = ("| k | prompt tokens mean / max | shared prefix | " + " | ".join(f"{s} s/100 prompts" for s in sides)
           + " | speed-up vs transformers | max abs log-prob diff | acc ours / transformers |")
   lines = [f"`{meta['command']}`", "",
            f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
-           f"batch {meta['batch_size']}, median of {meta['repeats']} samples after {meta['warmup']} warm-up; "
+           f"batch {meta['batch_size']} (ours without a shared prefix: packed rows, {meta.get('token_budget')} "
+           f"tokens per forward pass), median of {meta['repeats']} samples after {meta['warmup']} warm-up; "
            + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
+           _load_line(meta), "",
            head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
     cells = [str(r["k"]), f"{r['prompt_tokens_mean']:.0f} / {r['prompt_tokens_max']}", str(r["shared_prefix_tokens"])]
