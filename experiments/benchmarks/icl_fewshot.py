@@ -128,6 +128,9 @@ def main(argv=None) -> int:
   p.add_argument("--cpu_threads", type=int, default=2, help="cores this process is pinned to (0: all)")
   p.add_argument("--hf_prefix_cache", action="store_true", help="also time transformers with a prefix cache")
   p.add_argument("--token_budget", type=int, default=2048, help="ours, packed rows: token slots per forward pass")
+  p.add_argument("--gap_s", type=float, default=0.0,
+                 help="untimed idle seconds before each timed call (one library's spinning worker threads "
+                      "settle before the other's call)")
   p.add_argument("--quiet_load", type=float, default=0.0,
                  help="before timing, wait (up to --quiet_wait_s) until the 1-min load average is below this")
   p.add_argument("--quiet_wait_s", type=float, default=1200.0)
@@ -185,7 +188,16 @@ def main(argv=None) -> int:
         fn(contexts if name == "ours" else contexts[:args.batch_size])
         if name == "ours" and first_call_s is None:
           first_call_s = time.perf_counter() - t0
-    samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1)
+    if args.gap_s > 0:  # the ABBA order of time_alternating, with an untimed idle gap before every call
+      samples = {name: [] for name in fns}
+      for r in range(args.repeats):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+          time.sleep(args.gap_s)
+          t0 = time.perf_counter()
+          fns[name]()
+          samples[name].append(time.perf_counter() - t0)
+    else:
+      samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1)
     stats = {n: summarize(v) for n, v in samples.items()}
     lens = [len(c) for c in contexts]
     row = {"k": k, "queries": len(contexts), "prompt_tokens_mean": float(np.mean(lens)),
@@ -206,7 +218,7 @@ def main(argv=None) -> int:
   meta = {"command": command, "date": date, "device": device_info(), "versions": _versions(),
           "host": platform.node(), "cpus": os.cpu_count(), "cpu_threads": args.cpu_threads,
           "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
-          "quiet_wait_s": waited, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,
+          "quiet_wait_s": waited, "gap_s": args.gap_s, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,
           "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": path.name,
           "data": args.data or "tfds:rotten_tomatoes"}
   out = Path(args.out)
