@@ -236,8 +236,9 @@ class LayerIndex(nnx.Variable):
   reparameterisation). Never trained."""
 
 
-def layer_index(n_layers: int, offset: int = 0) -> LayerIndex:
-  return LayerIndex(offset + jnp.arange(n_layers, dtype=jnp.int32), sharding_names=("layers",))
+def layer_index(n_layers: int, offset: int = 0, stride: int = 1) -> LayerIndex:
+  """LayerIndex [L]: offset, offset + stride, ..., one number per layer of a scanned stack."""
+  return LayerIndex(offset + stride * jnp.arange(n_layers, dtype=jnp.int32), sharding_names=("layers",))
 
 
 def layer_value(x) -> Any:

@@ -119,9 +119,9 @@ def _stacked(model, stack: str) -> int | None:
 
 
 def depth(model, stack: str, layers: list[Attention]) -> int:
-  """How many layers a `stacks` entry covers."""
+  """How many attention layers a `stacks` entry covers (its stacked modules times L on a scanned stack)."""
   n = _stacked(model, stack)
-  return len(layers) if n is None else n
+  return len(layers) if n is None else n * len(layers)
 
 
 @register("prefix", num_tokens=10, projection=False, hidden=512, init_std=1.0,
@@ -140,8 +140,10 @@ def attach(model: nnx.Module, cfg, rngs: nnx.Rngs) -> None:
     if cfg.projection:
       reparam = PrefixReparam(p, mc.d_model, cfg.hidden, depth(model, stack, layers), k, dh, init_std=cfg.init_std,
                               dtype=dtype, rngs=rngs)
+      # unrolled, the entries are ordered by layer (attn 0, cross_attn 0, attn 1, ...); a scanned stack's k-th
+      # stacked module of K takes the same reparameterisation layers k, K+k, 2K+k, ...
       hooks = [PrefixKV(reparam=reparam, layer=i) for i in range(len(layers))] if n is None else \
-          [PrefixKV(reparam=reparam, layer=core.layer_index(n))]
+          [PrefixKV(reparam=reparam, layer=core.layer_index(n, k, stride=len(layers))) for k in range(len(layers))]
     else:
       def own(rngs):  # one layer's slots
         normal = lambda: cfg.init_std * jax.random.normal(rngs.params(), (p, k, dh), dtype)
