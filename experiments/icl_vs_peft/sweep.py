@@ -18,10 +18,10 @@ def icl_points(seeds: int, limit: int) -> list[str]:
   return [f"method=icl,ks=0+{'+'.join(map(str, KS))},seeds={seeds},limit={limit}"]
 
 
-def peft_points(steps: int, seeds, limit: int, eval_limit: int) -> list[str]:
+def peft_points(steps: int, seeds, limit: int, eval_limit: int, methods=METHODS) -> list[str]:
   """One fine-tuning run per (draw, method, k), draws outermost (a sweep cut short has whole draws)."""
   return [f"method={m},k={k},seed={s},steps={steps},limit={limit},eval_limit={eval_limit}"
-          for s in seeds for m in METHODS for k in KS]
+          for s in seeds for m in methods for k in KS]
 
 
 def sweep(points: list[str], workdir: str) -> dict:

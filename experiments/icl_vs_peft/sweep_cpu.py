@@ -1,4 +1,4 @@
-"""icl_vs_peft, CPU-sized: LoRA and IA3 for 30 steps (batch min(k, 8)) on the k examples of draw 0, for k in
+"""icl_vs_peft, CPU-sized: LoRA and IA3 for 20 steps (batch min(k, 8)) on the k examples of draw 0, for k in
 4, 16, 32; the first 200 test examples; validation accuracy on its first 100 at the end. The ICL side is
 sweep_icl_cpu.py (its run directory: runs/icl_vs_peft_cpu_icl/base).
 
@@ -14,4 +14,4 @@ _spec.loader.exec_module(_paper)
 
 
 def get_sweep():
-  return _paper.sweep(_paper.peft_points(30, (0,), 200, 100), "runs/icl_vs_peft_cpu")
+  return _paper.sweep(_paper.peft_points(20, (0,), 200, 100), "runs/icl_vs_peft_cpu")

@@ -1,5 +1,5 @@
 """lm_finetune, CPU-sized: LoRA (r=8, every linear layer, lr 1e-3) and full fine-tuning (lr 5e-5) of
-SmolLM2-135M on the Rotten Tomatoes snippets as text, 40 steps of batch 8 x 64-token packed rows (20,480
+SmolLM2-135M on the Rotten Tomatoes snippets as text, 20 steps of batch 8 x 64-token packed rows (10,240
 training tokens), one seed; validation perplexity on its first 64 packed rows before the first step and at the
 end; test perplexity on the first 300 test snippets (packed).
 
@@ -15,5 +15,5 @@ _spec.loader.exec_module(_paper)
 
 
 def get_sweep():
-  return _paper.sweep("steps=40,batch=8,max_length=64,eval_every=50,eval_limit=64", (0,), "runs/lm_finetune_cpu",
+  return _paper.sweep("steps=20,batch=8,max_length=64,eval_every=50,eval_limit=64", (0,), "runs/lm_finetune_cpu",
                       {"task.options.split_limits": {"test": 300}, "wandb.mode": "disabled"})

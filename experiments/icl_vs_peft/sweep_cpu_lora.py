@@ -1,0 +1,16 @@
+"""The lora half of sweep_cpu.py (the same points and run directories), so the two methods can run as two
+launcher processes side by side:
+
+  python -m launch.launchers experiments/icl_vs_peft/sweep_cpu_lora.py
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_icl_vs_peft_sweep", Path(__file__).with_name("sweep.py"))
+_paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_paper)
+
+
+def get_sweep():
+  return _paper.sweep(_paper.peft_points(20, (0,), 200, 100, methods=("lora",)), "runs/icl_vs_peft_cpu")
