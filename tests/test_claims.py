@@ -192,27 +192,30 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 
 def test_peft_methods_table_is_the_committed_summary():
-  from experiments.peft_methods.table import BEGIN, END, table
+  from experiments import marked
+  from experiments.peft_methods.table import table
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   summary = json.loads((ROOT / "experiments" / "peft_methods" / "results" / "cpu" / "summary.json").read_text())
-  assert readme.split(BEGIN)[1].split(END)[0].strip() == table(summary)
-  assert (ROOT / "README.md").read_text().split(BEGIN)[1].split(END)[0].strip() == table(summary)
+  assert marked.read(readme) == table(summary)
+  assert marked.read((ROOT / "README.md").read_text()) == table(summary)
   assert {r["n_seeds"] for r in summary["rows"]} == {1} and len(summary["rows"]) == 16
 
 
 def test_ablations_tables_are_the_committed_summaries():
+  from experiments import marked
   from experiments.ablations import table as ablations
   readme = (ROOT / "experiments" / "ablations" / "README.md").read_text()
   for family in (*ablations.FAMILIES, "icl"):
-    written = readme.split(f"<!-- {family}: begin -->")[1].split(f"<!-- {family}: end -->")[0].strip()
+    written = marked.read(readme, family)
     assert written == (ablations.icl_table() if family == "icl" else ablations.table(family)), family
 
 
 def test_hyperformer_table_is_the_committed_summary():
-  from experiments.hyperformer.table import BEGIN, END, table
+  from experiments import marked
+  from experiments.hyperformer.table import table
   readme = (ROOT / "experiments" / "hyperformer" / "README.md").read_text()
   summary = json.loads((ROOT / "experiments" / "hyperformer" / "results" / "cpu" / "summary.json").read_text())
-  assert readme.split(BEGIN)[1].split(END)[0].strip() == table(summary)
+  assert marked.read(readme) == table(summary)
   assert {r["n_seeds"] for r in summary["rows"]} == {1}
 
 

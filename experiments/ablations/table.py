@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from experiments import marked
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "cpu"
 PEFT_METHODS = HERE.parent / "peft_methods" / "results" / "cpu" / "summary.json"
@@ -116,9 +118,7 @@ def main() -> None:
     path = HERE / "README.md"
     text = path.read_text()
     for f, t in texts.items():
-      begin, end = f"<!-- {f}: begin -->", f"<!-- {f}: end -->"
-      head, rest = text.split(begin)
-      text = head + begin + "\n" + t + "\n" + end + rest.split(end, 1)[1]
+      text = marked.replace(text, t, f)
     path.write_text(text)
   for f, t in texts.items():
     print(f"## {f}\n{t}\n")

@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from experiments import marked
+
 HERE = Path(__file__).parent
-BEGIN, END = "<!-- table: begin -->", "<!-- table: end -->"
 TASKS = ("rotten_tomatoes", "convention_party", "debate_party")  # configs/multitask.py DEFAULT_TASKS
 LABELS = {"hyper_adapter": "hyper_adapter (one hypernetwork -> adapters)",
           "hyper_lora": "hyper_lora (one hypernetwork -> LoRA)", "compose": "per-task adapters",
@@ -62,9 +63,7 @@ def main() -> None:
   text = table(summary)
   if "--write" in sys.argv:
     plot(summary, HERE / "results" / "cpu" / "per_task_accuracy.png")
-    path = HERE / "README.md"
-    head, rest = path.read_text().split(BEGIN)
-    path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    marked.write(HERE / "README.md", text)
   print(text)
 
 

@@ -32,8 +32,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from experiments import marked
+
 HERE = Path(__file__).parent
-BEGIN, END = "<!-- table: begin -->", "<!-- table: end -->"
 LABEL = {"icl": "ICL", "icl_calibrated": "ICL, calibrated", "lora": "LoRA (r=8, q,v)", "ia3": "IA3"}
 
 
@@ -55,7 +56,7 @@ def prompt_tokens(icl_config: dict, ks: list[int], seeds: list[int]) -> dict:
   import ml_collections
   from lightft_jax import data
   from lightft_jax.icl.fewshot import PromptEncoder, _content_free_query, _demo_sets
-  from lightft_jax.icl.run_eval import fewshot_options, load_lm, make_template
+  from lightft_jax.icl.run_eval import fewshot_options, make_template
   from lightft_jax.icl.scoring import common_prefix_length
   from lightft_jax.train.build import build_tokenizer
   cfg = ml_collections.ConfigDict(icl_config)
@@ -203,9 +204,8 @@ def main(argv=None) -> None:
     (results / "summary.md").write_text(text + f"\n\nCommand: `{summary['command']}`\n\nDevice: {summary['device']}\n")
     plot(summary, results / "accuracy_vs_flops.png")
     readme = HERE / "README.md"
-    if readme.exists() and BEGIN in readme.read_text():
-      head, rest = readme.read_text().split(BEGIN)
-      readme.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    if readme.exists() and marked.markers()[0] in readme.read_text():
+      marked.write(readme, text)
   print(text)
 
 

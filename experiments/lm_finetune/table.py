@@ -18,8 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from experiments import marked
+
 HERE = Path(__file__).parent
-BEGIN, END = "<!-- table: begin -->", "<!-- table: end -->"
 LABEL = {"lora": "LoRA (r=8, every linear layer)", "full": "full fine-tuning"}
 
 
@@ -90,9 +91,7 @@ def main(argv=None) -> None:
   text = table(rs)
   if args.write:
     plot(rs, results / "perplexity.png")
-    readme = HERE / "README.md"
-    head, rest = readme.read_text().split(BEGIN)
-    readme.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    marked.write(HERE / "README.md", text)
   print(text)
 
 

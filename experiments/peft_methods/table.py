@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from experiments import marked
+
 HERE = Path(__file__).parent
-BEGIN, END = "<!-- table: begin -->", "<!-- table: end -->"
 
 
 def label(row: dict) -> str:
@@ -63,8 +64,7 @@ def main() -> None:
   if "--write" in sys.argv:
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png")
     for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
-      head, rest = path.read_text().split(BEGIN)
-      path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+      marked.write(path, text)
   print(text)
 
 
