@@ -32,12 +32,18 @@ class Point:
   command: str
 
 
-def load_sweep(path: str | Path) -> dict:
-  spec = importlib.util.spec_from_file_location("_sweep", path)
+def load_file(path: str | Path, name: str = "_sweep"):
+  """The Python file at `path` as a module (sweep files, and the paper-sized sweep a CPU-sized one builds on)."""
+  spec = importlib.util.spec_from_file_location(name, path)
   if spec is None or not Path(path).is_file():
     raise FileNotFoundError(f"no sweep file at {path}")
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
+  return mod
+
+
+def load_sweep(path: str | Path) -> dict:
+  mod = load_file(path)
   if not hasattr(mod, "get_sweep"):
     raise ValueError(f"{path} has no get_sweep() function")
   return mod.get_sweep()

@@ -6,12 +6,11 @@ shared CPU's time; they are in sweep_icl.py).
   python -m experiments.ablations.icl_table runs/ablations_cpu/icl_corruption --out=experiments/ablations/results/cpu/icl_corruption
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_ablations_sweep_icl", Path(__file__).with_name("sweep_icl.py"))
-_paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_paper)
+from launch.sweep import load_file
+
+_paper = load_file(Path(__file__).with_name("sweep_icl.py"), "_ablations_sweep_icl")
 
 
 def get_sweep():

@@ -8,12 +8,11 @@ can run side by side; all three share runs/hyperformer_cpu and skip finished poi
   python -m launch.aggregate runs/hyperformer_cpu --group-by=peft.method --out=experiments/hyperformer/results/cpu
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_hyperformer_sweep", Path(__file__).with_name("sweep.py"))
-_paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_paper)
+from launch.sweep import load_file
+
+_paper = load_file(Path(__file__).with_name("sweep.py"), "_hyperformer_sweep")
 
 STEPS, WORKDIR = 100, "runs/hyperformer_cpu"
 # What ran here: hyper_lora and full fine-tuning (in sweep.py) did not fit the shared CPU's time and are not here.

@@ -3,12 +3,11 @@
   python -m launch.launchers experiments/hyperformer/sweep_cpu_part2.py
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_hyperformer_sweep_cpu", Path(__file__).with_name("sweep_cpu.py"))
-_cpu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cpu)
+from launch.sweep import load_file
+
+_cpu = load_file(Path(__file__).with_name("sweep_cpu.py"), "_hyperformer_sweep_cpu")
 
 
 def get_sweep():

@@ -4,12 +4,11 @@ launcher processes side by side:
   python -m launch.launchers experiments/icl_vs_peft/sweep_cpu_lora.py
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_icl_vs_peft_sweep", Path(__file__).with_name("sweep.py"))
-_paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_paper)
+from launch.sweep import load_file
+
+_paper = load_file(Path(__file__).with_name("sweep.py"), "_icl_vs_peft_sweep")
 
 
 def get_sweep():

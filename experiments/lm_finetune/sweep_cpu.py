@@ -6,12 +6,11 @@ end; test perplexity on the first 300 test snippets (packed).
   python -m launch.launchers experiments/lm_finetune/sweep_cpu.py
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_lm_finetune_sweep", Path(__file__).with_name("sweep.py"))
-_paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_paper)
+from launch.sweep import load_file
+
+_paper = load_file(Path(__file__).with_name("sweep.py"), "_lm_finetune_sweep")
 
 
 def get_sweep():

@@ -6,12 +6,11 @@
       --out=experiments/peft_methods/results/cpu
 """
 
-import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("_peft_methods_sweep", Path(__file__).with_name("sweep.py"))
-_paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_paper)
+from launch.sweep import load_file
+
+_paper = load_file(Path(__file__).with_name("sweep.py"), "_peft_methods_sweep")
 
 
 def get_sweep():
