@@ -17,7 +17,6 @@ Arguments: method, steps, smoke (True: a tiny random-init model and 2 steps, off
 (smollm2, a checkpoint directory or .gguf) and `pet_method=` (the PEFT method under the prompt: lora, full, ...).
 """
 
-import importlib.util
 from pathlib import Path
 
 from lightft_jax.models.assets import minilm_dir
@@ -28,10 +27,7 @@ SELECTIVE = ("layers", "mask", "prompt")
 
 
 def _sibling(name: str):
-  spec = importlib.util.spec_from_file_location(f"_config_{name}", Path(__file__).with_name(f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(Path(__file__).with_name(f"{name}.py"))
 
 
 def pet_config(a):

@@ -25,7 +25,6 @@ Arguments:
   eval_limit= (validation examples), at_start= (validation before the first step), model= (smollm2 | checkpoint dir | .gguf), calibrate= (icl)
 """
 
-import importlib.util
 from pathlib import Path
 
 from lightft_jax import peft
@@ -37,10 +36,7 @@ METHOD_LR = {"lora": 3e-3, "ia3": 3e-2}  # fixed before the CPU runs; validation
 
 
 def _sibling(name: str):
-  spec = importlib.util.spec_from_file_location(f"_config_{name}", Path(__file__).with_name(f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(Path(__file__).with_name(f"{name}.py"))
 
 
 def icl_config(a):

@@ -10,7 +10,6 @@ head_style="mean")`), attaches the config's peft section with `peft.apply` and r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -23,10 +22,8 @@ OUT = Path(__file__).resolve().parent / "results" / "method_params.json"
 
 
 def quickstart(arg: str):
-  spec = importlib.util.spec_from_file_location("quickstart_config", ROOT / "configs" / "quickstart.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  from lightft_jax.train import config_lib
+  return config_lib.config_module(ROOT / "configs" / "quickstart.py").get_config(arg)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ validation metrics, steps, trainable params, wall time).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -19,16 +18,13 @@ from pathlib import Path
 
 import jax
 
-from lightft_jax.train import compare
+from lightft_jax.train import compare, config_lib
 
 OUT = Path(__file__).parent / "results"
 
 
 def load_config(arg: str):
-  spec = importlib.util.spec_from_file_location("quickstart", "configs/quickstart.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return config_lib.config_module("configs/quickstart.py").get_config(arg)
 
 
 def tune_config(arg: str):

@@ -145,15 +145,22 @@ def apply_override(cfg: ml_collections.ConfigDict, key: str, text: str) -> None:
   node[last] = coerce(node[last], text, key) if exists else parse_value(text)
 
 
+def config_module(path: str | Path):
+  """The config file at `path` as a module (also how a config builds on another: `config_module(
+  Path(__file__).with_name("icl_eval.py")).get_config(...)`)."""
+  if not Path(path).is_file():
+    raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+  module_spec = importlib.util.spec_from_file_location(f"_config_{Path(path).stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
   """`configs/NAME.py[:ARG]` -> its `get_config(ARG)`, with the `(dotted key, text)` overrides applied, then
   validated and locked (`finalize`). The config file runs once."""
   path, _, arg = spec.partition(":")
-  if not Path(path).is_file():
-    raise FileNotFoundError(f"config file {path!r} does not exist")
-  module_spec = importlib.util.spec_from_file_location(f"_config_{Path(path).stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = config_module(path)
   cfg = module.get_config(arg) if arg else module.get_config()
   for key, text in overrides:
     apply_override(cfg, key, text)
