@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata as md
 import json
 import os
 import platform
@@ -30,18 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.benchmarks import report
+
 MODEL = dict(d_model=256, n_heads=4, n_kv_heads=2, d_ff=688, vocab_size=1024, max_positions=128)
 LORA = {"method": "lora", "r": 8, "alpha": 16.0, "targets": "qv"}
-
-
-def versions() -> dict:
-  out = {"python": platform.python_version()}
-  for p in ("jax", "jaxlib", "flax", "numpy", "optax"):
-    try:
-      out[p] = md.version(p)
-    except md.PackageNotFoundError:
-      out[p] = "missing"
-  return out
 
 
 def loadavg() -> list[float]:
@@ -143,7 +134,8 @@ def main(argv=None):
   meta = {"command": command, "date": date, "device": {"backend": jax.default_backend(),
                                                         "devices": [str(d) for d in jax.devices()],
                                                         "cpu_count": os.cpu_count(), "machine": platform.machine()},
-          "versions": versions(), "loadavg_start_end": load, "model": {"preset": "tiny-llama", **MODEL},
+          "versions": report.versions("jax", "jaxlib", "flax", "numpy", "optax"),
+          "loadavg_start_end": load, "model": {"preset": "tiny-llama", **MODEL},
           "peft": LORA, "batch": args.batch, "seq": args.seq, "repeats": args.repeats}
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

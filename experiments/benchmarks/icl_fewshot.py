@@ -147,7 +147,7 @@ def main(argv=None) -> int:
   import torch
   import transformers as T
   from experiments.benchmarks.measure import device_info
-  from experiments.benchmarks.run import _versions
+  from experiments.benchmarks import report
   from experiments.benchmarks.timing import summarize, time_alternating
   from lightft_jax.icl.scoring import common_prefix_length, score_choices
   from lightft_jax.models import assets
@@ -215,7 +215,8 @@ def main(argv=None) -> int:
     print(json.dumps({x: row[x] for x in row if x not in ("samples_s", "stats")}), flush=True)
     rows.append(row)
 
-  meta = {"command": command, "date": date, "device": device_info(), "versions": _versions(),
+  meta = {"command": command, "date": date, "device": device_info(),
+          "versions": report.versions("jax", "jaxlib", "flax", "optax", "torch", "transformers", "peft"),
           "host": platform.node(), "cpus": os.cpu_count(), "cpu_threads": args.cpu_threads,
           "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
           "quiet_wait_s": waited, "gap_s": args.gap_s, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,

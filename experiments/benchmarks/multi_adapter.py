@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata as md
 import json
 import os
 import platform
@@ -31,19 +30,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from experiments.benchmarks import report
 from experiments.benchmarks.timing import summarize, time_alternating
 
 MODEL = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=688, vocab_size=1024, max_positions=512)
-
-
-def versions() -> dict:
-  out = {"python": platform.python_version()}
-  for p in ("jax", "jaxlib", "flax", "numpy", "torch", "transformers", "peft"):
-    try:
-      out[p] = md.version(p)
-    except md.PackageNotFoundError:
-      out[p] = "missing"
-  return out
 
 
 def build(n: int, r: int, seed: int = 0):
@@ -229,7 +219,8 @@ def main(argv=None):
           "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, "
                     f"jax backend {jax.default_backend()}",
-          "versions": versions(), "load_averages_1_5_15": load, "model": MODEL,
+          "versions": report.versions("jax", "jaxlib", "flax", "numpy", "torch", "transformers", "peft"),
+          "load_averages_1_5_15": load, "model": MODEL,
           "shapes": {"batch": args.batch, "seq": args.seq, "prompt": args.prompt, "new_tokens": args.new,
                      "lora_r": args.r, "lora_targets": "q, v", "adapters": args.adapters}}
   (out / "results.json").write_text(json.dumps({**meta, "results": res}, indent=1) + "\n")

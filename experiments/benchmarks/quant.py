@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata as md
 import json
 import os
 import platform
@@ -23,15 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-
-def versions() -> dict:
-  out = {"python": platform.python_version()}
-  for p in ("jax", "jaxlib", "flax", "numpy"):
-    try:
-      out[p] = md.version(p)
-    except md.PackageNotFoundError:
-      out[p] = "missing"
-  return out
+from experiments.benchmarks import report
 
 
 def array_bytes(model) -> int:
@@ -91,7 +82,8 @@ def main(argv=None):
 
   dev = jax.devices()[0]
   meta = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "device": {"platform": dev.platform, "device_kind": dev.device_kind}, "versions": versions(),
+          "device": {"platform": dev.platform, "device_kind": dev.device_kind}, "versions":
+          report.versions("jax", "jaxlib", "flax", "numpy"),
           "host": platform.node(), "cpus": os.cpu_count(), "load_average_before": load_before,
           "load_average_after": load_after, "model": "all-MiniLM-L6-v2 (lightft_jax.models.assets.minilm_dir())",
           "batch": args.batch, "seq": args.seq, "repeats": args.repeats, "warmup": args.warmup}

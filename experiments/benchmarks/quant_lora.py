@@ -19,11 +19,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from experiments.benchmarks import report
 
 BASES = ("float32", "int8", "nf4")
 ACCURACY_BASES = ("float32", "nf4")  # the QLoRA question: does an nf4 base cost accuracy?
@@ -82,11 +83,6 @@ def step_figures(steps: int, repeats: int, warmup: int, tmp: Path) -> tuple[dict
   return memory, {b: summarize(s) for b, s in samples.items()}
 
 
-def versions() -> dict:
-  import importlib.metadata as md
-  return {"python": platform.python_version(), **{p: md.version(p) for p in ("jax", "jaxlib", "flax", "optax")}}
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--out", required=True)
@@ -104,7 +100,8 @@ def main(argv=None):
   dev = jax.devices()[0]
   meta = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "device": {"platform": dev.platform, "device_kind": dev.device_kind}, "cpus": os.cpu_count(),
-          "versions": versions(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+          "versions": report.versions("jax", "jaxlib", "flax", "optax"),
+          "load_average_before": load_before, "load_average_after": os.getloadavg(),
           "model": "all-MiniLM-L6-v2", "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup}
   results = {"meta": meta, "memory": memory, "step_s": times, "accuracy": acc}
   out = Path(args.out)

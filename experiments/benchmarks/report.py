@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
+
+
+def versions(*packages: str) -> dict[str, str]:
+  """{"python": ..., package: version or "missing"} for a results file's record of what ran."""
+  out = {"python": platform.python_version()}
+  for p in packages:
+    try:
+      out[p] = importlib.metadata.version(p)
+    except importlib.metadata.PackageNotFoundError:
+      out[p] = "missing"
+  return out
 
 
 def _gib(b) -> str:

@@ -15,6 +15,8 @@ import shlex
 import subprocess
 import sys
 
+from experiments.benchmarks import report
+
 DEFAULTS = {"cpu": dict(repeats=5, warmup=1, inner=1), "gpu": dict(repeats=7, warmup=2, inner=5),
             "smoke": dict(repeats=1, warmup=1, inner=1)}
 
@@ -32,17 +34,6 @@ def _env(suite: str, cpu_threads: int) -> dict:
       if cpu_threads == 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
   return env
-
-
-def _versions() -> dict:
-  import importlib.metadata as md
-  out = {"python": platform.python_version()}
-  for p in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "peft"):
-    try:
-      out[p] = md.version(p)
-    except md.PackageNotFoundError:
-      out[p] = "missing"
-  return out
 
 
 def pin_cpus(suite: str, cpu_threads: int) -> None:
@@ -96,7 +87,8 @@ def main(argv=None) -> int:
   command = "python -m experiments.benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
   meta = {"suite": args.suite, "command": command,
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "versions": _versions(), "loadavg": os.getloadavg(), "repeats": args.repeats, "warmup": args.warmup,
+          "versions": report.versions("jax", "jaxlib", "flax", "optax", "torch", "transformers", "peft"),
+          "loadavg": os.getloadavg(), "repeats": args.repeats, "warmup": args.warmup,
           "inner": args.inner, "train_step": args.train_step, "cpu_threads": args.cpu_threads,
           "host": platform.node(), "cpus": os.cpu_count()}
   results = []
@@ -122,8 +114,7 @@ def main(argv=None) -> int:
         results.append(json.load(f))
     print(json.dumps({k: results[-1].get(k) for k in ("error", "speedup", "ours_first_step_s")}), flush=True)
   meta["device"] = next((r["device"] for r in results if "device" in r), {})
-  from experiments.benchmarks.report import write
-  print(write(args.out, meta, results))
+  print(report.write(args.out, meta, results))
   return 0
 
 
