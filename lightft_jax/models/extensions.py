@@ -47,6 +47,12 @@ Ctx = dict[str, Any] | None
 LAYER_SHARED = "layer_shared"  # metadata key of variables every layer of a scanned stack shares (item 4 above)
 
 
+def axis_names(var: nnx.Variable) -> tuple:
+  """A variable's logical axis names (its `out_sharding` / `sharding_names` metadata), or () when it has none."""
+  meta = var.get_metadata()
+  return tuple(meta.get("out_sharding") or meta.get("sharding_names") or ())
+
+
 def is_layer_shared(path, x) -> bool:
   """nnx filter: variables marked `LAYER_SHARED` (given whole to every layer of a scanned stack)."""
   return isinstance(x, nnx.Variable) and bool(x.get_metadata().get(LAYER_SHARED))
@@ -94,5 +100,5 @@ def extra_kv_length(ext: ExtraKV | None) -> int:
   return 0 if ext is None else int(getattr(ext, "num_slots", 0))
 
 
-__all__ = ["AuxLoss", "Ctx", "ExtraKV", "InputTransform", "Inputs", "LAYER_SHARED", "extra_kv_length",
-           "is_layer_shared"]
+__all__ = ["AuxLoss", "Ctx", "ExtraKV", "InputTransform", "Inputs", "LAYER_SHARED", "axis_names",
+           "extra_kv_length", "is_layer_shared"]

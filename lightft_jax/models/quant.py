@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightft_jax.models.extensions import axis_names
 from lightft_jax.models.ops import linear
 
 SCHEMES = ("int8", "nf4")
@@ -179,11 +180,6 @@ def _dequantized_linear(x: jax.Array, arrays: dict, spec: QuantSpec) -> jax.Arra
 
 # ---------------------------------------------------------------------------------------------- modules
 
-def _axis_names(var: nnx.Variable) -> tuple:
-  meta = var.get_metadata()
-  return tuple(meta.get("out_sharding") or meta.get("sharding_names") or ())
-
-
 class QuantizedWeight(nnx.Variable):
   """Stored codes and block scales of a frozen quantized kernel. Not an nnx.Param: nothing trains it."""
 
@@ -258,7 +254,7 @@ class QuantizedKernel(nnx.Module):
       if hasattr(self, name):
         delattr(self, name)
     self.spec = dataclasses.replace(self.spec, scheme="int8", block_size=int(codes.shape[-1]), double_quant=False)
-    lead, row = _axis_names(self.codes)[:-3], self.sharding_names[-2:]
+    lead, row = axis_names(self.codes)[:-3], self.sharding_names[-2:]
     self.codes = QuantizedWeight(jnp.asarray(codes, jnp.int8), sharding_names=lead + (row[1], row[0], None))
     self.scale = QuantizedWeight(jnp.asarray(scale), sharding_names=lead + (row[1], row[0]))
 
@@ -274,7 +270,7 @@ def quantize_kernel(kernel: nnx.Variable, scheme: str, block_size: int = DEFAULT
   spec = QuantSpec(scheme, int(value.shape[-2]), int(value.shape[-1]), block_size, double_quant,
                    jnp.dtype(value.dtype).name)
   arrays = quantize(jnp.swapaxes(value, -1, -2), scheme, block_size, double_quant)
-  return QuantizedKernel(arrays, spec, _axis_names(kernel))
+  return QuantizedKernel(arrays, spec, axis_names(kernel))
 
 
 @dataclasses.dataclass(frozen=True)

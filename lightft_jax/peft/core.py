@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from lightft_jax.models.extensions import LAYER_SHARED  # noqa: F401  (re-exported)
+from lightft_jax.models.extensions import LAYER_SHARED, axis_names  # noqa: F401  (re-exported)
 
 
 class PeftParam(nnx.Param):
@@ -244,12 +244,6 @@ def layer_index(n_layers: int, offset: int = 0, stride: int = 1) -> LayerIndex:
 def layer_value(x) -> Any:
   """An int layer id, or the value of a `LayerIndex` (a traced scalar inside the scan)."""
   return x[...] if isinstance(x, nnx.Variable) else x
-
-
-def axis_names(var: nnx.Variable) -> tuple:
-  """A parameter's logical axis names (its sharding metadata), or () when it has none."""
-  meta = var.get_metadata()
-  return tuple(meta.get("out_sharding") or meta.get("sharding_names") or ())
 
 
 def get_module(model: nnx.Module, path: str) -> nnx.Module:

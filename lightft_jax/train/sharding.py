@@ -15,6 +15,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lightft_jax.models.extensions import axis_names
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 MeshAxes = str | tuple[str, ...] | None
@@ -94,8 +96,7 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mes
 
 
 def _names(var: nnx.Variable, ndim: int) -> tuple:
-  names = var.get_metadata().get("out_sharding") or var.get_metadata().get("sharding_names")
-  names = tuple(names) if names else ()
+  names = axis_names(var)
   return names if len(names) == ndim else (None,) * ndim
 
 
