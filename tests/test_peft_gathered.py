@@ -8,16 +8,17 @@ import pytest
 from flax import nnx
 
 from lightft_jax import peft
-from lightft_jax.models import Transformer, generate, get_preset
+from lightft_jax.models import Transformer, extensions, generate, get_preset
 from lightft_jax.peft.lora import LoraDense, LoraParam, LoraUnit, set_mixed_batch
 
 B, T = 8, 6
 IDS = jnp.asarray(np.random.RandomState(0).randint(3, 1000, (B, T)), jnp.int32)
 
 
-def model_with(specs, init_range=0.02):
+def model_with(specs, init_range=0.02, scan=False):
   """tiny-llama with one LoRA per spec dict (name a<i>), their zero B factors randomised."""
-  model = Transformer(get_preset("tiny-llama", initializer_range=init_range), task="lm", rngs=nnx.Rngs(0))
+  model = Transformer(get_preset("tiny-llama", initializer_range=init_range, scan_layers=scan), task="lm",
+                      rngs=nnx.Rngs(0))
   peft.apply(model, [{"method": "lora", "name": f"a{i}", **s} for i, s in enumerate(specs)])
   key = jax.random.key(1)
   for _, u in nnx.iter_modules(model):
@@ -87,8 +88,9 @@ def test_gradients_match_masked_path_and_come_from_own_examples():
       np.testing.assert_allclose(v, sub[k], atol=1e-5, rtol=1e-5, err_msg=k)
 
 
-def test_generation_with_per_example_adapters_equals_per_example_generation():
-  model = model_with([{"r": 4, "targets": "attn"}] * 3, init_range=0.2)
+@pytest.mark.parametrize("scan", [False, True])
+def test_generation_with_per_example_adapters_equals_per_example_generation(scan):
+  model = model_with([{"r": 4, "targets": "attn"}] * 3, init_range=0.2, scan=scan)
   prompts, mask = np.zeros((4, 5), np.int32), np.zeros((4, 5), np.int32)
   for e, n in enumerate([5, 2, 4, 3]):  # left-padded prompts of different lengths
     prompts[e, 5 - n:], mask[e, 5 - n:] = 3 + 7 * e + np.arange(n), 1
@@ -102,6 +104,22 @@ def test_generation_with_per_example_adapters_equals_per_example_generation():
     np.testing.assert_array_equal(np.asarray(tokens[e]), np.asarray(t1[0]))
     np.testing.assert_allclose(np.asarray(lg[e]), np.asarray(l1[0]), atol=1e-4, rtol=0)
   assert len({tuple(np.asarray(t)) for t in tokens}) > 1  # the adapters lead to different continuations
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_hoisted_stacks_give_the_same_outputs(scan):
+  """extensions.hoist stacks each LoRA Dense's adapters once ([N, in, r]; scanned: [L, N, in, r]) and the
+  gathered path reads them: same logits as stacking per call (generate hoists inside its trace)."""
+  model = model_with([{"r": 4, "targets": "attn"}, {"r": 2, "targets": "attn"}, {"r": 4, "targets": "qv"}], scan=scan)
+  ids = jnp.asarray([0, 1, 2, -1, 2, 1, 0, 0], jnp.int32)
+  before = logits(model, adapter_ids=ids)
+  extensions.hoist(model)
+  q = model.decoder.layers.attn.query if scan else model.decoder.layers[0].attn.query
+  assert isinstance(q, LoraDense)
+  a, b = (h[...] for h in q.hoisted)
+  lead = (model.cfg.n_layers,) if scan else ()
+  assert a.shape == lead + (3, q.base.kernel.shape[-2], 4) and b.shape == lead + (3, 4, q.base.kernel.shape[-1])
+  np.testing.assert_allclose(logits(model, adapter_ids=ids), before, atol=1e-6, rtol=0)
 
 
 def test_padded_ranks_are_exact():

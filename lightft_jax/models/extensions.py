@@ -29,6 +29,12 @@ what is declared here.
    (e.g. `nnx.Param(x, layer_shared=True)`) that a layer reaches (a hypernetwork or prefix reparameterisation
    shared by every layer) is given whole to every layer instead, and its gradient sums over them.
 
+5. `hoist(model)`: values that every step of a decode loop would recompute from weights alone (a LoRA Dense's
+   named adapters stacked [N, ...] for per-example gathering) are computed once per jitted call instead: a
+   module defines `hoist()` (compute them, keep them in `Hoisted` variables, read them in `__call__` when set).
+   `generate` calls `hoist` on the model it merged inside its trace, before the prefill and the loop, so the
+   copies never outlive the call and never meet a gradient. Do not hoist a model you go on training.
+
 Methods whose change is not one of these (LoRA, adapters, IA3, a LLaMA-Adapter gate around attention)
 replace modules by path and call the base module's public methods (e.g. `Attention.project`).
 
@@ -51,6 +57,18 @@ def axis_names(var: nnx.Variable) -> tuple:
   """A variable's logical axis names (its `out_sharding` / `sharding_names` metadata), or () when it has none."""
   meta = var.get_metadata()
   return tuple(meta.get("out_sharding") or meta.get("sharding_names") or ())
+
+
+class Hoisted(nnx.Variable):
+  """A value computed by a module's `hoist()` from its weights, valid for the current jitted call (item 5)."""
+
+
+def hoist(model: nnx.Module) -> nnx.Module:
+  """Calls `hoist()` on every submodule that defines it (item 5); returns model."""
+  for _, m in nnx.iter_modules(model):
+    if callable(getattr(type(m), "hoist", None)):
+      m.hoist()
+  return model
 
 
 def is_layer_shared(path, x) -> bool:

@@ -7,8 +7,9 @@ recomputes the encoder keys/values at every step (the model's KV cache holds sel
 The model's input transform (`model.input_transform`, e.g. a PEFT soft prompt; see extensions.py) applies to
 the prompt, or the encoder input, exactly as in `Transformer.__call__`.
 
-The whole generation (prefill + `jax.lax.while_loop`) is one `jax.jit` over `nnx.split(model)`, so a
-model is traced once per (batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the
+The whole generation (prefill + `jax.lax.while_loop`) is one `jax.jit` taking the model as a pytree (a flatten
+costs a few ms even with hundreds of named adapters, where `nnx.split` / `nnx.view` outside the jit cost tenths
+of a second; inference mode and hoisted invariants are set inside the trace). A model is traced once per (batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the
 sampling settings, stop ids and pad / start ids are traced values. The loop stops as
 soon as every row has emitted a stop token; a row that stopped emits `pad_token_id` afterwards.
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightft_jax.models import extensions
 from lightft_jax.models.transformer import default_positions
 
 
@@ -108,14 +110,13 @@ def prefix_cache(model, prefix_ids, *, slots: int | None = None) -> dict:
   ids = np.zeros((1, pb), np.int32)
   mask = np.zeros((1, pb), np.int32)
   ids[0, :p], mask[0, :p] = prefix_ids, 1
-  graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
-  k, v = _prefill(graphdef, state, ids, mask)
+  k, v = _prefill(model, ids, mask)
   return {"k": k, "v": v, "mask": mask[0], "length": p}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _prefill(graphdef, state, ids, mask):
-  model = nnx.merge(graphdef, state)
+@jax.jit
+def _prefill(model, ids, mask):
+  model = _for_decoding(model)
   _, cache = model.decode(ids, mask, default_positions(mask), cache=model.init_cache(*ids.shape))
   return cache["k"], cache["v"]
 
@@ -168,7 +169,6 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
                        f"{slots} exceeds the model's max_positions={cfg.max_positions}")
   start = cfg.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
   pad = cfg.pad_token_id if pad_token_id is None else pad_token_id
-  graphdef, state = nnx.split(nnx.view(model, deterministic=True, raise_if_not_found=False))
   key = jax.random.key(0) if rng is None else rng
   opts = dict(temperature=jnp.float32(max(temperature, 1e-6)), top_k=jnp.int32(top_k), top_p=jnp.float32(top_p),
               stops=_stop_array(stop_tokens), pad=jnp.int32(pad),
@@ -176,13 +176,18 @@ def generate(model, input_ids, attention_mask=None, *, max_new_tokens: int, temp
   if prefix is not None:
     prefix = {"k": prefix["k"], "v": prefix["v"], "mask": jnp.asarray(prefix["mask"], jnp.int32),
               "length": jnp.int32(prefix["length"])}
-  tokens, logits = _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix,
+  tokens, logits = _generate(model, input_ids, attention_mask, key, ctx, opts, prefix,
                              n_new=int(max_new_tokens), greedy=temperature == 0, keep_logits=bool(return_logits))
   return (tokens, logits) if return_logits else tokens
 
 
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("n_new", "greedy", "keep_logits"))
-def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix, *, n_new, greedy, keep_logits):
+def _for_decoding(model):
+  """Inside a trace: the model in inference mode (dropout off), per-call invariants hoisted (extensions item 5)."""
+  return extensions.hoist(nnx.view(model, deterministic=True, raise_if_not_found=False))
+
+
+@functools.partial(jax.jit, static_argnames=("n_new", "greedy", "keep_logits"))
+def _generate(model, input_ids, attention_mask, key, ctx, opts, prefix, *, n_new, greedy, keep_logits):
   """Prefill + while_loop. Returns tokens [B,N] and logits [B,N,V] (empty [B,N,0] unless keep_logits).
 
   `opts` holds traced scalars (temperature, top_k, top_p, pad, start) and the stop ids [S], so changing
@@ -190,7 +195,8 @@ def _generate(graphdef, state, input_ids, attention_mask, key, ctx, opts, prefix
   """
   pad = opts["pad"]
   b, t = input_ids.shape
-  model = nnx.merge(graphdef, state)
+  model = _for_decoding(model)
+  graphdef, state = nnx.split(model)
   cfg = model.cfg
 
   # The model's input transform (e.g. a soft prompt) maps the (encoder, or decoder-only) input, as in __call__.

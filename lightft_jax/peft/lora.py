@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lightft_jax.models.extensions import Hoisted
 from lightft_jax.models.layers import Ctx, Dense, Embedding
 from lightft_jax.models.ops import linear
 from lightft_jax.peft import core, hf_io, named
@@ -113,6 +114,7 @@ class LoraDense(named.Named):
     self.lora = nnx.Dict()
     self.merged: tuple[str, ...] = ()
     self.n_layers = n_layers
+    self.hoisted = nnx.data(None)  # (A, B) stacked by `hoist`, inside one jitted call only
 
   def add(self, name: str, global_id: int, *, r: int, alpha: float, rslora: bool, dora: bool, dropout: float,
           init: str, rngs: nnx.Rngs):
@@ -149,12 +151,28 @@ class LoraDense(named.Named):
     # own adapter, so that is the masked path's distribution); different live rates stay masked.
     return not live or len(rates) == 1
 
+  def _stacked(self) -> tuple[jax.Array, jax.Array]:
+    """The named adapters' factors stacked: A [N, in, r], B [N, r, out] (ranks zero-padded to the largest; a
+    scanned stack's [L, N, ...] when called outside the scan, layers first, so the scan hands each layer its
+    [N, ...])."""
+    units = [self.lora[n] for n in self.names]
+    r, axis = max(u.r for u in units), units[0].lora_a.ndim - 2  # 1 on a scanned stack outside its scan
+    lead = ((0, 0),) * axis
+    a = jnp.stack([jnp.pad(u.lora_a[...], lead + ((0, 0), (0, r - u.r))) for u in units], axis)
+    b = jnp.stack([jnp.pad(u.lora_b[...], lead + ((0, r - u.r), (0, 0))) for u in units], axis)
+    return a, b
+
+  def hoist(self):
+    """Stacks the factors once for the calls that follow (extensions item 5: `generate` hoists them out of its
+    decode loop); `_gathered` reads them instead of stacking per call."""
+    if len(self.names) > 1 and self._gatherable():
+      a, b = self._stacked()
+      self.hoisted = nnx.data((Hoisted(a), Hoisted(b)))
+
   def _gathered(self, xd: jax.Array, ids: jax.Array) -> jax.Array:
     """The LoRA update of a mixed batch, gathering each example's factors. xd [B, ..., in] -> [B, ..., out]."""
     units = [self.lora[n] for n in self.names]
-    r = max(u.r for u in units)
-    a = jnp.stack([jnp.pad(u.lora_a[...], ((0, 0), (0, r - u.r))) for u in units])  # [N, in, r]
-    b = jnp.stack([jnp.pad(u.lora_b[...], ((0, r - u.r), (0, 0))) for u in units])  # [N, r, out]
+    a, b = (self.hoisted[0][...], self.hoisted[1][...]) if self.hoisted is not None else self._stacked()
     scale = jnp.asarray([u.scale for u in units], jnp.float32)
     local, present = self.local_ids(ids)
     scale_e = jnp.where(present, jnp.take(scale, local), 0.0)  # no update for -1 / adapters not held here
