@@ -234,3 +234,28 @@ def test_quantized_base_figures_are_the_committed_json():
   for claim in (f"test accuracy {acc['nf4']:.4f} against {acc['float32']:.4f} on the float32 base",
                 f"frozen weights {mib('nf4')} against {mib('float32')}", f"step time {ratio:.2f}x"):
     assert claim in readme, claim
+
+
+def test_multi_adapter_figures_are_the_committed_json():
+  """RESULTS.md's many-adapter table and figures are the ratios in results/multi_adapter_cpu*/results.json."""
+  from experiments.benchmarks.multi_adapter import markdown
+  ratios = {}
+  for run in ("multi_adapter_cpu", "multi_adapter_cpu_idle"):
+    out = BENCH / "results" / run
+    r = json.loads((out / "results.json").read_text())
+    res = r.pop("results")
+    assert (out / "results.md").read_text() == markdown(r, res)
+    ratios[run] = {part: {row["label"]: row["vs_single"] for row in rows} for part, rows in res.items()}
+  full = ratios["multi_adapter_cpu"]
+  x = lambda part, label: f"{full[part][label]:.2f}x"
+  rows = [("fwd_bwd", "gather"), ("fwd_bwd", "mask"), ("generate", "gather"), ("generate", "mask"),
+          ("hf_generate", "adapter_names"), ("hf_forward", "adapter_names")]
+  for part, mode in rows:
+    cells = [x(part, f"{mode}/{n}") for n in (1, 8, 64)]
+    assert " | ".join(cells[:2]) + f" | **{cells[2]}** |" in RESULTS_MD or " | ".join(cells) + " |" in RESULTS_MD, \
+        (part, mode, cells)
+  idle = ratios["multi_adapter_cpu_idle"]
+  f = lambda part: " / ".join(f"{idle[part][f'gather/{n}']:.2f}x" for n in (1, 8, 64))
+  assert f"reads {f('fwd_bwd')} for training and {f('generate')} for generation" in FLAT
+  for part, bound in (("fwd_bwd", 1.2), ("generate", 1.2)):
+    assert full[part]["gather/64"] <= bound and idle[part]["gather/64"] <= bound

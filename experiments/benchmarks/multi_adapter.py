@@ -242,10 +242,10 @@ def markdown(meta: dict, res: dict) -> str:
            f"Model: decoder {meta['model']}; LoRA r={s['lora_r']} on {s['lora_targets']}; batch {s['batch']}, "
            f"seq {s['seq']}; generation: prompt {s['prompt']}, {s['new_tokens']} new tokens. Example e uses "
            "adapter e mod N.", "",
-           "The CPU is shared with other jobs (2 cores, loaded): load averages (1, 5, 15 min) at the start and "
-           f"after each part: {[tuple(round(v, 1) for v in l) for l in meta['load_averages_1_5_15']]}. Timings "
-           "alternate between the compared functions in one process, so drift hits them alike, but absolute "
-           "times are noisy; read the ratios.", "",
+           "Load averages (1, 5, 15 min) at the start and after each part (the benchmark itself keeps the "
+           f"cores busy, so about 2 means nothing else ran): "
+           f"{[tuple(round(v, 1) for v in l) for l in meta['load_averages_1_5_15']]}. Timings alternate between "
+           "the compared functions in one process, so drift hits them alike; read the ratios.", "",
            "Modes: single = one adapter, no per-example choice (the baseline); gather = mixed batch, each "
            "example's factors gathered (the default); mask = mixed batch, every adapter on every example, "
            "weighted 0/1 (the path before); adapter_names = HF peft's mixed-batch inference.", ""]
