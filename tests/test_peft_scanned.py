@@ -271,3 +271,43 @@ def test_weighted_adapters_on_a_scanned_model_equal_unrolled():
     peft.add_weighted_adapter(model, ["a", "b"], [0.7, 0.3], "mix", combination_type="svd")
     peft.set_active(model, "mix")
   np.testing.assert_allclose(outputs(scanned), outputs(unrolled), atol=1e-5, rtol=0)
+
+
+def test_lora_on_a_quantized_scanned_base_matches_unrolled_and_leaves_it_bit_identical():
+  """nf4 kernels stacked [L, ...] quantize blockwise per layer like the unrolled ones; LoRA on top computes the
+  unrolled outputs, and training steps (build_program) move only the LoRA factors: the codes stay bit-identical."""
+  from lightft_jax.models import quant
+  unrolled, scanned = build("tiny-llama", "lm", False), build("tiny-llama", "lm", True)
+  copy_weights(scanned, unrolled)
+  for m in (unrolled, scanned):
+    quant.quantize_model(m, "nf4")
+  assert quant.quantized_kernels(scanned)["decoder.layers.mlp.up.kernel"].shape == (L, 32, 48)
+  np.testing.assert_allclose(outputs(scanned), outputs(unrolled), atol=1e-5, rtol=0)
+  for m in (unrolled, scanned):
+    peft.apply(m, {"method": "lora", "r": 2, "targets": "all_linear"})
+  perturb(unrolled)
+  src, state = stacked_view(unrolled, peft.PeftParam), nnx.state(scanned, peft.PeftParam)
+  for path, var in nnx.to_flat_state(state):
+    var[...] = src[path]
+  nnx.update(scanned, state)
+  np.testing.assert_allclose(outputs(scanned), outputs(unrolled), atol=1e-5, rtol=0)
+
+  mesh = shd.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  ids = np.asarray(IDS)
+  batch = shd.global_batch({"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": np.roll(ids, -1, 1)},
+                           mesh)
+  codes = jax.tree.map(np.array, nnx.state(scanned, quant.QuantizedWeight))
+  losses = {}
+  for name, model in (("unrolled", unrolled), ("scanned", scanned)):
+    prog = steps.build_program(model, peft.trainable_filter(model), optax.adam(1e-2), kind="lm", mesh=mesh)
+    state = steps.init_state(prog, 0)
+    frozen, rest = steps.place_frozen(prog)
+    losses[name] = []
+    for _ in range(3):
+      state, metrics = prog.train_step(state, frozen, rest, batch)
+      losses[name].append(float(metrics["loss"]))
+  np.testing.assert_allclose(losses["scanned"], losses["unrolled"], rtol=1e-5)
+  assert losses["scanned"][-1] < losses["scanned"][0]
+  trained = prog.model(state["params"], frozen, rest)
+  for a, b in zip(jax.tree.leaves(nnx.state(trained, quant.QuantizedWeight)), jax.tree.leaves(codes)):
+    np.testing.assert_array_equal(np.asarray(a), b)
