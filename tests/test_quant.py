@@ -281,13 +281,13 @@ def saved_llama(tmp_path_factory):
 
 
 def test_from_pretrained_unknown_quantize_value_is_a_clear_error(saved_llama):
-  with pytest.raises(ValueError, match=r"unknown quantize value 'int4'; choose one of \['int8', 'nf4'\]"):
+  with pytest.raises(ValueError, match=r"unknown quantize value 'int4'; choose one of \['int8', 'nf4', 'q4_1'\]"):
     from_pretrained(saved_llama[0], task="lm", quantize="int4")
   with pytest.raises(ValueError, match="unknown quantize value"):
     quant.quantize_model(tiny(), "fp4")
 
 
-@pytest.mark.parametrize("scheme,bound", [("int8", 0.01), ("nf4", 0.2)])
+@pytest.mark.parametrize("scheme,bound", [("int8", 0.01), ("nf4", 0.2), ("q4_1", 0.15)])
 def test_from_pretrained_quantize(saved_llama, scheme, bound, tmp_path):
   path, ref = saved_llama
   model = from_pretrained(path, task="lm", quantize=scheme)
@@ -309,8 +309,8 @@ def test_from_pretrained_quantize(saved_llama, scheme, bound, tmp_path):
   np.testing.assert_allclose(np.asarray(again(IDS)["logits"]), np.asarray(out), atol=1e-5, rtol=0)
 
 
-def _write_q8_0_llama(path, model):
-  """A llama GGUF whose projections are Q8_0 (q/k rows permuted as llama.cpp does); the rest float32."""
+def _write_gguf_llama(path, model, qtype=gguf.GGMLQuantizationType.Q8_0):
+  """A llama GGUF whose projections are `qtype` blocks (q/k rows permuted as llama.cpp does); the rest float32."""
   cfg = model.cfg
   w = gguf.GGUFWriter(str(path), "llama")
   w.add_context_length(cfg.max_positions)
@@ -327,7 +327,7 @@ def _write_q8_0_llama(path, model):
     return x.reshape(n_head, 2, x.shape[0] // n_head // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
 
   f32 = lambda v: np.ascontiguousarray(np.asarray(v, np.float32))
-  q8 = lambda v: gguf.quants.quantize(f32(v), gguf.GGMLQuantizationType.Q8_0)
+  blocks = lambda v: gguf.quants.quantize(f32(v), qtype)
   w.add_tensor("token_embd.weight", f32(model.embed.tokens.embedding[...]))
   w.add_tensor("output_norm.weight", f32(model.decoder.final_norm.scale[...]))
   w.add_tensor("output.weight", f32(model.lm_head.kernel[...].T))
@@ -341,7 +341,7 @@ def _write_q8_0_llama(path, model):
       kernel = np.asarray(getattr(getattr(block, mod), attr).kernel[...]).T  # torch layout [out, in]
       if theirs in ("attn_q", "attn_k"):
         kernel = permute(kernel, cfg.n_heads if theirs == "attn_q" else cfg.num_kv_heads)
-      w.add_tensor(f"blk.{i}.{theirs}.weight", q8(kernel), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+      w.add_tensor(f"blk.{i}.{theirs}.weight", blocks(kernel), raw_dtype=qtype)
   w.write_header_to_file()
   w.write_kv_data_to_file()
   w.write_tensors_to_file()
@@ -349,29 +349,66 @@ def _write_q8_0_llama(path, model):
   return path
 
 
-def test_gguf_q8_0_projections_load_as_int8_without_float_copy(tmp_path):
+@pytest.mark.parametrize("qtype,scheme,bound", [("Q8_0", "int8", 0.01), ("Q4_1", "q4_1", 0.1), ("Q4_0", "q4_1", 0.15)])
+def test_gguf_projections_load_as_their_blocks_without_float_copy(tmp_path, qtype, scheme, bound):
+  """GGUF Q8_0 / Q4_1 / Q4_0 projections become int8 / q4_1 kernels holding the file's codes and float16 scales
+  (block 32) and compute exactly what gguf's own dequantization gives."""
   model = tiny("tiny-llama", "lm", tie_embeddings=False)
-  path = _write_q8_0_llama(tmp_path / "m.gguf", model)
+  kind = getattr(gguf.GGMLQuantizationType, qtype)
+  path = _write_gguf_llama(tmp_path / "m.gguf", model, kind)
   ref = np.asarray(model(IDS)["logits"])
   floats = from_pretrained(path, task="lm")  # dequantized by gguf
-  ints = from_pretrained(path, task="lm", quantize="int8")
-  kernels = quant.quantized_kernels(ints)
+  kept = from_pretrained(path, task="lm", quantize=scheme)
+  kernels = quant.quantized_kernels(kept)
   assert len(kernels) == 14
   for k in kernels.values():
-    assert k.spec.block_size == 32 and k.codes.dtype == jnp.int8 and k.scale.dtype == jnp.float16
+    assert k.spec.scheme == scheme and k.spec.block_size == 32 and k.scale.dtype == jnp.float16
+    assert k.codes.dtype == (jnp.int8 if scheme == "int8" else jnp.uint8)
+    assert (scheme == "q4_1") == hasattr(k, "minimum")
   np.testing.assert_array_equal(np.asarray(kernels["decoder.layers.0.attn.query.kernel"][...]),
                                 np.asarray(floats.decoder.layers[0].attn.query.kernel[...]))
-  out = np.asarray(ints(IDS)["logits"])
+  out = np.asarray(kept(IDS)["logits"])
   np.testing.assert_allclose(out, np.asarray(floats(IDS)["logits"]), atol=1e-5, rtol=0)
-  assert relative_error(out, ref) < 0.01
+  assert relative_error(out, ref) < bound
   raw = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+  from lightft_jax.models.gguf import gguf_blocks
   np.testing.assert_array_equal(np.asarray(kernels["decoder.layers.1.mlp.down.kernel"].codes[...]),
-                                quant_codes_of(raw["blk.1.ffn_down.weight"]))
+                                gguf_blocks(raw["blk.1.ffn_down.weight"]).codes)
+  scanned = from_pretrained(path, task="lm", quantize=scheme, scan_layers=True)
+  assert quant.quantized_kernels(scanned)["decoder.layers.mlp.down.kernel"].codes.shape[0] == 2
+  np.testing.assert_allclose(np.asarray(scanned(IDS)["logits"]), out, atol=1e-5, rtol=0)
 
 
-def quant_codes_of(t):
-  from lightft_jax.models.gguf import q8_0_blocks
-  return q8_0_blocks(t).codes
+def test_q4_1_codes_are_ggufs():
+  """quantize(w, "q4_1", 32) gives the codes, d and m of gguf-py's Q4_1 (ggml's quantize_row_q4_1), before
+  GGUF rounds d and m to float16."""
+  w = np.random.RandomState(0).randn(8, 96).astype(np.float32)
+  ours = quant.quantize(jnp.asarray(w), "q4_1", 32)
+  raw = gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q4_1).reshape(8, 3, 20)
+  theirs = np.concatenate([raw[..., 4:] & 15, raw[..., 4:] >> 4], -1)
+  np.testing.assert_array_equal(np.asarray(quant.unpack_nibbles(ours["codes"])), theirs)
+  np.testing.assert_array_equal(np.asarray(ours["scale"]).astype(np.float16), raw[..., :2].copy().view(np.float16)[..., 0])
+  np.testing.assert_array_equal(np.asarray(ours["minimum"]).astype(np.float16), raw[..., 2:4].copy().view(np.float16)[..., 0])
+  spec = quant.QuantSpec("q4_1", 96, 8, 32, False, "float32")
+  np.testing.assert_allclose(np.asarray(quant.dequantize(ours, spec)), w, atol=np.abs(w).max() / 15)
+
+
+@pytest.mark.slow
+def test_smollm2_q4_1_gguf_loads_as_q4_1_kernels_with_the_float_logits():
+  """The bundled SmolLM2-135M GGUF (Q4_1 projections) kept quantized gives the logits of its float load."""
+  from lightft_jax.models import assets
+  try:
+    path = assets.smollm2_gguf()
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  ids = jnp.asarray([[1, 504, 3458, 314, 253, 1345, 28]], jnp.int32)
+  kept = from_pretrained(path, task="lm", quantize="q4_1")
+  kernels = quant.quantized_kernels(kept)
+  assert len(kernels) == 7 * 30 and all(k.spec.scheme == "q4_1" for k in kernels.values())
+  assert quant.stored_bytes(kept) == sum(k.size for k in kernels.values()) * 20 // 32  # 0.625 B per weight
+  out = np.asarray(kept(ids)["logits"])
+  floats = np.asarray(from_pretrained(path, task="lm")(ids)["logits"])
+  np.testing.assert_allclose(out, floats, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow

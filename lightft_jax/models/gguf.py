@@ -3,8 +3,8 @@
 `read_gguf(path)` dequantizes every tensor with `gguf.quants.dequantize`, renames it to the Hugging
 Face llama name (torch layout [out, in]), undoes llama.cpp's RoPE permutation of the q/k projections,
 and turns the `llama.*` metadata into an HF-style config dict, so `hf.from_pretrained` loads it through
-the same table as a safetensors llama. With `keep_q8_0=True` the Q8_0 attention / MLP projections stay as
-their int8 blocks (`quant.Q8_0Blocks`), which `from_pretrained(..., quantize="int8")` keeps as they are.
+the same table as a safetensors llama. With `keep="int8"` ("q4_1") the Q8_0 (Q4_1 / Q4_0) attention / MLP
+projections stay as their blocks (`quant.GGUFBlocks`), which `from_pretrained(..., quantize=...)` keeps as they are.
 `gguf_tokenizer(path)` rebuilds the byte-level BPE tokenizer.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as _HFTokenizer
 
-from lightft_jax.models.quant import Q8_0Blocks
+from lightft_jax.models.quant import GGUFBlocks, pack_nibbles
 from lightft_jax.models.tokenizer import Tokenizer
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -107,18 +107,34 @@ def gguf_config(meta: dict) -> dict:
 _PROJECTION = re.compile(r"^layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$")
 
 
-def q8_0_blocks(t) -> Q8_0Blocks:
-  """A Q8_0 ReaderTensor (rows of 34-byte blocks: float16 scale, 32 int8 codes) -> Q8_0Blocks, no float copy."""
-  n_in = int(t.shape[0])
-  raw = np.ascontiguousarray(np.asarray(t.data, np.uint8)).reshape(-1, n_in // 32, 34)
-  return Q8_0Blocks(codes=np.ascontiguousarray(raw[..., 2:]).view(np.int8),
-                    scale=np.ascontiguousarray(raw[..., :2]).view(np.float16)[..., 0])
+def gguf_blocks(t) -> GGUFBlocks | None:
+  """The blocks of a Q8_0, Q4_1 or Q4_0 ReaderTensor as stored, without a float copy (None for other types).
+
+  Q8_0 rows: 34-byte blocks (float16 d, 32 int8 codes). Q4_1: 20 bytes (float16 d, float16 m, 16 bytes whose
+  low nibbles hold elements 0..15 and high nibbles 16..31), w = q * d + m. Q4_0: 18 bytes (d, 16 bytes),
+  w = (q - 8) * d, kept as Q4_1 with m = -8 d (exact in float16). The 4-bit codes are re-packed into
+  `quant.pack_nibbles` order (a uint8 shuffle)."""
+  n_in, kind = int(t.shape[0]), t.tensor_type
+  raw = np.ascontiguousarray(np.asarray(t.data, np.uint8))
+  f16 = lambda b: np.ascontiguousarray(b).view(np.float16)[..., 0]
+  if kind == gguf.GGMLQuantizationType.Q8_0:
+    raw = raw.reshape(-1, n_in // 32, 34)
+    return GGUFBlocks("int8", np.ascontiguousarray(raw[..., 2:]).view(np.int8), f16(raw[..., :2]))
+  if kind not in (gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q4_0):
+    return None
+  q4_1 = kind == gguf.GGMLQuantizationType.Q4_1
+  raw = raw.reshape(-1, n_in // 32, 20 if q4_1 else 18)
+  d, qs = f16(raw[..., :2]), raw[..., 4 if q4_1 else 2:]
+  m = f16(raw[..., 2:4]) if q4_1 else (d * np.float16(-8)).astype(np.float16)
+  q = np.concatenate([qs & 15, qs >> 4], -1)  # elements 0..31 of each block
+  return GGUFBlocks("q4_1", np.ascontiguousarray(pack_nibbles(q)), d, m)
 
 
-def read_gguf(path: str | Path, keep_q8_0: bool = False) -> tuple[dict, dict[str, np.ndarray | Q8_0Blocks]]:
+def read_gguf(path: str | Path, keep: str | None = None) -> tuple[dict, dict[str, np.ndarray | GGUFBlocks]]:
   """(HF-style config dict, {HF llama tensor name: float32 array in torch layout}) of a llama GGUF.
 
-  With `keep_q8_0`, Q8_0 attention and MLP projections are Q8_0Blocks (rows in the same order) instead."""
+  keep: a quantization scheme ("int8" | "q4_1"): attention and MLP projections stored in that scheme's GGUF
+  types (int8: Q8_0; q4_1: Q4_1, Q4_0) are GGUFBlocks (rows in the same order) instead of float arrays."""
   reader = _reader(Path(path))
   hf = gguf_config(_metadata(reader))
   heads = {"q_proj": hf["num_attention_heads"], "k_proj": hf.get("num_key_value_heads", hf["num_attention_heads"])}
@@ -128,14 +144,13 @@ def read_gguf(path: str | Path, keep_q8_0: bool = False) -> tuple[dict, dict[str
     if name is None:
       unknown.append(t.name)
       continue
-    if keep_q8_0 and t.tensor_type == gguf.GGMLQuantizationType.Q8_0 and _PROJECTION.match(name):
-      w = q8_0_blocks(t)
-    else:
+    w = gguf_blocks(t) if keep and _PROJECTION.match(name) else None
+    if w is None or w.scheme != keep:
       w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)
     proj = name.split(".")[-2]
     if proj in heads:
-      w = (Q8_0Blocks(unpermute_rope(w.codes, heads[proj]), unpermute_rope(w.scale, heads[proj]))
-           if isinstance(w, Q8_0Blocks) else unpermute_rope(w, heads[proj]))
+      w = (w.rows(unpermute_rope(np.arange(w.shape[0]), heads[proj])) if isinstance(w, GGUFBlocks)
+           else unpermute_rope(w, heads[proj]))
     arrays[name] = w
   if unknown:
     raise ValueError(f"GGUF tensors with no llama mapping: {unknown[:8]}")

@@ -28,7 +28,7 @@ from lightft_jax.models import archs
 from lightft_jax.models.archs.base import Rule, convert, first
 from lightft_jax.models.config import TransformerConfig, get_preset
 from lightft_jax.models.gguf import gguf_tokenizer, read_gguf
-from lightft_jax.models.quant import Q8_0Blocks, QuantizedKernel, check_scheme, quantize_model
+from lightft_jax.models.quant import GGUFBlocks, QuantizedKernel, check_scheme, quantize_model
 from lightft_jax.models.tokenizer import Tokenizer
 from lightft_jax.models.transformer import Transformer
 
@@ -76,9 +76,9 @@ class Checkpoint:
   def shape(self, name: str) -> tuple[int, ...]:
     return self.shapes[name]
 
-  def read(self, name: str) -> np.ndarray | Q8_0Blocks:
+  def read(self, name: str) -> np.ndarray | GGUFBlocks:
     value = self._read(name)
-    return value if isinstance(value, Q8_0Blocks) else np.asarray(value)
+    return value if isinstance(value, GGUFBlocks) else np.asarray(value)
 
   @classmethod
   def from_safetensors(cls, files: list[Path]) -> "Checkpoint":
@@ -192,12 +192,14 @@ def load_weights(model: Transformer, ckpt: Checkpoint, prefix: str = "") -> list
         raise ValueError(f"shape mismatch for {theirs!r} (-> {ours}): the config implies {hf_expected}, "
                          f"the checkpoint holds {ckpt.shape(theirs)}")
       value = ckpt.read(theirs)
-      if isinstance(value, Q8_0Blocks) and not (kind == "linear" and isinstance(var, QuantizedKernel)):
+      if isinstance(value, GGUFBlocks) and not (kind == "linear" and isinstance(var, QuantizedKernel)):
         value = value.dequantize()
-      arrays.append(value if isinstance(value, Q8_0Blocks) else convert(value, kind))
+      arrays.append(value if isinstance(value, GGUFBlocks) else convert(value, kind))
       used.add(theirs)
-    if isinstance(arrays[0], Q8_0Blocks):  # GGUF Q8_0 blocks become the int8 kernel as they are
-      var.set_q8_0(*(np.stack(a) if stacked else a[0] for a in zip(*((b.codes, b.scale) for b in arrays))))
+    if isinstance(arrays[0], GGUFBlocks):  # GGUF blocks become the quantized kernel as they are
+      var.set_blocks(arrays[0] if not stacked else GGUFBlocks(
+          arrays[0].scheme, *(None if a[0] is None else np.stack(a)
+                              for a in zip(*((b.codes, b.scale, b.minimum) for b in arrays)))))
       continue
     value = np.stack(arrays) if stacked else arrays[0]
     var.set_value(jnp.asarray(value, dtype=var.dtype))
@@ -260,14 +262,15 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   `head_style` (models.heads.HEAD_STYLES) replaces the architecture's own sequence-classification pooling,
   e.g. "mean" for sentence-transformers encoders; such a model cannot be saved back as an HF checkpoint.
   `overrides` are TransformerConfig fields (scan_layers=True, param_dtype='bfloat16', remat=True, ...).
-  `quantize` ("int8" | "nf4") keeps the projections inside the blocks as frozen blockwise-quantized kernels
+  `quantize` ("int8" | "nf4" | "q4_1") keeps the projections inside the blocks as frozen blockwise-quantized kernels
   (models/quant.py; `quantize_block_size` values per block, `double_quant` of the block scales, default on for
-  nf4); a GGUF file's Q8_0 projections become int8 kernels (block 32) without a float copy.
+  nf4; "q4_1": 4-bit affine blocks); a GGUF file's projections stored in the chosen scheme's GGUF types become
+  quantized kernels as they are, without a float copy (int8: Q8_0; q4_1: Q4_1 and Q4_0; block 32).
   """
   check_scheme(quantize)
   directory, gguf_path = _resolve(directory, gguf_file)
   if gguf_path is not None:
-    hf, arrays = read_gguf(gguf_path, keep_q8_0=quantize == "int8")
+    hf, arrays = read_gguf(gguf_path, keep=quantize)
     ckpt = Checkpoint.from_arrays(arrays)
   else:
     hf = json.loads((directory / "config.json").read_text())

@@ -1,4 +1,5 @@
-"""Quantized frozen Dense kernels (QLoRA-style base): blockwise absmax int8 and NF4, optional double quantization.
+"""Quantized frozen Dense kernels (QLoRA-style base): blockwise absmax int8, NF4 (optional double quantization) and
+4-bit affine blocks (GGUF Q4_1).
 
 A quantized Dense keeps, instead of its float kernel, a `QuantizedKernel` module whose arrays are
 `QuantizedWeight` variables (not `nnx.Param`, so neither PEFT's trainable filter nor the train step ever
@@ -12,18 +13,23 @@ float32 absmax. Shapes, with nb = ceil(in / block_size):
                                          (GGUF Q8_0 is exactly this with block 32 and a float16 s.)
   nf4    codes uint8 [out, nb, block/2]  the index of the nearest of the 16 NF4 levels (QLoRA / bitsandbytes
                                          table) to w / absmax, two per byte, the first in the high nibble.
+  q4_1   codes uint8 [out, nb, block/2]  q in 0..15, packed as nf4; w ~ q * d + m with d = (max - min) / 15 and
+         minimum [out, nb] (m)            m = min of the block, q = trunc((w - m) / d + 0.5) as ggml's
+                                         quantize_row_q4_1 (GGUF Q4_1 is this with block 32, float16 d and m;
+                                         GGUF Q4_0, w = d * (q - 8), is this with m = -8 d).
   scale  float32 [out, nb] (int8: s, nf4: absmax), or with `double_quant` (QLoRA): the scales minus their
          mean (`scale_offset` [1]) in blocks of 256 (`scale_scale` float32 [nb2]) coded as uint8 indices into
          bitsandbytes' signed 8-bit dynamic map (`scale_codes` [nb2, 256]).
 Scanned stacks keep their leading layer axis on every array. Bytes per weight: int8 1.06, nf4 0.56,
-nf4 + double quantization 0.52 (fp32: 4).
+nf4 + double quantization 0.52, q4_1 0.63 at block 32 with float16 d and m (fp32: 4).
 
 `quantize_model(model, "nf4")` converts the Dense layers inside the blocks (attention and MLP projections;
 not the pooler, heads or lm_head, which stay float like QLoRA's lm_head) of any Transformer;
 `models.from_pretrained(..., quantize=...)` calls it after loading.
 
 Written here rather than with `qwix` because qwix is not installed here (nor in requirements.txt), and the formats
-to match exactly (bitsandbytes NF4 with double quantization, GGUF Q8_0 blocks) take ~150 lines of jnp.
+to match exactly (bitsandbytes NF4 with double quantization, GGUF Q8_0 / Q4_1 / Q4_0 blocks, kept as they are
+read) take ~150 lines of jnp.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from flax import nnx
 from lightft_jax.models.extensions import axis_names
 from lightft_jax.models.ops import linear
 
-SCHEMES = ("int8", "nf4")
+SCHEMES = ("int8", "nf4", "q4_1")
 DEFAULT_BLOCK_SIZE = 64
 DOUBLE_QUANT_BLOCK_SIZE = 256
 # Which Dense modules quantize_model converts by default: the projections inside the blocks.
@@ -74,7 +80,7 @@ def _midpoints(code: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class QuantSpec:
   """What the stored arrays mean (static: part of the graph, not of the state)."""
-  scheme: str              # "int8" | "nf4"
+  scheme: str              # one of SCHEMES
   d_in: int
   d_out: int
   block_size: int
@@ -128,13 +134,20 @@ def quantize(w: jax.Array, scheme: str, block_size: int = DEFAULT_BLOCK_SIZE,
              double_quant: bool = False) -> dict[str, jax.Array]:
   """w [..., out, in] (torch layout) -> the stored arrays (see the module docstring)."""
   check_scheme(scheme)
-  if scheme == "nf4" and block_size % 2:
-    raise ValueError(f"nf4 packs two codes per byte; block_size must be even, got {block_size}")
+  if scheme in ("nf4", "q4_1") and block_size % 2:
+    raise ValueError(f"{scheme} packs two codes per byte; block_size must be even, got {block_size}")
+  if scheme == "q4_1" and double_quant:
+    raise ValueError("double quantization is defined for nf4 / int8 absmax scales, not for q4_1 (GGUF has none)")
   w = w.astype(jnp.float32)
   d_in = w.shape[-1]
   pad = -d_in % block_size
   blocks = jnp.pad(w, [(0, 0)] * (w.ndim - 1) + [(0, pad)]).reshape(*w.shape[:-1], -1, block_size)
   absmax = jnp.abs(blocks).max(-1)  # [..., out, nb]
+  if scheme == "q4_1":  # ggml's quantize_row_q4_1 (gguf-py Q4_1.quantize_blocks), in float32
+    lo = blocks.min(-1)
+    d = (blocks.max(-1) - lo) / 15
+    q = jnp.trunc((blocks - lo[..., None]) * _inverse(d)[..., None] + 0.5)
+    return {"codes": pack_nibbles(jnp.clip(q, 0, 15).astype(jnp.uint8)), "scale": d, "minimum": lo}
   if scheme == "int8":
     scale = absmax / 127.0
     codes = jnp.clip(_round_half_away(blocks * _inverse(scale)[..., None]), -127, 127).astype(jnp.int8)
@@ -167,9 +180,14 @@ def dequantize(arrays: dict, spec: QuantSpec, dtype=None) -> jax.Array:
     scale = _dequantize_scales(arrays, spec, lead)
   if spec.scheme == "int8":
     vals = codes.astype(jnp.float32)
+  elif spec.scheme == "q4_1":
+    vals = unpack_nibbles(codes).astype(jnp.float32)
   else:
     vals = jnp.asarray(NF4_CODE)[unpack_nibbles(codes).astype(jnp.int32)]
-  w = (vals * scale[..., None]).reshape(*lead, spec.d_out, -1)[..., : spec.d_in]
+  w = vals * scale[..., None]
+  if "minimum" in arrays:
+    w = w + arrays["minimum"].astype(jnp.float32)[..., None]
+  w = w.reshape(*lead, spec.d_out, -1)[..., : spec.d_in]
   return w.astype(dtype or spec.dtype)
 
 
@@ -179,6 +197,9 @@ def _dequantized_linear(x: jax.Array, arrays: dict, spec: QuantSpec) -> jax.Arra
 
 
 # ---------------------------------------------------------------------------------------------- modules
+
+ARRAY_NAMES = ("codes", "scale", "minimum", "scale_codes", "scale_scale", "scale_offset")
+
 
 class QuantizedWeight(nnx.Variable):
   """Stored codes and block scales of a frozen quantized kernel. Not an nnx.Param: nothing trains it."""
@@ -194,15 +215,15 @@ class QuantizedKernel(nnx.Module):
     names = tuple(sharding_names) or (None, None)
     self.sharding_names = names
     lead, in_ax, out_ax = names[:-2], names[-2], names[-1]
-    row = {"codes": (out_ax, in_ax, None), "scale": (out_ax, in_ax), "scale_codes": (None, None),
+    row = {"codes": (out_ax, in_ax, None), "scale": (out_ax, in_ax), "minimum": (out_ax, in_ax),
+           "scale_codes": (None, None),
            "scale_scale": (None,), "scale_offset": (None,)}
     lead = lead if len(lead) == arrays["codes"].ndim - 3 else (None,) * (arrays["codes"].ndim - 3)
     for name, value in arrays.items():
       setattr(self, name, QuantizedWeight(value, sharding_names=lead + row[name]))
 
   def arrays(self) -> dict[str, jax.Array]:
-    return {n: getattr(self, n)[...] for n in ("codes", "scale", "scale_codes", "scale_scale", "scale_offset")
-            if hasattr(self, n)}
+    return {n: getattr(self, n)[...] for n in ARRAY_NAMES if hasattr(self, n)}
 
   @property
   def shape(self) -> tuple[int, ...]:
@@ -245,18 +266,22 @@ class QuantizedKernel(nnx.Module):
     for name, a in new.items():
       getattr(self, name).set_value(a)
 
-  def set_q8_0(self, codes: np.ndarray, scale: np.ndarray) -> None:
-    """Takes GGUF Q8_0 blocks as they are (int8 scheme, block 32, float16 scales, no double quantization):
-    codes int8 [..., out, in/32, 32], scale [..., out, in/32]."""
-    if tuple(codes.shape[:-3]) + (codes.shape[-2] * codes.shape[-1], codes.shape[-3]) != self.shape:
-      raise ValueError(f"Q8_0 blocks of shape {codes.shape} do not fit the kernel {self.shape}")
-    for name in ("scale", "scale_codes", "scale_scale", "scale_offset"):
+  def set_blocks(self, blocks: GGUFBlocks) -> None:
+    """Takes GGUF blocks as they are (their scheme, block size and float16 scales; no double quantization):
+    `blocks` codes [..., out, in/block, block] (int8) or [..., out, in/block, block/2] (packed 4-bit)."""
+    codes = blocks.codes
+    block = codes.shape[-1] * (2 if blocks.scheme == "q4_1" else 1)
+    if tuple(codes.shape[:-3]) + (codes.shape[-2] * block, codes.shape[-3]) != self.shape:
+      raise ValueError(f"GGUF {blocks.scheme} blocks of shape {codes.shape} do not fit the kernel {self.shape}")
+    lead, (in_ax, out_ax) = axis_names(self.codes)[:-3], self.sharding_names[-2:]
+    for name in ARRAY_NAMES:
       if hasattr(self, name):
         delattr(self, name)
-    self.spec = dataclasses.replace(self.spec, scheme="int8", block_size=int(codes.shape[-1]), double_quant=False)
-    lead, row = axis_names(self.codes)[:-3], self.sharding_names[-2:]
-    self.codes = QuantizedWeight(jnp.asarray(codes, jnp.int8), sharding_names=lead + (row[1], row[0], None))
-    self.scale = QuantizedWeight(jnp.asarray(scale), sharding_names=lead + (row[1], row[0]))
+    self.spec = dataclasses.replace(self.spec, scheme=blocks.scheme, block_size=int(block), double_quant=False)
+    self.codes = QuantizedWeight(jnp.asarray(codes), sharding_names=lead + (out_ax, in_ax, None))
+    self.scale = QuantizedWeight(jnp.asarray(blocks.scale), sharding_names=lead + (out_ax, in_ax))
+    if blocks.minimum is not None:
+      self.minimum = QuantizedWeight(jnp.asarray(blocks.minimum), sharding_names=lead + (out_ax, in_ax))
 
   def apply(self, x: jax.Array) -> jax.Array:
     """x [..., in] -> [..., out] in x's dtype."""
@@ -274,18 +299,34 @@ def quantize_kernel(kernel: nnx.Variable, scheme: str, block_size: int = DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)
-class Q8_0Blocks:
-  """A GGUF Q8_0 matrix as stored: codes int8 [out, in/32, 32] and float16 scales [out, in/32];
-  w = codes * scale. `shape` is the matrix's (out, in)."""
+class GGUFBlocks:
+  """A GGUF block-quantized matrix as stored, rows in order: scheme "int8" (Q8_0: codes int8 [out, in/32, 32],
+  w = codes * scale) or "q4_1" (Q4_1 / Q4_0: codes uint8 [out, in/32, 16] packed as `pack_nibbles`,
+  w = q * scale + minimum); scale and minimum float16 [out, in/32]. `shape` is the matrix's (out, in)."""
+  scheme: str
   codes: np.ndarray
   scale: np.ndarray
+  minimum: np.ndarray | None = None
 
   @property
   def shape(self) -> tuple[int, int]:
-    return (self.codes.shape[0], self.codes.shape[1] * self.codes.shape[2])
+    per_byte = 2 if self.scheme == "q4_1" else 1
+    return (self.codes.shape[0], self.codes.shape[1] * self.codes.shape[2] * per_byte)
+
+  def rows(self, index: np.ndarray) -> GGUFBlocks:
+    """The same blocks with rows (output features) reordered by `index`."""
+    return GGUFBlocks(self.scheme, self.codes[index], self.scale[index],
+                      None if self.minimum is None else self.minimum[index])
 
   def dequantize(self) -> np.ndarray:
-    return (self.codes.astype(np.float32) * self.scale.astype(np.float32)[..., None]).reshape(self.shape)
+    if self.scheme == "int8":
+      vals = self.codes.astype(np.float32)
+    else:
+      vals = np.stack([self.codes >> 4, self.codes & 15], -1).reshape(*self.codes.shape[:-1], -1).astype(np.float32)
+    w = vals * self.scale.astype(np.float32)[..., None]
+    if self.minimum is not None:
+      w = w + self.minimum.astype(np.float32)[..., None]
+    return w.reshape(self.shape)
 
 
 def quantize_model(model: nnx.Module, scheme: str | None, *, block_size: int = DEFAULT_BLOCK_SIZE,

@@ -215,7 +215,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tokenizer = ""  # tokenizer.json file or directory; default: the HF directory
   c.model.dtype = "float32"
   c.model.max_length = 128
-  c.model.quantize = ""  # "int8" | "nf4": frozen block projections kept blockwise-quantized (models/quant.py)
+  c.model.quantize = ""  # "int8" | "nf4" | "q4_1": frozen block projections kept blockwise-quantized (models/quant.py)
   c.model.head_style = ""  # classification pooling (models.heads.HEAD_STYLES: mean, bert, ...); "": the architecture's own
 
   c.peft = ml_collections.ConfigDict({"method": "full"})
