@@ -167,3 +167,20 @@ def test_prefix_slots_split_by_kv_head():
   peft.apply(model, ml_collections.ConfigDict({"method": "prefix", "num_tokens": 3}))
   specs = shd.state_specs(nnx.state(model), mesh)
   assert specs["decoder"]["layers"][0]["attn"]["extra_kv"]["prefix_k"] == jax.sharding.PartitionSpec(None, "tensor")
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_peft_factors_are_sharded_by_their_axis_names_and_match_one_device(method):
+  """LoRA / IA3 weights carry the logical axes of the kernel they adapt (extensions.axis_names), so on an FSDP x
+  tensor mesh they are split like it, and the run gives the one-device losses and weights."""
+  mesh = shd.make_mesh(data=1, fsdp=2, tensor=4)
+  losses, state, _, _ = run(mesh, method=method, n=4)
+  one_losses, one_state, _, _ = run(shd.make_mesh(1, 1, 1, devices=jax.devices()[:1]), method=method, n=4)
+  np.testing.assert_allclose(losses, one_losses, atol=1e-5, rtol=0)
+  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(one_state["params"])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
+  split = {jax.tree_util.keystr(p): v.sharding.spec for p, v in jax.tree_util.tree_leaves_with_path(state["params"])
+           if any(a is not None for a in v.sharding.spec)}
+  assert split, "no PEFT weight is split over the mesh"
+  if method == "lora":  # A [in, r] splits like the kernel's input axis, B [r, out] like its output axis
+    assert {tuple(s) for s in split.values()} == {("fsdp",), (None, "tensor")}, split
