@@ -1,12 +1,15 @@
 """`run_icl_eval(config, workdir)`: few-shot evaluation of a language model into a run directory.
 
-Writes config.json, metrics.jsonl (one row per k), results.json (metrics per k, seeds averaged) and
-accuracy_vs_k.png. See configs/icl_eval.py for the keys.
+Writes config.json, metrics.jsonl (one row per k), accuracy_vs_k.png and, last, results.json (metrics per k, seeds
+averaged). Like a training run's, results.json says `"status": "completed"` (so `launch` skips a finished point and
+`launch.aggregate` reads it), `"trainable_params": 0`, `step` 0 and `wall_time_s`; its `test` section holds every
+k's metrics on the query split as `k<K>/<metric>` (e.g. `k16/acc`, `k16/acc_calibrated`). See configs/icl_eval.py for the keys.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import ml_collections
@@ -61,6 +64,7 @@ def fewshot_options(icl: ml_collections.ConfigDict) -> FewShotOptions:
 def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Runs the few-shot evaluation described by `config` (configs/icl_eval.py) and writes `workdir`."""
   from lightft_jax import data
+  t0 = time.time()
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json(indent=2))
@@ -81,15 +85,21 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
   with open(workdir / "metrics.jsonl", "w") as f:
     for k, row in out["per_k"].items():
       f.write(json.dumps({"step": k, "split": split, "k": k, **row}, allow_nan=False) + "\n")
-  results = {"task": task.name, "split": split, "num_queries": len(queries), "pool_size": len(pool),
-             "model": config.model.name, "label_mode": options.label_mode, "selection": options.selection,
-             "seeds": list(options.seeds), "per_k": {str(k): v for k, v in out["per_k"].items()},
-             "per_seed": {str(k): v for k, v in out["per_seed"].items()}}
-  (workdir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
   ks = sorted(out["per_k"])
   names = [n for n in out["per_k"][ks[0]] if not n.endswith("_std")]
   plot_curves(workdir / "accuracy_vs_k.png", ks, {n: [out["per_k"][k][n] for k in ks] for n in names},
               xlabel="k (demonstrations)", ylabel="score",
               title=f"{task.name}: {config.model.name}, {len(queries)} {split} examples",
               chance=1.0 / len(template.verbalizers) if template.verbalizers else None)
+  import jax
+  from lightft_jax.train.loop import write_json
+  results = {"status": "completed", "step": 0, "trainable_params": 0,
+             "task": task.name, "split": split, "num_queries": len(queries), "pool_size": len(pool),
+             "model": config.model.name, "label_mode": options.label_mode, "selection": options.selection,
+             "seeds": list(options.seeds), "per_k": {str(k): v for k, v in out["per_k"].items()},
+             "per_seed": {str(k): v for k, v in out["per_seed"].items()},
+             "test": {f"k{k}/{n}": v for k in ks for n, v in out["per_k"][k].items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)},
+             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "wall_time_s": time.time() - t0}
+  write_json(workdir / "results.json", results)  # last, atomically: its status marks the run finished
   return results
