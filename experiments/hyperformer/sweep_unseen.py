@@ -1,24 +1,60 @@
-"""hyperformer, unseen task (written, not run here): context-conditioned hypernetworks / MoE-LoRA router trained
-on rotten_tomatoes + debate_party, then evaluated on convention_party, which they never train on, from the mean
-MiniLM sentence embedding of k=16 of its training examples, with no gradient step (`held_out/convention_party/*`
-in results.json). Classes are shared across tasks (heads=shared): debate_party's Democratic / Republican are
-classes 0 / 1, as convention_party's democrat / republican, so the party head can transfer; rotten_tomatoes'
-negative / positive share classes 0 / 1 too.
+"""hyperformer, unseen task: context-conditioned hypernetworks / MoE-LoRA router trained on rotten_tomatoes +
+debate_party, then evaluated on convention_party, which they never train on, from the mean MiniLM sentence
+embedding of k=16 of its training examples, with no gradient step (`held_out/convention_party/*` in results.json).
+Classes are shared across tasks (heads=shared): debate_party's Democratic / Republican are classes 0 / 1, as
+convention_party's democrat / republican, so the party head can transfer; rotten_tomatoes' negative / positive
+share classes 0 / 1 too.
 
+The issue's baselines on convention_party from k=16 examples are their own sweeps (a sweep has one config file):
+  adapter_sweep  one Houlsby adapter (reduction 16) + classifier on all-MiniLM-L6-v2 (configs/quickstart.py)
+                 trained on only the k examples `task.options.train_k` / `train_k_seed` select
+                 (`data.tasks.k_shot_indices`: the same k examples the ICL run shows for that seed)
+  icl_sweep      in-context learning with SmolLM2-135M-Instruct (configs/icl_eval.py; the encoder is not a language
+                 model) from k demonstrations drawn for seed 0.. (`icl.seeds`), scored by the log-likelihood of
+                 " democrat" / " republican", plain and calibrated (acc, acc_calibrated)
+The hypernetwork's own k examples come from `data.mixture.context_examples` (a permutation seeded by the run's
+seed): the same k, not the same draw.
+
+Paper-sized (for an accelerator), the files sweep_unseen.py, sweep_unseen_adapter.py, sweep_unseen_icl.py:
   python -m launch.launchers experiments/hyperformer/sweep_unseen.py --target=slurm --gpus-per-node=1 ...
-  python -m launch.aggregate runs/hyperformer_unseen --group-by=peft.method --out=experiments/hyperformer/results/unseen
-
-Not here yet: the issue's baselines on the same k examples (ICL with a causal LM, and a per-task adapter trained
-on only those k examples).
+  python -m launch.aggregate runs/hyperformer_unseen --group-by=job,task.name,peft.method \\
+      --out=experiments/hyperformer/results/unseen
+The CPU-sized sweeps that ran here are sweep_unseen_cpu*.py (run_unseen.sh).
 """
 
 STEPS = 600
 SEEDS = (0, 1, 2)
+K = 16
+HELD_OUT = "convention_party"
+SOURCE_TASKS = "rotten_tomatoes+debate_party"
 METHODS = ("hyper_adapter", "hyper_lora", "moe_lora")
 
 
+def sweep(steps: int, seeds, workdir: str, eval_every: int = 100, methods=METHODS) -> dict:
+  """The context-conditioned methods trained on SOURCE_TASKS, HELD_OUT evaluated from K of its examples."""
+  return {"config": f"configs/multitask.py:steps={steps},eval_every={eval_every},condition=context,"
+                    f"context_k={K},held_out={HELD_OUT},tasks={SOURCE_TASKS}",
+          "workdir": workdir, "grid": {"seed": list(seeds)},
+          "list": [{"arg": f"method={m}", "wandb.mode": "disabled"} for m in methods]}
+
+
+def adapter_sweep(steps: int, seeds, workdir: str) -> dict:
+  """A per-task adapter trained on only the K examples of HELD_OUT that seed s draws (train_k_seed = s), batch K
+  (each step one pass over them), warm-up a tenth of the steps, the quickstart's lr 2e-3 (head 1e-2); the last
+  step is validated (256 examples) and tested (the whole split). Not tuned."""
+  return {"config": f"configs/quickstart.py:method=adapter,steps={steps},batch={K},warmup={max(1, steps // 10)},"
+                    "baselines=False",
+          "workdir": workdir,
+          "list": [{"seed": s, "task.name": HELD_OUT, "task.options.train_k": K, "task.options.train_k_seed": s,
+                    "eval_every": 0, "wandb.mode": "disabled"} for s in seeds]}
+
+
+def icl_sweep(n_seeds: int, limit: int, workdir: str) -> dict:
+  """SmolLM2-135M-Instruct, K demonstrations (seeds 0..n_seeds-1), the first `limit` test queries (0: all)."""
+  # icl.ks on the command line: configs/icl_eval.py's `k=16` argument (one number) fails its string type
+  return {"config": f"configs/icl_eval.py:task={HELD_OUT},limit={limit},seeds={n_seeds}",
+          "workdir": workdir, "list": [{"icl.ks": (K,), "wandb.mode": "disabled"}]}
+
+
 def get_sweep():
-  return {"config": f"configs/multitask.py:steps={STEPS},condition=context,held_out=convention_party,"
-                    "tasks=rotten_tomatoes+debate_party",
-          "workdir": "runs/hyperformer_unseen", "grid": {"seed": list(SEEDS)},
-          "list": [{"arg": f"method={m}", "wandb.mode": "disabled"} for m in METHODS]}
+  return sweep(STEPS, SEEDS, "runs/hyperformer_unseen/hyper")
