@@ -207,3 +207,53 @@ def test_first_order_updates_match_hand_computed_updates(algorithm):
   np.testing.assert_allclose(got, expected[algorithm], rtol=1e-5, atol=1e-6)
   # The other formula lands far away, so swapping the two fails the check above.
   assert np.abs(expected["reptile"] - expected["fomaml"]).max() > 0.05
+
+
+# ------------------------------------------------------------------------------- real text tasks
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer():
+  from lightft_jax.models.assets import smollm2_gguf
+  from lightft_jax.models.hf import load_tokenizer
+  return load_tokenizer(smollm2_gguf())
+
+
+def test_text_family_under_mock_data_has_one_token_answers_and_a_train_support_pool(smollm2_tokenizer, tmp_path):
+  """The real TFDS builders (mock records): every example is the task's template with one-token verbalizers;
+  held-out queries come from the asked split, demonstrations / support from the train split."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from lightft_jax.data import scattertext_politics  # noqa: F401  (registers the builder)
+  from lightft_jax.icl import meta
+  dd = str(tmp_path / "tfds")
+  with tfds.testing.mock_data(num_examples=6, data_dir=dd):
+    tasks = meta.make_tasks("text", names=["convention_party", "debate_party"], split="validation",
+                            tokenizer=smollm2_tokenizer, max_words=5, support_split="train", data_dir=dd)
+  enc = lambda t: smollm2_tokenizer.encode(t, add_special_tokens=False)
+  for task, words in zip(tasks, (("democrat", "republican"), ("Democrat", "Republican", "Host"))):
+    assert task.label_ids == [enc(" " + w)[0] for w in words]
+    assert len(task.examples) == len(task.support) == 6
+    assert all(y in task.label_ids and len(x) >= 4 for x, y in task.examples + task.support)
+    sup, qry = meta._split_sample(task, np.random.default_rng(0), 4, 3)
+    assert len(sup) == 4 and len(qry) == 3
+    assert all(s in task.support for s in sup) and all(q in task.examples for q in qry)
+  with pytest.raises(ValueError, match=r"no meta-learning template for task 'imdb'; known: \['convention_party'"):
+    meta.text_task("imdb", "train", smollm2_tokenizer)
+  with pytest.raises(ValueError, match="needs task names"):
+    meta.make_tasks("text", tokenizer=smollm2_tokenizer)
+  with pytest.raises(ValueError, match=r"unknown meta-learning task family 'words'; known: \['text', 'token_mapping'\]"):
+    meta.make_tasks("words")
+
+
+@pytest.mark.slow
+def test_metaicl_on_real_text_tasks_runs_through_the_trainer(tmp_path):
+  """family=text end to end on a tiny random decoder with SmolLM2's tokenizer: meta-train on two tasks, k-shot
+  accuracy on the held-out one's validation split, then its test split."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from lightft_jax.data import scattertext_politics  # noqa: F401
+  with tfds.testing.mock_data(num_examples=6):
+    run, results = meta_run(tmp_path, "family=text,model=tiny-llama,algorithm=metaicl,steps=2,k=2,queries=4,batch=8,"
+                            "max_words=4")
+  assert results["task"] == "convention_party,debate_party" and results["step"] == 2
+  for split in ("eval", "test"):
+    assert results[split]["examples"] == 4 and 0 <= results[split]["icl_accuracy"] <= 1
+  assert results["peft"]["method"] == "lora" and np.isfinite(results["train_loss"])

@@ -93,7 +93,7 @@ def evaluate_icl(model: Transformer, tasks: Sequence, *, k: int, queries_per_tas
   for task in tasks:
     contexts, gold = [], []
     for _ in range(queries_per_task):
-      *demos, query = task.sample(rng, k + 1)
+      demos, (query,) = _split_sample(task, rng, k, 1)
       ctx, y = kshot_sequence(demos, query, sep)
       contexts.append(ctx)
       gold.append(task.label_ids.index(y))
@@ -102,6 +102,15 @@ def evaluate_icl(model: Transformer, tasks: Sequence, *, k: int, queries_per_tas
     correct += int(np.sum(np.argmax(np.stack(ll), -1) == np.array(gold)))
     total += len(gold)
   return correct / total
+
+
+def _split_sample(task, rng: np.random.Generator, n_support: int, n_query: int):
+  """(support examples, query examples) of a held-out task: from its own support pool when it has one
+  (`TextTask.sample_split`), else n_support + n_query draws of `sample`."""
+  if getattr(task, "support", None) is not None:
+    return task.sample_split(rng, n_support, n_query)
+  examples = task.sample(rng, n_support + n_query)
+  return examples[:n_support], examples[n_support:]
 
 
 def _sgd_steps(loss_of: Callable, params, batch, lr: float, n: int):
@@ -159,8 +168,7 @@ def evaluate_adaptation(model: Transformer, tasks: Sequence, *, support: int = 8
 
   before, after = [], []
   for task in tasks:
-    examples = task.sample(rng, support + query)
-    sup, rows = examples[:support], examples[support:]
+    sup, rows = _split_sample(task, rng, support, query)
     before.append(accuracy(params, task, rows))
     n = length or max(len(x) + 1 for x, _ in sup)
     after.append(accuracy(adapt(params, lm_rows(sup, n, pad)), task, rows))
@@ -207,28 +215,117 @@ class TaskStream:
     self.step = int(state["step"])
 
 
-def make_tasks(family: str, seeds: Sequence[int]) -> list:
-  """The tasks of a task family: "token_mapping" (`TokenMappingTask` per seed)."""
-  if family != "token_mapping":
-    raise ValueError(f"unknown meta-learning task family {family!r}; known: ['token_mapping']")
-  return [TokenMappingTask(int(s)) for s in seeds]
+# Real labelled text tasks as meta-learning tasks: template and one-token answers (SmolLM2's tokenizer) per task.
+TEXT_TASKS = {
+    "rotten_tomatoes": ("Review: {text}\nSentiment:", ("negative", "positive")),
+    "convention_party": ("Speech: {text}\nParty:", ("democrat", "republican")),
+    "debate_party": ("Statement: {text}\nSpeaker:", ("Democrat", "Republican", "Host")),
+}
+
+
+@dataclasses.dataclass
+class TextTask:
+  """A labelled text task of `lightft_jax.data` as meta-learning examples: each example "template(text)" (the
+  text cut to `max_words` words) as token ids, and its label's verbalizer, one token (`label_ids`).
+  `support`: where demonstrations and adaptation examples of a held-out task come from (its train split) while
+  the queries come from `examples` (validation or test); None: from `examples` too."""
+
+  name: str
+  examples: list[tuple[list[int], int]]
+  label_ids: list[int]
+  support: list[tuple[list[int], int]] | None = None
+
+  def sample(self, rng: np.random.Generator, n: int, pool=None) -> list[tuple[list[int], int]]:
+    pool = self.examples if pool is None else pool
+    return [pool[i] for i in rng.choice(len(pool), n, replace=len(pool) < n)]
+
+  def sample_split(self, rng: np.random.Generator, n_support: int, n_query: int):
+    """(n_support examples of `support`, n_query of `examples`)."""
+    return self.sample(rng, n_support, self.support), self.sample(rng, n_query)
+
+
+def text_task(name: str, split: str, tokenizer, *, max_words: int = 30, limit: int | None = None,
+              data_dir: str | None = None, support_split: str | None = None) -> TextTask:
+  """`TextTask` of task `name` (one of TEXT_TASKS) on `split` (and `support_split` as its support), tokenized as
+  the ICL harness encodes prompts."""
+  if name not in TEXT_TASKS:
+    raise ValueError(f"no meta-learning template for task {name!r}; known: {sorted(TEXT_TASKS)}")
+  from lightft_jax import data
+  from lightft_jax.icl.fewshot import PromptEncoder
+  template, words = TEXT_TASKS[name]
+  enc = PromptEncoder(tokenizer)
+  label_ids = []
+  for w in words:
+    ids = enc.answer(" " + w)  # after the template's ":" as the ICL harness puts it (label_delimiter " ")
+    if len(ids) != 1:
+      raise ValueError(f"the verbalizer {w!r} of task {name!r} is {len(ids)} tokens with this tokenizer; "
+                       f"meta-learning scores one-token answers")
+    label_ids.append(ids[0])
+  task = data.get_task(name, **({"data_dir": data_dir} if data_dir else {}))
+  encode = lambda rows: [(enc.context(template.format(text=" ".join(r["text"].split()[:max_words]))),
+                          label_ids[int(r["label"])]) for r in rows]
+  support = encode(task.examples(support_split, limit=limit)) if support_split else None
+  return TextTask(name, encode(task.examples(split, limit=limit)), label_ids, support)
+
+
+def make_tasks(family: str, seeds: Sequence[int] = (), *, names: Sequence[str] = (), split: str = "train",
+               tokenizer=None, max_words: int = 30, limit: int | None = None, support_split: str | None = None,
+               data_dir: str | None = None) -> list:
+  """The tasks of a family: "token_mapping" (`TokenMappingTask` per seed) or "text" (`TextTask` per name, on
+  `split` with `support_split` as support, with `tokenizer`)."""
+  if family == "token_mapping":
+    return [TokenMappingTask(int(s)) for s in seeds]
+  if family == "text":
+    if not names:
+      raise ValueError(f"meta-learning family 'text' needs task names; known: {sorted(TEXT_TASKS)}")
+    return [text_task(n, split, tokenizer, max_words=max_words, limit=limit, support_split=support_split,
+                      data_dir=data_dir) for n in names]
+  raise ValueError(f"unknown meta-learning task family {family!r}; known: ['text', 'token_mapping']")
 
 
 def _lm_model(config):
   from lightft_jax import peft
-  from lightft_jax.models import get_preset
-  model = Transformer(get_preset(config.model.name, **dict(config.model.overrides)), task="lm",
-                      rngs=nnx.Rngs(config.seed))
+  from lightft_jax.train.build import build_model
+  model = build_model(config.model, task="lm", seed=config.seed)
   peft.apply(model, config.peft)
   return model
+
+
+def _tokenizer(config):
+  if config.meta.family != "text":
+    return None
+  from lightft_jax.train.build import build_tokenizer
+  return build_tokenizer(config.model)
+
+
+def _names(value: str) -> list[str]:
+  return [n for n in value.split(",") if n]
+
+
+def _train_tasks(config) -> list:
+  m = config.meta
+  if m.family == "text":
+    return make_tasks("text", names=_names(m.train_names), split="train", tokenizer=_tokenizer(config),
+                      max_words=m.max_words)
+  return make_tasks(m.family, range(m.train_tasks))
+
+
+def _held_out_tasks(config, split: str) -> list:
+  """Held-out tasks: "text": `meta.held_out_names` on `split` (validation during training, test at the end);
+  token_mapping: `meta.held_out_tasks` seeds from `meta.held_out_seed` (one set for every split)."""
+  m = config.meta
+  if m.family == "text":
+    return make_tasks("text", names=_names(m.held_out_names), split=split, tokenizer=_tokenizer(config),
+                      max_words=m.max_words, support_split="train")
+  return make_tasks(m.family, range(m.held_out_seed, m.held_out_seed + m.held_out_tasks))
 
 
 def _workload(config, model, stream, gradient=None):
   from lightft_jax.train.workload import Workload
   m = config.meta
-  held_out = make_tasks(m.family, range(m.held_out_seed, m.held_out_seed + m.held_out_tasks))
 
   def evaluate(prog, params, frozen, rest, split, limit=0, report=False):
+    held_out = _held_out_tasks(config, split)
     model = prog.model(params, frozen, rest, train=False)
     out = {"icl_accuracy": evaluate_icl(model, held_out, k=m.k, queries_per_task=m.queries_per_task, sep=m.sep)}
     if config.train.objective != "metaicl":
@@ -238,15 +335,15 @@ def _workload(config, model, stream, gradient=None):
                                      wrt=peft.trainable_filter(model), length=config.model.max_length))
     return {**out, "examples": len(held_out) * m.queries_per_task}
 
-  return Workload(model=model, batches=stream, name=f"{m.family}[{m.train_tasks} tasks]", kind="lm",
-                  gradient=gradient, evaluate=evaluate)
+  name = m.train_names if m.family == "text" else f"{m.family}[{m.train_tasks} tasks]"
+  return Workload(model=model, batches=stream, name=name, kind="lm", gradient=gradient, evaluate=evaluate)
 
 
 def metaicl_workload(config):
   """`train.objective="metaicl"`: k-shot sequences from the training tasks, the answer loss; evaluation:
   k-shot accuracy on held-out tasks (configs/meta_learning.py has the keys)."""
   model, m = _lm_model(config), config.meta
-  stream = TaskStream(make_tasks(m.family, range(m.train_tasks)), mode="metaicl", batch_size=config.batch_size,
+  stream = TaskStream(_train_tasks(config), mode="metaicl", batch_size=config.batch_size,
                       length=config.model.max_length, pad_id=model.cfg.pad_token_id, seed=config.seed, k=m.k,
                       sep=m.sep)
   return _workload(config, model, stream)
@@ -257,7 +354,7 @@ def first_order_workload(config):
   (`first_order_gradient`; the outer learning rate is `optimizer.lr`, with `optimizer.name="sgd"` for the
   papers' plain outer step); evaluation: held-out accuracy before and after adaptation, and k-shot."""
   model, m = _lm_model(config), config.meta
-  stream = TaskStream(make_tasks(m.family, range(m.train_tasks)), mode="first_order",
+  stream = TaskStream(_train_tasks(config), mode="first_order",
                       batch_size=config.batch_size, length=config.model.max_length,
                       pad_id=model.cfg.pad_token_id, seed=config.seed, support=m.support, query=m.query)
   return _workload(config, model, stream, first_order_gradient(config.train.objective, m.inner_steps, m.inner_lr))
