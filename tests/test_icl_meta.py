@@ -244,16 +244,35 @@ def test_text_family_under_mock_data_has_one_token_answers_and_a_train_support_p
     meta.make_tasks("words")
 
 
-@pytest.mark.slow
-def test_metaicl_on_real_text_tasks_runs_through_the_trainer(tmp_path):
-  """family=text end to end on a tiny random decoder with SmolLM2's tokenizer: meta-train on two tasks, k-shot
-  accuracy on the held-out one's validation split, then its test split."""
+@pytest.mark.slow  # about 15 s per algorithm on 2 idle cores (compiling the SmolLM2-vocabulary model)
+@pytest.mark.parametrize("algorithm", ["metaicl", "reptile", "fomaml"])
+def test_each_objective_on_real_text_tasks_runs_through_the_trainer(tmp_path, algorithm):
+  """family=text end to end on a tiny random decoder with SmolLM2's tokenizer (mock TFDS records): two steps of
+  meta-training on two tasks, k-shot accuracy (and for reptile / fomaml accuracy before / after adaptation) on
+  the held-out one's validation split, then its test split."""
   tfds = pytest.importorskip("tensorflow_datasets")
   from lightft_jax.data import scattertext_politics  # noqa: F401
   with tfds.testing.mock_data(num_examples=6):
-    run, results = meta_run(tmp_path, "family=text,model=tiny-llama,algorithm=metaicl,steps=2,k=2,queries=4,batch=8,"
-                            "max_words=4")
+    run, results = meta_run(tmp_path, f"family=text,model=tiny-llama,algorithm={algorithm},steps=2,k=2,queries=4,"
+                            "batch=8,max_words=4,support=2,query=2,inner_steps=1")
   assert results["task"] == "convention_party,debate_party" and results["step"] == 2
   for split in ("eval", "test"):
     assert results[split]["examples"] == 4 and 0 <= results[split]["icl_accuracy"] <= 1
+    if algorithm != "metaicl":
+      assert 0 <= results[split]["acc_before"] <= 1 and 0 <= results[split]["acc_after"] <= 1
   assert results["peft"]["method"] == "lora" and np.isfinite(results["train_loss"])
+
+
+def test_meta_learning_config_rejects_unknown_text_tasks_and_families():
+  from lightft_jax.train import config_lib
+  load = lambda arg: config_lib.load_config(f"configs/meta_learning.py:{arg}", [])
+  with pytest.raises(ValueError, match=r"unknown text task\(s\) \['imdb'\]; known: \['convention_party', "
+                                       r"'debate_party', 'rotten_tomatoes'\]"):
+    load("family=text,held_out=imdb")
+  with pytest.raises(ValueError, match=r"unknown text task\(s\) \['sst2'\]"):
+    load("family=text,train=convention_party+sst2")
+  with pytest.raises(ValueError, match="unknown family 'words'; choose 'text' or 'token_mapping'"):
+    load("family=words")
+  c = load("family=text,algorithm=reptile,steps=0,k=2,max_words=12")
+  assert c.total_steps == 0 and c.model.max_length == 48 and c.peft.targets == "qv"
+  assert c.meta.train_names == "convention_party,debate_party" and c.meta.held_out_names == "rotten_tomatoes"

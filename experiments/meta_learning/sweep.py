@@ -1,6 +1,7 @@
 """meta_learning, paper-sized (for an accelerator; not run here): SmolLM2-135M with LoRA (r=8 on q, v)
 meta-trained on convention_party + debate_party, held out: rotten_tomatoes (k=4 demonstrations from its train
-split, 1,203 test queries at the end); no meta-training (steps=0) vs MetaICL (1000 steps of 16 k-shot
+split, 1,203 test queries at the end); no meta-training (steps=0, evaluated as reptile: k-shot and before / after
+adaptation) vs MetaICL (1000 steps of 16 k-shot
 sequences) vs Reptile and first-order MAML (1000 steps of 4 tasks, 3 inner SGD steps on 8 support examples);
 3 seeds.
 
@@ -9,7 +10,7 @@ sequences) vs Reptile and first-order MAML (1000 steps of 4 tasks, 3 inner SGD s
     --out=experiments/meta_learning/results/paper
 """
 
-POINTS = ("algorithm=metaicl,steps=0", "algorithm=metaicl", "algorithm=reptile", "algorithm=fomaml")
+POINTS = ("algorithm=reptile,steps=0", "algorithm=metaicl", "algorithm=reptile", "algorithm=fomaml")
 
 
 def sweep(arg: str, points, seeds, workdir: str, extra: dict | None = None) -> dict:

@@ -1,7 +1,10 @@
-"""meta_learning, CPU-sized: no meta-training against MetaICL (40 steps of 8 k-shot sequences, Adam 2e-4,
-LoRA r=8 on q, v of SmolLM2-135M) on convention_party + debate_party; k=4 accuracy on 256 rotten_tomatoes
-queries (validation at the end of the run, then test), demonstrations from its train split; one seed.
-Reptile / first-order MAML points are in sweep.py only (see the README).
+"""meta_learning, CPU-sized (sized to finish in about half an hour on 2 shared CPU cores): SmolLM2-135M with LoRA
+(r=8 on q, v), meta-trained on convention_party + debate_party, held out: rotten_tomatoes; texts cut to 12 words,
+k=2 demonstrations (from rotten_tomatoes' train split) per query, 64 validation queries at the end of the run and
+64 test queries; one seed.
+Points: no meta-training (steps=0, evaluated as reptile so that it also reports accuracy before / after 2 SGD
+steps on 4 support examples) / MetaICL (20 steps of 4 k-shot sequences, Adam 2e-4) / Reptile and first-order
+MAML (8 steps of 2 tasks, each 2 inner SGD steps at 1e-2 on 4 support examples, outer SGD 1.0).
 
   python -m launch.launchers experiments/meta_learning/sweep_cpu.py
 """
@@ -12,7 +15,10 @@ from launch.sweep import load_file
 
 _paper = load_file(Path(__file__).with_name("sweep.py"), "_meta_learning_sweep")
 
+POINTS = ("algorithm=reptile,steps=0", "algorithm=metaicl,steps=20,batch=4", "algorithm=reptile,steps=8,batch=2",
+          "algorithm=fomaml,steps=8,batch=2")
+
 
 def get_sweep():
-  return _paper.sweep("k=4,queries=256,batch=8", ("algorithm=metaicl,steps=0", "algorithm=metaicl,steps=40"), (0,),
-                      "runs/meta_learning_cpu")
+  return _paper.sweep("k=2,max_words=12,queries=64,support=4,query=4,inner_steps=2", POINTS, (0,),
+                      "runs/meta_learning_cpu", {"wandb.mode": "disabled"})

@@ -311,9 +311,10 @@ def finalize(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """
   if cfg.wandb.mode not in WANDB_MODES:
     raise ValueError(f"wandb.mode must be one of {WANDB_MODES}, got {cfg.wandb.mode!r}")
-  for k in ("total_steps", "batch_size"):
-    if cfg[k] <= 0:
-      raise ValueError(f"{k} must be positive, got {cfg[k]}")
+  if cfg.batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {cfg.batch_size}")
+  if cfg.total_steps < 0:  # 0: no training step; the starting model is evaluated (a baseline row)
+    raise ValueError(f"total_steps must be >= 0, got {cfg.total_steps}")
   if cfg.get("epochs", 0) < 0 or cfg.get("eval", {}).get("patience", 0) < 0:
     raise ValueError(f"epochs and eval.patience must be >= 0, got {cfg.epochs} and {cfg.eval.patience}")
   skip = cfg.train.skip_nonfinite

@@ -33,7 +33,9 @@ def make_schedule(cfg: ml_collections.ConfigDict, lr: float, total_steps: int) -
   if cfg.name not in SCHEDULES:
     raise ValueError(f"unknown schedule {cfg.name!r}; choose from {SCHEDULES}")
   warmup = int(cfg.warmup_steps)
-  if not 0 <= warmup < max(total_steps, 1):
+  if total_steps == 0:  # no step will be taken (the starting model is only evaluated)
+    return optax.constant_schedule(lr)
+  if not 0 <= warmup < total_steps:
     raise ValueError(f"schedule.warmup_steps={warmup} must be in [0, total_steps={total_steps})")
   decay_steps = max(total_steps - warmup, 1)
   end = lr * cfg.end_factor
