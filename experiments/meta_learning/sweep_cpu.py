@@ -3,8 +3,8 @@
 k=2 demonstrations (from rotten_tomatoes' train split) per query, 64 validation queries at the end of the run and
 64 test queries; one seed.
 Points: no meta-training (steps=0, evaluated as reptile so that it also reports accuracy before / after 2 SGD
-steps on 4 support examples) / MetaICL (20 steps of 4 k-shot sequences, Adam 2e-4) / Reptile and first-order
-MAML (8 steps of 2 tasks, each 2 inner SGD steps at 1e-2 on 4 support examples, outer SGD 1.0).
+steps on 4 support examples) / MetaICL (10 steps of 4 k-shot sequences, Adam 1e-3) / Reptile and first-order
+MAML (4 steps of 2 tasks, each 2 inner SGD steps at 1e-2 on 4 support examples, outer SGD 1.0).
 
   python -m launch.launchers experiments/meta_learning/sweep_cpu.py
 """
@@ -15,8 +15,8 @@ from launch.sweep import load_file
 
 _paper = load_file(Path(__file__).with_name("sweep.py"), "_meta_learning_sweep")
 
-POINTS = ("algorithm=reptile,steps=0", "algorithm=metaicl,steps=20,batch=4", "algorithm=reptile,steps=8,batch=2",
-          "algorithm=fomaml,steps=8,batch=2")
+POINTS = ("algorithm=reptile,steps=0", "algorithm=metaicl,steps=10,batch=4,lr=1e-3",
+          "algorithm=reptile,steps=4,batch=2", "algorithm=fomaml,steps=4,batch=2")
 
 
 def get_sweep():
