@@ -276,3 +276,13 @@ def test_meta_learning_config_rejects_unknown_text_tasks_and_families():
   c = load("family=text,algorithm=reptile,steps=0,k=2,max_words=12")
   assert c.total_steps == 0 and c.model.max_length == 48 and c.peft.targets == "qv"
   assert c.meta.train_names == "convention_party,debate_party" and c.meta.held_out_names == "rotten_tomatoes"
+
+
+def test_zero_steps_evaluates_the_starting_model(tmp_path):
+  """total_steps=0 (a "no meta-training" row): no step, the untouched model is evaluated; negative steps raise."""
+  run, results = meta_run(tmp_path, "algorithm=metaicl,steps=0", **{"meta.queries_per_task": 4,
+                                                                   "meta.held_out_tasks": 1})
+  assert results["step"] == 0 and results["train_loss"] is None and 0 <= results["eval"]["icl_accuracy"] <= 1
+  from lightft_jax.train import config_lib
+  with pytest.raises(ValueError, match="total_steps must be >= 0, got -1"):
+    config_lib.load_config("configs/meta_learning.py:steps=-1", [])
