@@ -6,7 +6,7 @@ For accelerators:
   python -m launch.launchers experiments/hyperformer/sweep.py --target=slurm --gpus-per-node=1 ...
   python -m launch.aggregate runs/hyperformer --group-by=peft.method --out=experiments/hyperformer/results/paper
 
-The CPU-sized sweep that ran here is sweep_cpu.py (same methods, 100 steps, one seed, no periodic validation); the unseen-task setting
+The CPU-sized sweeps that ran here are sweep_cpu.py (same methods, 100 steps, seed 0, no periodic validation) and sweep_cpu_seeds.py (seeds 1, 2 of two methods); the unseen-task setting
 is sweep_unseen.py.
 """
 
