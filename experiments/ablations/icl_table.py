@@ -2,8 +2,9 @@
 
   python -m experiments.ablations.icl_table runs/ablations_cpu/icl_corruption --out=experiments/ablations/results/cpu/icl_corruption
 
-The icl_eval job's results.json holds accuracy per k (seeds averaged) and has no training status, so these runs
-are summarised here rather than by launch.aggregate: one row per (percent of incorrect labels, k) with acc,
+The icl_eval job's results.json holds accuracy per k (seeds averaged), and the rows wanted here (per k, with the
+spread over seeds and the prediction balance) are not launch.aggregate's, so these runs are summarised here: one
+row per (percent of incorrect labels, k) with acc,
 acc_norm, acc_mi (and acc_calibrated when the run calibrated), their std over seeds, pred_frac_1, the number of
 queries and seeds, plus the command, device (where the runs record it) and versions like launch.aggregate's summary.json.
 """
