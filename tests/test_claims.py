@@ -261,3 +261,11 @@ def test_multi_adapter_figures_are_the_committed_json():
   assert f"reads {f('fwd_bwd')} for training and {f('generate')} for generation" in FLAT
   for part, bound in (("fwd_bwd", 1.2), ("generate", 1.2)):
     assert full[part]["gather/64"] <= bound and idle[part]["gather/64"] <= bound
+
+
+def test_meta_learning_table_is_the_committed_summary():
+  from experiments import marked
+  from experiments.meta_learning.table import table
+  summary = json.loads((ROOT / "experiments/meta_learning/results/cpu/summary.json").read_text())
+  readme = (ROOT / "experiments/meta_learning/README.md").read_text()
+  assert marked.read(readme) == table(summary)

@@ -8,3 +8,7 @@ $PY -m launch.launchers experiments/meta_learning/sweep_cpu.py
 $PY -m launch.aggregate 'runs/meta_learning_cpu/family=text_*' --group-by=train.objective,total_steps \
   --metric=test/icl_accuracy --out=experiments/meta_learning/results/cpu
 $PY -m experiments.meta_learning.table --write
+for d in runs/meta_learning_cpu/family=text_*; do  # each run's files beside the summary
+  mkdir -p "experiments/meta_learning/results/cpu/runs/$(basename "$d")"
+  cp "$d"/config.json "$d"/results.json "$d"/metrics.jsonl "experiments/meta_learning/results/cpu/runs/$(basename "$d")/"
+done
