@@ -44,7 +44,7 @@ def alone(model, ids):
                          for e, i in enumerate(np.asarray(ids))])
 
 
-@pytest.mark.parametrize("n", [1, 3, 8])
+@pytest.mark.parametrize("n", [pytest.param(1, marks=pytest.mark.slow), 3, 8])
 def test_mixed_batch_equals_each_example_alone(n):
   model = model_with([{"r": 4, "targets": "attn"}] * n)
   assert all(m._gatherable() for _, m in nnx.iter_modules(model) if isinstance(m, LoraDense))
@@ -88,7 +88,7 @@ def test_gradients_match_masked_path_and_come_from_own_examples():
       np.testing.assert_allclose(v, sub[k], atol=1e-5, rtol=1e-5, err_msg=k)
 
 
-@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("scan", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_generation_with_per_example_adapters_equals_per_example_generation(scan):
   model = model_with([{"r": 4, "targets": "attn"}] * 3, init_range=0.2, scan=scan)
   prompts, mask = np.zeros((4, 5), np.int32), np.zeros((4, 5), np.int32)
@@ -106,7 +106,7 @@ def test_generation_with_per_example_adapters_equals_per_example_generation(scan
   assert len({tuple(np.asarray(t)) for t in tokens}) > 1  # the adapters lead to different continuations
 
 
-@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("scan", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_hoisted_stacks_give_the_same_outputs(scan):
   """extensions.hoist stacks each LoRA Dense's adapters once ([N, in, r]; scanned: [L, N, in, r]) and the
   gathered path reads them: same logits as stacking per call (generate hoists inside its trace)."""

@@ -166,7 +166,7 @@ def relative_error(a, b):
   return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
 
 
-@pytest.mark.parametrize("scheme,bound", [("int8", 0.01), ("nf4", 0.2)])
+@pytest.mark.parametrize("scheme,bound", [pytest.param("int8", 0.01, marks=pytest.mark.slow), ("nf4", 0.2)])
 def test_quantized_tiny_model_forward_is_close(scheme, bound):
   """Gaussian weights lose about 10% (relative RMS) to NF4 and 0.6% to int8; two layers compound it."""
   model = tiny("tiny-llama", "lm")
@@ -349,7 +349,8 @@ def _write_gguf_llama(path, model, qtype=gguf.GGMLQuantizationType.Q8_0):
   return path
 
 
-@pytest.mark.parametrize("qtype,scheme,bound", [("Q8_0", "int8", 0.01), ("Q4_1", "q4_1", 0.1), ("Q4_0", "q4_1", 0.15)])
+@pytest.mark.parametrize("qtype,scheme,bound", [("Q8_0", "int8", 0.01), ("Q4_1", "q4_1", 0.1),
+                                                 pytest.param("Q4_0", "q4_1", 0.15, marks=pytest.mark.slow)])
 def test_gguf_projections_load_as_their_blocks_without_float_copy(tmp_path, qtype, scheme, bound):
   """GGUF Q8_0 / Q4_1 / Q4_0 projections become int8 / q4_1 kernels holding the file's codes and float16 scales
   (block 32) and compute exactly what gguf's own dequantization gives."""

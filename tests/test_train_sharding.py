@@ -169,7 +169,7 @@ def test_prefix_slots_split_by_kv_head():
   assert specs["decoder"]["layers"][0]["attn"]["extra_kv"]["prefix_k"] == jax.sharding.PartitionSpec(None, "tensor")
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.parametrize("method", ["lora", pytest.param("ia3", marks=pytest.mark.slow)])
 def test_peft_factors_are_sharded_by_their_axis_names_and_match_one_device(method):
   """LoRA / IA3 weights carry the logical axes of the kernel they adapt (extensions.axis_names), so on an FSDP x
   tensor mesh they are split like it, and the run gives the one-device losses and weights."""
