@@ -70,7 +70,8 @@ def get_config(arg=None):
                 sep=1116 if text else 3,  # text: SmolLM2's "\n\n" between demonstrations
                 queries_per_task=a.queries or (128 if text else 16), support=a.support, query=a.query,
                 inner_steps=a.inner_steps, inner_lr=a.inner_lr or (1e-2 if text else 0.1),
-                train_names=a.train.replace("+", ",") if text else "", held_out_names=a.held_out.replace("+", ",") if text else "", max_words=a.max_words)
+                train_names=a.train.replace("+", ",") if text else "",
+                held_out_names=a.held_out.replace("+", ",") if text else "", max_words=a.max_words)
   if first_order:
     c.optimizer.name, c.optimizer.momentum, c.optimizer.lr = "sgd", 0.0, a.lr or (1.0 if text else 0.5)
   else:

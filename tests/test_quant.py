@@ -373,8 +373,10 @@ def test_gguf_projections_load_as_their_blocks_without_float_copy(tmp_path, qtyp
   assert relative_error(out, ref) < bound
   raw = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
   from lightft_jax.models.gguf import gguf_blocks
+  down = raw["blk.1.ffn_down.weight"]
   np.testing.assert_array_equal(np.asarray(kernels["decoder.layers.1.mlp.down.kernel"].codes[...]),
-                                gguf_blocks(raw["blk.1.ffn_down.weight"]).codes)
+                                gguf_blocks(down).codes)
+  np.testing.assert_array_equal(gguf_blocks(down).dequantize(), gguf.quants.dequantize(down.data, down.tensor_type))
   scanned = from_pretrained(path, task="lm", quantize=scheme, scan_layers=True)
   assert quant.quantized_kernels(scanned)["decoder.layers.mlp.down.kernel"].codes.shape[0] == 2
   np.testing.assert_allclose(np.asarray(scanned(IDS)["logits"]), out, atol=1e-5, rtol=0)
@@ -394,14 +396,19 @@ def test_q4_1_codes_are_ggufs():
   np.testing.assert_allclose(np.asarray(quant.dequantize(ours, spec)), w, atol=np.abs(w).max() / 15)
 
 
+def asset_or_skip(name: str):
+  """The path of a bundled asset (`lightft_jax.models.assets.<name>()`); skips the test where it is missing."""
+  from lightft_jax.models import assets
+  try:
+    return getattr(assets, name)()
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+
+
 @pytest.mark.slow
 def test_smollm2_q4_1_gguf_loads_as_q4_1_kernels_with_the_float_logits():
   """The bundled SmolLM2-135M GGUF (Q4_1 projections) kept quantized gives the logits of its float load."""
-  from lightft_jax.models import assets
-  try:
-    path = assets.smollm2_gguf()
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
+  path = asset_or_skip("smollm2_gguf")
   ids = jnp.asarray([[1, 504, 3458, 314, 253, 1345, 28]], jnp.int32)
   kept = from_pretrained(path, task="lm", quantize="q4_1")
   kernels = quant.quantized_kernels(kept)
@@ -414,11 +421,7 @@ def test_smollm2_q4_1_gguf_loads_as_q4_1_kernels_with_the_float_logits():
 
 @pytest.mark.slow
 def test_minilm_quantized_hidden_states_close():
-  from lightft_jax.models import assets
-  try:
-    path = assets.minilm_dir()
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
+  path = asset_or_skip("minilm_dir")
   ids = jnp.asarray(np.random.RandomState(0).randint(1000, 20000, (2, 16)), jnp.int32)
   ref = np.asarray(from_pretrained(path)(ids)["hidden_states"])
   # measured: int8 0.019 / nf4 0.245 relative error, mean token cosine 0.9998 / 0.973 (kernels: nf4 9.4%)

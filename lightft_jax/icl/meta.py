@@ -292,6 +292,7 @@ def _lm_model(config):
 
 
 def _tokenizer(config):
+  """The model's tokenizer for the text family (None for token_mapping); built once per workload."""
   if config.meta.family != "text":
     return None
   from lightft_jax.train.build import build_tokenizer
@@ -302,30 +303,33 @@ def _names(value: str) -> list[str]:
   return [n for n in value.split(",") if n]
 
 
-def _train_tasks(config) -> list:
+def _train_tasks(config, tokenizer) -> list:
   m = config.meta
   if m.family == "text":
-    return make_tasks("text", names=_names(m.train_names), split="train", tokenizer=_tokenizer(config),
+    return make_tasks("text", names=_names(m.train_names), split="train", tokenizer=tokenizer,
                       max_words=m.max_words)
   return make_tasks(m.family, range(m.train_tasks))
 
 
-def _held_out_tasks(config, split: str) -> list:
+def _held_out_tasks(config, split: str, tokenizer) -> list:
   """Held-out tasks: "text": `meta.held_out_names` on `split` (validation during training, test at the end);
   token_mapping: `meta.held_out_tasks` seeds from `meta.held_out_seed` (one set for every split)."""
   m = config.meta
   if m.family == "text":
-    return make_tasks("text", names=_names(m.held_out_names), split=split, tokenizer=_tokenizer(config),
+    return make_tasks("text", names=_names(m.held_out_names), split=split, tokenizer=tokenizer,
                       max_words=m.max_words, support_split="train")
   return make_tasks(m.family, range(m.held_out_seed, m.held_out_seed + m.held_out_tasks))
 
 
-def _workload(config, model, stream, gradient=None):
+def _workload(config, model, stream, tokenizer, gradient=None):
   from lightft_jax.train.workload import Workload
   m = config.meta
+  held_out_by_split = {}  # tokenized once per split, not at every evaluation
 
   def evaluate(prog, params, frozen, rest, split, limit=0, report=False):
-    held_out = _held_out_tasks(config, split)
+    if split not in held_out_by_split:
+      held_out_by_split[split] = _held_out_tasks(config, split, tokenizer)
+    held_out = held_out_by_split[split]
     model = prog.model(params, frozen, rest, train=False)
     out = {"icl_accuracy": evaluate_icl(model, held_out, k=m.k, queries_per_task=m.queries_per_task, sep=m.sep)}
     if config.train.objective != "metaicl":
@@ -342,19 +346,20 @@ def _workload(config, model, stream, gradient=None):
 def metaicl_workload(config):
   """`train.objective="metaicl"`: k-shot sequences from the training tasks, the answer loss; evaluation:
   k-shot accuracy on held-out tasks (configs/meta_learning.py has the keys)."""
-  model, m = _lm_model(config), config.meta
-  stream = TaskStream(_train_tasks(config), mode="metaicl", batch_size=config.batch_size,
+  model, m, tokenizer = _lm_model(config), config.meta, _tokenizer(config)
+  stream = TaskStream(_train_tasks(config, tokenizer), mode="metaicl", batch_size=config.batch_size,
                       length=config.model.max_length, pad_id=model.cfg.pad_token_id, seed=config.seed, k=m.k,
                       sep=m.sep)
-  return _workload(config, model, stream)
+  return _workload(config, model, stream, tokenizer)
 
 
 def first_order_workload(config):
   """`train.objective` "reptile" / "fomaml": `batch_size` tasks per step, the first-order meta-gradient
   (`first_order_gradient`; the outer learning rate is `optimizer.lr`, with `optimizer.name="sgd"` for the
   papers' plain outer step); evaluation: held-out accuracy before and after adaptation, and k-shot."""
-  model, m = _lm_model(config), config.meta
-  stream = TaskStream(_train_tasks(config), mode="first_order",
+  model, m, tokenizer = _lm_model(config), config.meta, _tokenizer(config)
+  stream = TaskStream(_train_tasks(config, tokenizer), mode="first_order",
                       batch_size=config.batch_size, length=config.model.max_length,
                       pad_id=model.cfg.pad_token_id, seed=config.seed, support=m.support, query=m.query)
-  return _workload(config, model, stream, first_order_gradient(config.train.objective, m.inner_steps, m.inner_lr))
+  return _workload(config, model, stream, tokenizer,
+                   first_order_gradient(config.train.objective, m.inner_steps, m.inner_lr))

@@ -269,8 +269,7 @@ class QuantizedKernel(nnx.Module):
   def set_blocks(self, blocks: GGUFBlocks) -> None:
     """Takes GGUF blocks as they are (their scheme, block size and float16 scales; no double quantization):
     `blocks` codes [..., out, in/block, block] (int8) or [..., out, in/block, block/2] (packed 4-bit)."""
-    codes = blocks.codes
-    block = codes.shape[-1] * (2 if blocks.scheme == "q4_1" else 1)
+    codes, block = blocks.codes, blocks.block_size
     if tuple(codes.shape[:-3]) + (codes.shape[-2] * block, codes.shape[-3]) != self.shape:
       raise ValueError(f"GGUF {blocks.scheme} blocks of shape {codes.shape} do not fit the kernel {self.shape}")
     lead, (in_ax, out_ax) = axis_names(self.codes)[:-3], self.sharding_names[-2:]
@@ -309,9 +308,12 @@ class GGUFBlocks:
   minimum: np.ndarray | None = None
 
   @property
+  def block_size(self) -> int:
+    return self.codes.shape[-1] * (2 if self.scheme == "q4_1" else 1)  # q4_1: two codes per byte
+
+  @property
   def shape(self) -> tuple[int, int]:
-    per_byte = 2 if self.scheme == "q4_1" else 1
-    return (self.codes.shape[0], self.codes.shape[1] * self.codes.shape[2] * per_byte)
+    return (self.codes.shape[0], self.codes.shape[1] * self.block_size)
 
   def rows(self, index: np.ndarray) -> GGUFBlocks:
     """The same blocks with rows (output features) reordered by `index`."""
@@ -319,14 +321,12 @@ class GGUFBlocks:
                       None if self.minimum is None else self.minimum[index])
 
   def dequantize(self) -> np.ndarray:
-    if self.scheme == "int8":
-      vals = self.codes.astype(np.float32)
-    else:
-      vals = np.stack([self.codes >> 4, self.codes & 15], -1).reshape(*self.codes.shape[:-1], -1).astype(np.float32)
-    w = vals * self.scale.astype(np.float32)[..., None]
+    """The float32 matrix [out, in], through the same `dequantize` the quantized kernels use."""
+    arrays = {"codes": self.codes, "scale": self.scale}
     if self.minimum is not None:
-      w = w + self.minimum.astype(np.float32)[..., None]
-    return w.reshape(self.shape)
+      arrays["minimum"] = self.minimum
+    spec = QuantSpec(self.scheme, self.shape[1], self.shape[0], self.block_size, False, "float32")
+    return np.asarray(dequantize(arrays, spec))
 
 
 def quantize_model(model: nnx.Module, scheme: str | None, *, block_size: int = DEFAULT_BLOCK_SIZE,
