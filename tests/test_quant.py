@@ -390,8 +390,9 @@ def test_q4_1_codes_are_ggufs():
   raw = gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q4_1).reshape(8, 3, 20)
   theirs = np.concatenate([raw[..., 4:] & 15, raw[..., 4:] >> 4], -1)
   np.testing.assert_array_equal(np.asarray(quant.unpack_nibbles(ours["codes"])), theirs)
-  np.testing.assert_array_equal(np.asarray(ours["scale"]).astype(np.float16), raw[..., :2].copy().view(np.float16)[..., 0])
-  np.testing.assert_array_equal(np.asarray(ours["minimum"]).astype(np.float16), raw[..., 2:4].copy().view(np.float16)[..., 0])
+  f16 = lambda b: b.copy().view(np.float16)[..., 0]
+  np.testing.assert_array_equal(np.asarray(ours["scale"]).astype(np.float16), f16(raw[..., :2]))
+  np.testing.assert_array_equal(np.asarray(ours["minimum"]).astype(np.float16), f16(raw[..., 2:4]))
   spec = quant.QuantSpec("q4_1", 96, 8, 32, False, "float32")
   np.testing.assert_allclose(np.asarray(quant.dequantize(ours, spec)), w, atol=np.abs(w).max() / 15)
 
