@@ -10,8 +10,9 @@ the prompt, or the encoder input, exactly as in `Transformer.__call__`.
 The whole generation (prefill + `jax.lax.while_loop`) is one `jax.jit` taking the model as a pytree (a flatten
 costs a few ms even with hundreds of named adapters, where `nnx.split` / `nnx.view` outside the jit cost tenths
 of a second; inference mode and hoisted invariants are set inside the trace). A model is traced once per
-(batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the sampling settings, stop ids and pad / start ids are traced values. The loop stops as
-soon as every row has emitted a stop token; a row that stopped emits `pad_token_id` afterwards.
+(batch, prompt length, max_new_tokens, greedy or sampling, return_logits); the sampling settings, stop ids
+and pad / start ids are traced values. The loop stops as soon as every row has emitted a stop token; a row
+that stopped emits `pad_token_id` afterwards.
 
 Shapes: B batch, T prompt length, N max_new_tokens, V vocabulary.
 """
