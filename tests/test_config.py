@@ -26,6 +26,9 @@ def test_parse_arg_types_and_defaults():
   assert (a.steps, a.lr, a.name, a.flag) == (7, 0.01, "lora", True)
   assert isinstance(a.steps, int) and isinstance(a.lr, float)
   assert config_lib.parse_arg(None, steps=3).steps == 3
+  # a text default keeps the text: one number where a "+"-list is the default
+  assert config_lib.parse_arg("k=16,name=8", k="0+1", name="x").to_dict() == {"k": "16", "name": "8"}
+  assert load("icl_eval", "k=16").icl.ks == (16,)
 
 
 def test_parse_arg_unknown_names_nearest():

@@ -81,8 +81,13 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       near = difflib.get_close_matches(key, list(defaults), n=3, cutoff=0.5)
       hint = f"; did you mean {', '.join(near)}?" if near else ""
       raise KeyError(f"unknown config argument {key!r}{hint} Valid arguments: {sorted(defaults)}")
-    out[key] = type(defaults[key])(parse_value(value)) if isinstance(defaults[key], (int, float)) \
-        and not isinstance(defaults[key], bool) else parse_value(value)
+    old = defaults[key]
+    if isinstance(old, str):  # text stays text: k=16 for a "0+1+2" default is "16"
+      out[key] = value
+    elif isinstance(old, (int, float)) and not isinstance(old, bool):
+      out[key] = type(old)(parse_value(value))
+    else:
+      out[key] = parse_value(value)
   return out
 
 
