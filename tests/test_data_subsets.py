@@ -34,6 +34,13 @@ def test_train_k_is_the_icl_demonstration_set(jsonl, k, seed):
   assert sub.examples("validation") == full.examples("validation")  # other splits untouched
 
 
+def test_hypernetwork_context_is_the_k_shot_training_set(jsonl):
+  from lightft_jax.data.mixture import context_examples
+  for k, seed in [(16, 0), (4, 2)]:
+    texts = [e["text"] for e in _task(jsonl, train_k=k, train_k_seed=seed).examples("train")]
+    assert context_examples(_task(jsonl), k, seed=seed) == texts
+
+
 def test_train_k_seeds_differ_and_repeat(jsonl):
   a = _task(jsonl, train_k=8, train_k_seed=0).examples("train")
   assert a == _task(jsonl, train_k=8, train_k_seed=0).examples("train")

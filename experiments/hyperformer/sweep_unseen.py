@@ -12,8 +12,8 @@ The issue's baselines on convention_party from k=16 examples are their own sweep
   icl_sweep      in-context learning with SmolLM2-135M-Instruct (configs/icl_eval.py; the encoder is not a language
                  model) from k demonstrations drawn for seed 0.. (`icl.seeds`), scored by the log-likelihood of
                  " democrat" / " republican", plain and calibrated (acc, acc_calibrated)
-The hypernetwork's own k examples come from `data.mixture.context_examples` (a permutation seeded by the run's
-seed): the same k, not the same draw.
+The hypernetwork's own k examples (`data.mixture.context_examples`) are the same draw: `k_shot_indices` for the
+run's seed, so seed s conditions on the k examples the adapter of train_k_seed=s trains on and ICL seed s shows.
 
 Paper-sized (for an accelerator), the files sweep_unseen.py, sweep_unseen_adapter.py, sweep_unseen_icl.py:
   python -m launch.launchers experiments/hyperformer/sweep_unseen.py --target=slurm --gpus-per-node=1 ...
@@ -51,9 +51,8 @@ def adapter_sweep(steps: int, seeds, workdir: str) -> dict:
 
 def icl_sweep(n_seeds: int, limit: int, workdir: str) -> dict:
   """SmolLM2-135M-Instruct, K demonstrations (seeds 0..n_seeds-1), the first `limit` test queries (0: all)."""
-  # icl.ks on the command line: configs/icl_eval.py's `k=16` argument (one number) fails its string type
-  return {"config": f"configs/icl_eval.py:task={HELD_OUT},limit={limit},seeds={n_seeds}",
-          "workdir": workdir, "list": [{"icl.ks": (K,), "wandb.mode": "disabled"}]}
+  return {"config": f"configs/icl_eval.py:task={HELD_OUT},k={K},limit={limit},seeds={n_seeds}",
+          "workdir": workdir, "list": [{"wandb.mode": "disabled"}]}
 
 
 def get_sweep():

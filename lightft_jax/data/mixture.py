@@ -45,6 +45,7 @@ import numpy as np
 
 from lightft_jax.data import formats
 from lightft_jax.data.pipeline import READ_OPTIONS, HostRows, Loader, _check
+from lightft_jax.data.tasks import k_shot_indices
 from lightft_jax.kinds import IGNORE_INDEX, get_kind
 
 SAMPLINGS = ("proportional", "uniform", "temperature")
@@ -308,14 +309,15 @@ class TaggedBatches:
 
 
 def context_examples(task, k: int, *, seed: int = 0, split: str = "train", data_dir: str | None = None) -> list[str]:
-  """The texts of k examples of `task`'s `split` (a permutation seeded by `seed`, its first k): what a
-  context-conditioned hypernetwork reads to condition on the task. A pair's two texts are joined by " | "."""
+  """The texts of k examples of `task`'s `split`: what a context-conditioned hypernetwork reads to condition on
+  the task. They are the k examples `data.tasks.k_shot_indices` draws for `seed`, so a k-shot baseline
+  (`task.options.train_k` / `train_k_seed`) and the few-shot harness's demonstrations for (seed, k) use the same
+  examples. A pair's two texts are joined by " | "."""
   source = task.open(split, data_dir)
   if k <= 0 or len(source) < k:
     raise ValueError(f"context of k={k} examples from {task.name!r} {split} ({len(source)} examples): need 0 < k <= "
                      "the split's size")
-  order = np.random.default_rng(seed).permutation(len(source))[:k]
-  return [" | ".join(task.encoder_inputs(source[int(i)])) for i in order]
+  return [" | ".join(task.encoder_inputs(source[i])) for i in k_shot_indices(len(source), k, seed)]
 
 
 def context_condition(encode, task, k: int, *, seed: int = 0, split: str = "train",
