@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# ablations, CPU-sized: the sweeps sweep_cpu_{lora,adapter,prefix}.py (all-MiniLM-L6-v2 + Rotten Tomatoes,
+# ablations, CPU-sized: the sweeps sweep_cpu_{lora,adapter,prefix,layers}.py (all-MiniLM-L6-v2 + Rotten Tomatoes,
 # quickstart config, batch 32, max length 64, 100 steps, seed 0) and sweep_icl_cpu.py (SmolLM2-135M, label
 # corruption) through launch (local backend), then the summaries, tables and plots in results/cpu/.
-# Usage: bash experiments/ablations/run.sh   (finished training points are skipped, so it can run in parts; the ICL
-# job's results.json has no training status, so its points run again)
+# Usage: bash experiments/ablations/run.sh   (finished points, training and ICL, are skipped, so it can run in parts)
 set -euo pipefail
 PY=${PYTHON:-python}
 declare -A GROUP=([lora]=peft.targets,peft.r [adapter]=peft.reduction_factor
                   [prefix]=peft.projection,peft.num_tokens,optimizer.lr [layers]=peft.top_k)
-for family in lora adapter prefix; do  # sweep_cpu_layers.py is written but did not fit here
+for family in layers adapter prefix lora; do
   $PY -m launch.launchers experiments/ablations/sweep_cpu_$family.py
   $PY -m launch.aggregate runs/ablations_cpu/$family --group-by=${GROUP[$family]} \
     --out=experiments/ablations/results/cpu/$family

@@ -1,5 +1,5 @@
-"""ablations, CPU-sized: Houlsby adapter reduction factor {128, 2} (16 is peft_methods' Houlsby row); 100 steps, seed 0
-(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+"""ablations, CPU-sized: Houlsby adapters at reduction factor {2, 8, 32, 128} (16 is peft_methods' adapter row, same
+config and budget); 100 steps, seed 0 (sweep.py holds the paper-sized grid: 600 steps, 3 seeds).
 
   python -m launch.launchers experiments/ablations/sweep_cpu_adapter.py
 """
@@ -12,4 +12,4 @@ _paper = load_file(Path(__file__).with_name("sweep.py"), "_ablations_sweep")
 
 
 def get_sweep():
-  return _paper.family_sweep(_paper.adapter((128, 2)), 100, (0,), "runs/ablations_cpu/adapter")
+  return _paper.family_sweep(_paper.adapter((128, 2, 8, 32)), 100, (0,), "runs/ablations_cpu/adapter")

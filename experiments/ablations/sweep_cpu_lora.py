@@ -1,6 +1,6 @@
-"""ablations, CPU-sized: LoRA on q,v at rank {1, 64} (the ends of the rank grid; r=8 on q,v is peft_methods'
-LoRA row). Other targets (all attention, all linear) did not fit the shared CPU's time: they are in sweep.py; 100 steps, seed 0
-(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+"""ablations, CPU-sized: LoRA rank {1, 2, 4, 8, 16, 64} x targets {q,v; all attention; all linear}, every point of
+sweep.py's grid except r=8 on q,v (peft_methods' LoRA row, same config and budget); 100 steps, seed 0 (sweep.py
+holds the paper-sized grid: 600 steps, 3 seeds).
 
   python -m launch.launchers experiments/ablations/sweep_cpu_lora.py
 """
@@ -13,5 +13,5 @@ _paper = load_file(Path(__file__).with_name("sweep.py"), "_ablations_sweep")
 
 
 def get_sweep():
-  points = [{"arg": f"method=lora,targets=qv,r={r}"} for r in (1, 64)]
+  points = [p for p in _paper.lora() if p["arg"] != "method=lora,targets=qv,r=8"]
   return _paper.family_sweep(points, 100, (0,), "runs/ablations_cpu/lora")

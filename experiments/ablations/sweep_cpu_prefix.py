@@ -1,6 +1,6 @@
-"""ablations, CPU-sized: prefix length {1, 50} without reparameterisation (lr 2e-3; 10 is peft_methods' prefix row).
-The reparameterised prefixes (sweep.py, lr 2e-4) did not fit the shared CPU's time; 100 steps, seed 0
-(the subset that fits a shared 2-core CPU; sweep.py holds the whole grid).
+"""ablations, CPU-sized: prefix length {1, 5, 20, 50} without reparameterisation (lr 2e-3; 10 is peft_methods' prefix
+row) and {1, 5, 10, 20, 50} with it (lr 2e-4: at 2e-3 peft_methods' reparameterised row did not learn); 100 steps,
+seed 0 (sweep.py holds the paper-sized grid: 600 steps, 3 seeds).
 
   python -m launch.launchers experiments/ablations/sweep_cpu_prefix.py
 """
@@ -13,4 +13,5 @@ _paper = load_file(Path(__file__).with_name("sweep.py"), "_ablations_sweep")
 
 
 def get_sweep():
-  return _paper.family_sweep(_paper.prefix(tokens=(1, 50), reparam_tokens=()), 100, (0,), "runs/ablations_cpu/prefix")
+  points = _paper.prefix(tokens=(1, 50, 5, 20), reparam_tokens=(10, 1, 50, 5, 20))
+  return _paper.family_sweep(points, 100, (0,), "runs/ablations_cpu/prefix")

@@ -1,5 +1,7 @@
 """icl_vs_peft: the combined table (ICL per k, calibrated and not, against LoRA / IA3 fine-tuned on the same k
-examples), inference FLOPs per example, and the plot, from committed JSON.
+examples), inference FLOPs per example, and the plot, from committed JSON. The fine-tuned rows are those of
+RESULTS/peft/summary.json (the learning rate validation chose) and, below them, RESULTS/peft_fixed_lr/summary.json
+when present (the rate fixed before the validation check); the plot shows the former.
 
   python -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base \\
       --runs='runs/icl_vs_peft_cpu/method=*' --write
@@ -86,6 +88,8 @@ def build(results_dir: Path) -> dict:
   icl = json.loads((results_dir / "icl" / "results.json").read_text())
   icl_config = json.loads((results_dir / "icl" / "config.json").read_text())
   peft = json.loads((results_dir / "peft" / "summary.json").read_text())
+  fixed = results_dir / "peft_fixed_lr" / "summary.json"
+  fixed_rows = json.loads(fixed.read_text())["rows"] if fixed.exists() else []
   from lightft_jax.train.build import ALIASES  # noqa: F401  (model= alias -> the bundled GGUF)
   from lightft_jax.models import assets
   model = icl_config["model"]["name"]
@@ -110,14 +114,16 @@ def build(results_dir: Path) -> dict:
                    "tokens_per_example": _mean_std(full)[0], "flops_per_example": 2 * n * _mean_std(full)[0],
                    "flops_per_example_amortised": 2 * n * _mean_std(amortised)[0]})
   zero = tokens[0][seeds[0]]["prompt"]
-  for r in peft["rows"]:
-    rows.append({"method": r["peft.method"], "k": r["task.options.train_k"], "n_seeds": r["n_seeds"],
-                 "test_accuracy_mean": r["test/accuracy_mean"], "test_accuracy_std": r["test/accuracy_std"],
-                 "eval_accuracy_mean": r.get("eval/accuracy_mean"), "trainable_params": r["trainable_params"],
-                 "tokens_per_example": zero, "flops_per_example": 2 * n * zero,
-                 "flops_per_example_amortised": 2 * n * zero, "ms_per_step": r["ms_per_step"]})
+  for lr_chosen, peft_rows in (("validation", peft["rows"]), ("fixed", fixed_rows)):
+    for r in peft_rows:
+      rows.append({"method": r["peft.method"], "k": r["task.options.train_k"], "n_seeds": r["n_seeds"],
+                   "lr": r["optimizer.lr"], "lr_chosen": lr_chosen,
+                   "test_accuracy_mean": r["test/accuracy_mean"], "test_accuracy_std": r["test/accuracy_std"],
+                   "eval_accuracy_mean": r.get("eval/accuracy_mean"), "trainable_params": r["trainable_params"],
+                   "tokens_per_example": zero, "flops_per_example": 2 * n * zero,
+                   "flops_per_example_amortised": 2 * n * zero, "ms_per_step": r["ms_per_step"]})
   order = {"icl": 0, "icl_calibrated": 1, "lora": 2, "ia3": 3}
-  rows.sort(key=lambda r: (order.get(r["method"], 9), r["k"]))
+  rows.sort(key=lambda r: (r.get("lr_chosen") == "fixed", order.get(r["method"], 9), r["k"]))
   return {"rows": rows, "non_embedding_params": n, "model": path, "test_examples": icl["num_queries"],
           "test_split": icl["split"], "pool_size": icl["pool_size"], "icl_seeds": seeds,
           "flops_convention": "2 * non-embedding params * prompt tokens per example (see table.py)",
@@ -129,11 +135,20 @@ def _fmt_acc(r: dict) -> str:
   return s + (f" ± {r['test_accuracy_std']:.3f}" if r["test_accuracy_std"] is not None else "")
 
 
+def label(r: dict) -> str:
+  """The method's name; a fine-tuned row adds its learning rate and, when it was fixed before the validation
+  check rather than chosen by it, says so."""
+  name = LABEL.get(r["method"], r["method"])
+  if "lr" not in r:
+    return name
+  return f"{name}, lr {r['lr']:g}" + (" (fixed before validation)" if r["lr_chosen"] == "fixed" else "")
+
+
 def table(summary: dict) -> str:
   lines = ["| method | k | draws | test accuracy | prompt tokens / example | inference FLOPs / example "
            "| amortised FLOPs / example | trainable params |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for r in summary["rows"]:
-    lines.append(f"| {LABEL.get(r['method'], r['method'])} | {r['k']} | {r['n_seeds']} | {_fmt_acc(r)} | "
+    lines.append(f"| {label(r)} | {r['k']} | {r['n_seeds']} | {_fmt_acc(r)} | "
                  f"{r['tokens_per_example']:.1f} | {r['flops_per_example']:.3g} | "
                  f"{r['flops_per_example_amortised']:.3g} | {r['trainable_params']:,} |")
   return "\n".join(lines)
@@ -149,7 +164,7 @@ def plot(summary: dict, path: Path) -> None:
   styles = {"icl": ("tab:blue", "o", 1.0), "icl_calibrated": ("tab:cyan", "s", 1.0),
             "lora": ("tab:red", "^", 1.0), "ia3": ("tab:green", "v", 1.0)}
   for method, (color, marker, _) in styles.items():
-    rs = [r for r in summary["rows"] if r["method"] == method]
+    rs = [r for r in summary["rows"] if r["method"] == method and r.get("lr_chosen") != "fixed"]
     if not rs:
       continue
     ft = method in ("lora", "ia3")
