@@ -269,3 +269,10 @@ def test_meta_learning_table_is_the_committed_summary():
   summary = json.loads((ROOT / "experiments/meta_learning/results/cpu/summary.json").read_text())
   readme = (ROOT / "experiments/meta_learning/README.md").read_text()
   assert marked.read(readme) == table(summary)
+
+
+def test_icl_vs_peft_table_is_the_committed_summary():
+  from experiments import marked
+  from experiments.icl_vs_peft.table import table
+  summary = json.loads((ROOT / "experiments/icl_vs_peft/results/cpu/summary.json").read_text())
+  assert marked.read((ROOT / "experiments/icl_vs_peft/README.md").read_text()) == table(summary)
