@@ -5,7 +5,7 @@ Tomatoes, batch 32, max length 64) at the PyTorch reference's 600 steps and 3 se
   python -m launch.aggregate 'runs/ablations/lora_*' --group-by=peft.targets,peft.r --out=experiments/ablations/results/paper/lora
   (and likewise adapter_*, prefix_*, layers_*, with the group keys of GROUP_BY)
 
-The CPU-sized sweeps that ran here are sweep_cpu_<family>.py (subsets of these points, 100 steps, one seed).
+The CPU-sized sweeps that ran here are sweep_cpu_<family>.py (these points, 100 steps, one seed).
 The ICL label-corruption ablation is sweep_icl.py / sweep_icl_cpu.py (the icl_eval job, not a training run).
 """
 
