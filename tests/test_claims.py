@@ -199,6 +199,10 @@ def test_peft_methods_table_is_the_committed_summary():
   assert marked.read(readme) == table(summary)
   assert marked.read((ROOT / "README.md").read_text()) == table(summary)
   assert {r["n_seeds"] for r in summary["rows"]} == {1} and len(summary["rows"]) == 16
+  from experiments.peft_methods.table import reference_table
+  ref = json.loads((ROOT / "experiments" / "peft_methods" / "results" / "cpu_600" / "summary.json").read_text())
+  for text in (readme, (ROOT / "README.md").read_text()):
+    assert marked.read(text, "reference") == reference_table(ref)
 
 
 def test_ablations_tables_are_the_committed_summaries():

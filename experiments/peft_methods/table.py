@@ -1,4 +1,6 @@
-"""The README table of experiments/peft_methods from results/cpu/summary.json (the aggregate of the sweep).
+"""The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
+aggregate of sweep_cpu.py) and, between the "reference" markers, the three methods the PyTorch reference reports
+at its 600 steps from results/cpu_600/summary.json (sweep_cpu_reference.py) beside the reference's accuracy.
 
   python -m experiments.peft_methods.table            # prints the table
   python -m experiments.peft_methods.table --write    # accuracy_vs_params.png, and replaces the table between the markers in this folder's
@@ -38,6 +40,27 @@ def table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+# Test accuracy of the PyTorch reference (transformers + peft) on the same work: all-MiniLM-L6-v2, Rotten
+# Tomatoes, batch 32, max length 64, 600 steps; its head-only row trains BERT's pooler + classifier.
+REFERENCE = {"lora (r=8, q,v)": 0.808, "full": 0.845, "head-only": 0.724}
+
+
+def reference_table(summary: dict) -> str:
+  """Ours at 600 steps (results/cpu_600/summary.json) beside the PyTorch reference, in REFERENCE's order."""
+  rows = {label(r): r for r in summary["rows"]}
+  lines = ["| method | trainable params | seeds | test accuracy (ours) | PyTorch reference | ours - reference "
+           "| validation accuracy (256) | ms / step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for name, ref in REFERENCE.items():
+    if name not in rows:
+      lines.append(f"| {name} | | | (not run) | {ref:.3f} | | | |")
+      continue
+    r = rows[name]
+    acc = r["test/accuracy_mean"]
+    lines.append(f"| {name} | {r['trainable_params']:,} | {r['n_seeds']} | {acc:.4f} | {ref:.3f} | {acc - ref:+.4f} | "
+                 f"{r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+  return "\n".join(lines)
+
+
 def plot(summary: dict, path: Path) -> None:
   """Test accuracy against trainable parameters (log x), one labelled point per method."""
   import matplotlib
@@ -61,11 +84,17 @@ def plot(summary: dict, path: Path) -> None:
 def main() -> None:
   summary = json.loads((HERE / "results" / "cpu" / "summary.json").read_text())
   text = table(summary)
+  ref_path = HERE / "results" / "cpu_600" / "summary.json"
+  ref_text = reference_table(json.loads(ref_path.read_text())) if ref_path.exists() else None
   if "--write" in sys.argv:
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png")
     for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
       marked.write(path, text)
+      if ref_text is not None:
+        marked.write(path, ref_text, "reference")
   print(text)
+  if ref_text is not None:
+    print(f"\n{ref_text}")
 
 
 if __name__ == "__main__":
