@@ -9,11 +9,9 @@ Queries come from `task.test_split`, demonstrations from `task.train_split`.
 from lightft_jax.train import config_lib
 
 
-def parse_ks(value) -> tuple[int, ...]:
-  """8 -> (8,); "0+1+2" -> (0, 1, 2)."""
-  if isinstance(value, int):
-    return (value,)
-  return tuple(int(v) for v in str(value).split("+") if v.strip())
+def parse_ks(value: str) -> tuple[int, ...]:
+  """"8" -> (8,); "0+1+2" -> (0, 1, 2)."""
+  return tuple(int(v) for v in value.split("+") if v.strip())
 
 
 def get_config(arg=None):

@@ -75,7 +75,7 @@ def get_config(arg=None):
                            model="minilm", max_length=64, eval_every=100, eval_limit=256, condition="task",
                            context_k=16, held_out="", warmup=20)
   glue = a.tasks == "glue"
-  tasks = GLUE_TASKS if glue else tuple(t for t in str(a.tasks).split("+") if t)
+  tasks = GLUE_TASKS if glue else tuple(t for t in a.tasks.split("+") if t)
   if a.held_out and a.condition != "context":
     raise ValueError("held_out=NAME evaluates an unseen task from its context: use condition=context with a "
                      "hypernetwork or moe_lora method")

@@ -16,5 +16,6 @@ SELECTED_LR = {"lora": 1e-3, "ia3": 1e-2}
 
 
 def get_sweep():
-  points = [f"{p},lr={SELECTED_LR[p.split(',')[0].split('=')[1]]}" for p in _paper.peft_points(20, (0, 1), 200, 100)]
+  points = [f"{p},lr={SELECTED_LR[m]}" for s in (0, 1) for m in _paper.METHODS
+            for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")
