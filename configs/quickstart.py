@@ -70,8 +70,9 @@ def get_config(arg=None):
   if a.model == "minilm":
     c.model.name = str(minilm_dir())
     # Dropout off: the settings and the committed figures were measured without it (the checkpoint's
-    # config.json asks for 0.1, which `--config.model.overrides.dropout=0.1` restores).
-    c.model.overrides = {"dropout": 0.0}
+    # config.json asks for 0.1 on hidden states and attention probabilities, which
+    # `--config.model.overrides.dropout=0.1 --config.model.overrides.attention_dropout=0.1` restore).
+    c.model.overrides = {"dropout": 0.0, "attention_dropout": 0.0}
   else:  # a preset (random init, MiniLM's tokenizer and vocabulary: a smoke run) or an HF checkpoint directory
     c.model.name = a.model
     if a.model in PRESET_VOCAB:

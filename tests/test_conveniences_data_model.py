@@ -89,19 +89,21 @@ def hf_checkpoint(path, preset, task, **hf_config):
   return path
 
 
-@pytest.mark.parametrize("preset,task,hf_config,rate", [
-    ("tiny-bert", "classification", {"hidden_dropout_prob": 0.2, "attention_probs_dropout_prob": 0.3}, 0.2),
-    ("tiny-gpt2", "lm", {"resid_pdrop": 0.15, "embd_pdrop": 0.15, "attn_pdrop": 0.05}, 0.15),
-    ("tiny-t5", "lm", {"dropout_rate": 0.05}, 0.05),
-    ("tiny-llama", "lm", {"attention_dropout": 0.1}, 0.0),  # Llama drops out attention probabilities only
+@pytest.mark.parametrize("preset,task,hf_config,rate,attn_rate", [
+    ("tiny-bert", "classification", {"hidden_dropout_prob": 0.2, "attention_probs_dropout_prob": 0.3}, 0.2, 0.3),
+    ("tiny-gpt2", "lm", {"resid_pdrop": 0.15, "embd_pdrop": 0.15, "attn_pdrop": 0.05}, 0.15, 0.05),
+    ("tiny-t5", "lm", {"dropout_rate": 0.05}, 0.05, 0.05),  # T5: one rate, attention probabilities too
+    ("tiny-llama", "lm", {"attention_dropout": 0.1}, 0.0, 0.1),  # Llama drops out attention probabilities only
+    ("tiny-llama", "lm", {"attention_dropout": 0.0}, 0.0, 0.0),
 ])
-def test_dropout_comes_from_config_json_and_an_override_wins(tmp_path, preset, task, hf_config, rate):
+def test_dropout_comes_from_config_json_and_an_override_wins(tmp_path, preset, task, hf_config, rate, attn_rate):
   from lightft_jax.models.hf import from_pretrained
   path = hf_checkpoint(tmp_path, preset, task, **hf_config)
   n = 2 if task == "classification" else None
   model = from_pretrained(path, task=task, num_labels=n)
-  assert model.cfg.dropout == pytest.approx(rate)
-  assert from_pretrained(path, task=task, num_labels=n, dropout=0.0).cfg.dropout == 0.0  # model.overrides wins
+  assert (model.cfg.dropout, model.cfg.attention_dropout) == (pytest.approx(rate), pytest.approx(attn_rate))
+  off = from_pretrained(path, task=task, num_labels=n, dropout=0.0, attention_dropout=0.0).cfg  # overrides win
+  assert (off.dropout, off.attention_dropout) == (0.0, 0.0)
   assert from_pretrained(path, task=task, num_labels=n, dropout=0.3).cfg.dropout == pytest.approx(0.3)
   # returned in eval mode, as transformers does: the same input gives the same output
   ids = jnp.asarray([[5, 6, 7, 8]], jnp.int32)
@@ -109,7 +111,7 @@ def test_dropout_comes_from_config_json_and_an_override_wins(tmp_path, preset, t
   jax.tree.map(np.testing.assert_array_equal, model(ids, **kw), model(ids, **kw))
   model.train()  # and dropout acts in train mode
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(model(ids, **kw)),
-                                                     jax.tree.leaves(model(ids, **kw)))) == (rate > 0)
+                                                     jax.tree.leaves(model(ids, **kw)))) == (rate + attn_rate > 0)
 
 
 def test_dropout_from_a_bert_checkpoint_through_the_config(tmp_path):

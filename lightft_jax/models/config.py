@@ -73,7 +73,8 @@ class TransformerConfig:
   param_dtype: str = "float32"
   remat: bool = False
   scan_layers: bool = False
-  dropout: float = 0.0
+  dropout: float = 0.0  # embeddings, residual branches, stack output
+  attention_dropout: float = 0.0  # attention probabilities (train mode only; an explicit softmax then)
   initializer_range: float = 0.02
 
   def __post_init__(self):
@@ -83,6 +84,9 @@ class TransformerConfig:
       raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set head_dim")
     if self.num_kv_heads <= 0 or self.n_heads % self.num_kv_heads:
       raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.num_kv_heads}")
+    for name in ("dropout", "attention_dropout"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f"{name} must be a rate in [0, 1), got {getattr(self, name)}")
     if self.sliding_window is not None and self.sliding_window < 1:
       raise ValueError(f"sliding_window must be a positive number of slots or None, got {self.sliding_window}")
 

@@ -53,12 +53,17 @@ class ClassificationHead(nnx.Module):
                   if style == "roberta" else None)
     self.out = Dense(cfg.d_model, num_labels, axes=("embed", None), use_bias=style != "last_token", cfg=cfg,
                      rngs=rngs)
+    # BertForSequenceClassification / RobertaClassificationHead drop out the pooled features (hidden_dropout_prob);
+    # built last, and only when used, so that it moves no initialisation (a Dropout forks the rng stream).
+    self.dropout = (nnx.Dropout(cfg.dropout, rngs=rngs) if cfg.dropout and style in ("bert", "roberta")
+                    else None)
 
   def __call__(self, h, pooled, mask, ctx: Ctx = None):
+    drop = self.dropout or (lambda x: x)
     if self.style == "bert":
-      x = pooled
+      x = drop(pooled)
     elif self.style == "roberta":
-      x = jnp.tanh(self.dense(h[:, 0], ctx))
+      x = drop(jnp.tanh(self.dense(drop(h[:, 0]), ctx)))
     elif self.style == "mean":
       x = mean_pool(h, mask)
     else:

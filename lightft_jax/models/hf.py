@@ -255,8 +255,10 @@ def from_pretrained(directory: str | Path, task: str = "base", num_labels: int |
   """Builds a Transformer from a local HF checkpoint directory or a llama GGUF file.
 
   Like `transformers`, returns the model in eval mode (dropout off); the trainer switches it to train mode.
-  Dropout comes from config.json (BERT hidden_dropout_prob, GPT-2 resid_pdrop, T5 dropout_rate; Llama has
-  none), unless `overrides` set `dropout`.
+  Dropout comes from config.json: `dropout` on hidden states (BERT hidden_dropout_prob, GPT-2 resid_pdrop,
+  T5 dropout_rate; Llama has none) and `attention_dropout` on attention probabilities (BERT
+  attention_probs_dropout_prob, GPT-2 attn_pdrop, T5 dropout_rate, Llama attention_dropout), unless `overrides`
+  set them.
   `task` picks the head (base, lm, classification, token_classification, qa, regression); heads the
   checkpoint lacks are freshly initialised (seeded by `seed`) with a logged warning naming them.
   `head_style` (models.heads.HEAD_STYLES) replaces the architecture's own sequence-classification pooling,

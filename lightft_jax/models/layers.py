@@ -180,6 +180,27 @@ def attention_implementation(dtype, head_dim: int, *, cached: bool, learned_bias
   return "cudnn" if fused else "xla"
 
 
+def softmax_attention(q, k, v, *, bias=None, mask=None, scale=None, probs_fn=None) -> jax.Array:
+  """What `jax.nn.dot_product_attention` (implementation "xla") computes, with the probabilities [B,H,T,S] in
+  hand so that `probs_fn` (attention dropout) can act on them. q [B,T,H,Dh], k/v [B,S,K,Dh] (H a multiple of K)."""
+  b, t, h, dh = q.shape
+  kh = k.shape[2]
+  qg = q.reshape(b, t, kh, h // kh, dh)
+  logits = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  logits = logits * (dh ** -0.5 if scale is None else scale)
+  if bias is not None:
+    logits = logits + jnp.reshape(bias.astype(jnp.float32), (bias.shape[0], kh, h // kh) + bias.shape[2:])
+  if mask is not None:
+    m = jnp.broadcast_to(mask, (mask.shape[0], mask.shape[1]) + logits.shape[-2:])
+    m = m.reshape(m.shape[0], 1, 1, *m.shape[2:]) if m.shape[1] == 1 else m.reshape(m.shape[0], kh, h // kh,
+                                                                                      *m.shape[2:])
+    logits = jnp.where(m, logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+  if probs_fn is not None:
+    probs = probs_fn(probs)
+  return jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, dh)
+
+
 class Attention(nnx.Module):
   """Multi-head / grouped-query attention through `jax.nn.dot_product_attention`.
 
@@ -204,6 +225,8 @@ class Attention(nnx.Module):
       self.key = mk(k * dh, ("embed", "kv"), cfg.qkv_bias)
       self.value = mk(k * dh, ("embed", "kv"), cfg.qkv_bias)
     self.out = Dense(h * dh, d, axes=("heads", "embed"), use_bias=cfg.out_bias, cfg=cfg, rngs=rngs)
+    # Only built when used: a Dropout forks the rng stream, which would move every later initialisation.
+    self.probs_dropout = nnx.Dropout(cfg.attention_dropout, rngs=rngs) if cfg.attention_dropout else None
     self.extra_kv = nnx.data(None)  # an extensions.ExtraKV, set by PEFT methods
 
   def project(self, x: jax.Array, kv_input: jax.Array, ctx: Ctx):
@@ -245,6 +268,10 @@ class Attention(nnx.Module):
         bias = jnp.concatenate([jnp.zeros(bias.shape[:-1] + (p,), bias.dtype), bias], -1)
     if bias is not None and bias.shape[-1] > k.shape[1]:
       bias = bias[..., bias.shape[-1] - k.shape[1]:]
+    if self.probs_dropout is not None and not self.probs_dropout.deterministic:
+      y = softmax_attention(q.astype(self.dtype), k.astype(self.dtype), v.astype(self.dtype), bias=bias, mask=mask,
+                            scale=self.scale, probs_fn=self.probs_dropout)
+      return self.out(y.reshape(b, y.shape[1], -1), ctx), cache
     impl = attention_implementation(self.dtype, self.head_dim, cached=cache is not None, learned_bias=bias is not None)
     if impl == "cudnn" and mask is not None:  # cuDNN wants the mask's query axis spelled out
       mask = jnp.broadcast_to(mask, (b, 1, q.shape[1], k.shape[1]))

@@ -8,7 +8,6 @@ which is already [in, out]). Layer rules carry `{i}` and are expanded by `layers
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
@@ -33,22 +32,19 @@ def activation(name: str) -> str:
 
 def dropout_fields(hf: dict, hidden_key: str | None, hidden_default: float, attention_key: str | None = None,
                    attention_default: float = 0.0) -> dict:
-  """`dropout` (TransformerConfig's one rate: embeddings, residual branches, stack output) from the HF config's
-  hidden-state dropout `hidden_key` (HF's class default when the key is absent; None: the architecture has
-  none, the rate is `hidden_default`). The model has no dropout on attention probabilities: a non-zero
-  `attention_key` rate is logged as not applied. `model.overrides.dropout` (from_pretrained's overrides) wins."""
-  rate = hf.get(hidden_key) if hidden_key else None
-  rate = float(hidden_default if rate is None else rate)
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f"{hidden_key}={rate} in config.json is not a dropout rate in [0, 1)")
-  if attention_key is not None:
-    attn = hf.get(attention_key)
-    attn = float(attention_default if attn is None else attn)
-    if attn:
-      logging.getLogger(__name__).info(
-          "%s=%s (dropout on attention probabilities) is not applied: lightft_jax models drop out embeddings and "
-          "residual branches only (dropout=%s, from %s)", attention_key, attn, rate, hidden_key)
-  return {"dropout": rate}
+  """`dropout` (embeddings, residual branches, stack output) from the HF config's hidden-state dropout `hidden_key`
+  and `attention_dropout` (attention probabilities) from `attention_key`, each HF's class default when the key
+  is absent (None: the architecture has none, the rate is the default). `model.overrides` (from_pretrained's
+  overrides) win, e.g. {"dropout": 0.0, "attention_dropout": 0.0}."""
+  rates = {}
+  for field, key, default in (("dropout", hidden_key, hidden_default),
+                              ("attention_dropout", attention_key, attention_default)):
+    rate = hf.get(key) if key else None
+    rate = float(default if rate is None else rate)
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"{key}={rate} in config.json is not a dropout rate in [0, 1)")
+    rates[field] = rate
+  return rates
 
 
 def first(x):

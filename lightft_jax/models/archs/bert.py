@@ -21,7 +21,7 @@ CONFIG_FIELDS = (("vocab_size", "vocab_size"), ("hidden_size", "d_model"), ("num
 
 def encoder_fields(hf: dict, position_offset: int) -> dict:
   """Fields of a BERT-style encoder whose learned positions start at `position_offset`; dropout from
-  hidden_dropout_prob (BertConfig's default 0.1)."""
+  hidden_dropout_prob and attention_probs_dropout_prob (BertConfig's defaults 0.1)."""
   if hf.get("position_embedding_type", "absolute") != "absolute":
     raise ValueError(f"position_embedding_type={hf['position_embedding_type']!r} is not supported; "
                      "only 'absolute'")
@@ -37,7 +37,7 @@ def from_hf(hf: dict) -> dict:
 def to_hf(cfg) -> dict:
   return dict(hidden_act=HF_ACTIVATIONS[cfg.activation],
               max_position_embeddings=cfg.max_positions + cfg.position_offset, position_embedding_type="absolute",
-              hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+              hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.attention_dropout)
 
 
 def body(c) -> list:

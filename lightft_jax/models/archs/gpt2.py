@@ -40,7 +40,7 @@ def from_hf(hf: dict) -> dict:
 def to_hf(cfg) -> dict:
   return dict(n_inner=cfg.d_ff, activation_function=HF_ACTIVATIONS[cfg.activation],
               scale_attn_weights=cfg.attn_scale is None, pad_token_id=cfg.pad_token_id, resid_pdrop=cfg.dropout,
-              embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
+              embd_pdrop=cfg.dropout, attn_pdrop=cfg.attention_dropout)
 
 
 def body(c) -> list:

@@ -33,8 +33,7 @@ def rope_theta(hf: dict) -> float:
 
 
 def from_hf(hf: dict) -> dict:
-  """Llama has no dropout on hidden states (dropout 0); its `attention_dropout` (attention probabilities) is
-  logged as not applied when non-zero."""
+  """Llama has no dropout on hidden states (dropout 0); `attention_dropout` drops attention probabilities."""
   bias = bool(hf.get("attention_bias", False))
   pad = hf.get("pad_token_id")
   return dict(rope_theta=rope_theta(hf), qkv_bias=bias, out_bias=bias,
@@ -47,7 +46,8 @@ def from_hf(hf: dict) -> dict:
 def to_hf(cfg) -> dict:
   return dict(num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.dim_head, hidden_act=HF_ACTIVATIONS[cfg.activation],
               attention_bias=cfg.qkv_bias, tie_word_embeddings=cfg.tie_embeddings, pad_token_id=cfg.pad_token_id,
-              rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, rope_theta=cfg.rope_theta)
+              rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, rope_theta=cfg.rope_theta,
+              attention_dropout=cfg.attention_dropout)
 
 
 def body(c) -> list:

@@ -29,7 +29,7 @@ def from_hf(hf: dict) -> dict:
   act = "gelu_new" if proj == "gated-gelu" else proj.split("-")[-1]
   scale = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings") is not False)
   return dict(activation=activation(act), gated_mlp=gated, scale_tied_logits=bool(scale),
-              **dropout_fields(hf, "dropout_rate", 0.1))  # T5Config: one rate everywhere
+              **dropout_fields(hf, "dropout_rate", 0.1, "dropout_rate", 0.1))  # T5: one rate, attention too
 
 
 def to_hf(cfg) -> dict:
