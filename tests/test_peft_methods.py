@@ -4,7 +4,6 @@ prefix with a KV cache, prompt init, selective tuning and clear errors."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -12,6 +11,7 @@ from lightft_jax import peft
 from lightft_jax.models import Transformer, get_preset
 from lightft_jax.peft.adapters import AdapterUnit
 from lightft_jax.peft.lora import LoraUnit
+from peft_test_utils import adam_steps
 
 IDS = jnp.array([[5, 17, 3, 42, 8, 11], [7, 7, 60, 2, 91, 33]], jnp.int32)
 
@@ -58,32 +58,18 @@ def test_training_moves_only_trainable_parameters():
                      {"method": "adapter", "config": "pfeiffer", "placement": "parallel"},
                      {"method": "lora", "r": 2}])
   filt = peft.trainable_filter(model)
-  graphdef, trainable, frozen, rest = nnx.split(model, filt, nnx.Param, ...)
+  _, trainable, frozen, _ = nnx.split(model, filt, nnx.Param, ...)
   frozen_before = jax.tree.map(np.array, frozen)
   trainable_before = jax.tree.map(np.array, trainable)
-  opt = optax.adam(1e-2)
-  opt_state = opt.init(trainable)
-  labels = jnp.array([0, 2])
-
-  def loss_fn(t):
-    out = nnx.merge(graphdef, t, frozen, rest)(IDS)["logits"]
-    return optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
-
-  @jax.jit
-  def step(t, s):
-    g = jax.grad(loss_fn)(t)
-    u, s = opt.update(g, s, t)
-    return optax.apply_updates(t, u), s, g
-
-  for _ in range(3):
-    trainable, opt_state, grads = step(trainable, opt_state)
-  assert jax.tree.structure(grads) == jax.tree.structure(trainable)
-  n_trainable = sum(x.size for x in jax.tree.leaves(trainable))
+  run = adam_steps(model, IDS, jnp.array([0, 2]), 3)
+  assert jax.tree.structure(run.grads) == jax.tree.structure(run.trainable)
+  n_trainable = sum(x.size for x in jax.tree.leaves(run.trainable))
   assert n_trainable == peft.param_counts(model)[0]
-  assert sum(x.size for x in jax.tree.leaves(opt_state)) == 2 * n_trainable + 1  # adam mu, nu, count
-  for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(frozen_before)):
+  assert sum(x.size for x in jax.tree.leaves(run.opt_state)) == 2 * n_trainable + 1  # adam mu, nu, count
+  frozen_after = nnx.split(model, peft.trainable_filter(model), nnx.Param, ...)[2]
+  for a, b in zip(jax.tree.leaves(frozen_after), jax.tree.leaves(frozen_before)):
     np.testing.assert_array_equal(np.asarray(a), b)
-  moved = [not np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(trainable),
+  moved = [not np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(run.trainable),
                                                                  jax.tree.leaves(trainable_before))]
   assert all(moved)
 

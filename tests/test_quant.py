@@ -6,7 +6,6 @@ import gguf
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -14,6 +13,7 @@ from lightft_jax import peft
 from lightft_jax.models import Transformer, from_pretrained, get_preset, save_pretrained
 from lightft_jax.models import quant
 from lightft_jax.models.quant import NF4_CODE, QuantizedKernel, QuantizedWeight
+from peft_test_utils import adam_steps
 
 IDS = jnp.array([[5, 17, 3, 42, 8, 11], [7, 7, 60, 2, 91, 33]], jnp.int32)
 
@@ -228,36 +228,18 @@ def test_lora_trains_on_quantized_base_which_stays_bit_identical():
   model = quant.quantize_model(tiny(), "nf4")
   peft.apply(model, {"method": "lora", "r": 2, "targets": "all_linear"})
   filt = peft.trainable_filter(model)
-  graphdef, trainable, frozen, rest = nnx.split(model, filt, nnx.Param, ...)
+  _, trainable, frozen, _ = nnx.split(model, filt, nnx.Param, ...)
   is_q = lambda x: isinstance(x, QuantizedWeight)
   assert not any(map(is_q, jax.tree.leaves(trainable, is_leaf=is_q)))
   assert not any(map(is_q, jax.tree.leaves(frozen, is_leaf=is_q)))
   quantized_before = jax.tree.map(np.array, nnx.state(model, QuantizedWeight))
   assert len(jax.tree.leaves(quantized_before)) == 2 * 6 * 4  # codes + 3 double-quant arrays per kernel
   trainable_before = jax.tree.map(np.array, trainable)
-  opt = optax.adam(1e-2)
-  opt_state = opt.init(trainable)
-  labels = jnp.array([0, 2])
-
-  def loss_fn(t):
-    out = nnx.merge(graphdef, t, frozen, rest)(IDS)["logits"]
-    return optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
-
-  @jax.jit
-  def step(t, s):
-    loss, g = jax.value_and_grad(loss_fn)(t)
-    u, s = opt.update(g, s, t)
-    return optax.apply_updates(t, u), s, loss
-
-  losses = []
-  for _ in range(4):
-    trainable, opt_state, loss = step(trainable, opt_state)
-    losses.append(float(loss))
-  assert losses[-1] < losses[0]
-  moved = [not np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(trainable),
+  run = adam_steps(model, IDS, jnp.array([0, 2]), 4)
+  assert run.losses[-1] < run.losses[0]
+  moved = [not np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(run.trainable),
                                                                  jax.tree.leaves(trainable_before))]
   assert all(moved)
-  nnx.update(model, trainable)
   after = nnx.state(model, QuantizedWeight)
   for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(quantized_before)):
     assert a.dtype == b.dtype
