@@ -124,6 +124,8 @@ def test_fewshot_harness_metrics_and_k_limit(tiny_lm):
     assert k0[name] == pytest.approx(np.mean(scores.argmax(-1) == gold), abs=1e-12), name
     assert np.mean(scores.argmax(-1) == gold) != np.mean(scores.argmin(-1) == gold)  # a flipped rule shows
   assert len({float(np.mean(v.argmax(-1) == gold)) for v in expected.values()}) == 3  # the three rules differ
+  from sklearn.metrics import f1_score
+  assert k0["macro_f1"] == pytest.approx(f1_score(gold, ll.argmax(-1), average="macro"), abs=1e-12)
   # Per-k numbers are the mean and (population) std over the per-seed rows.
   for k, row in out["per_k"].items():
     for name in ("acc", "acc_norm", "acc_mi", "acc_calibrated"):

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from lightft_jax import metrics
 from lightft_jax.icl import calibration as cal
 from lightft_jax.icl.generation import generate_answers
 from lightft_jax.icl.prompts import (PromptTemplate, demonstration_labels, order_demonstrations,
@@ -193,7 +194,8 @@ def _choice_metrics(model, enc, template, pool, queries, sets, contexts, answers
   pred = cal.predict(ll[:n])
   out = {"acc": acc(pred),
          "acc_norm": acc(cal.predict_length_normalised(ll[:n], template.choices())),
-         "acc_mi": acc(cal.predict_mutual_information(ll[:n], unconditional))}
+         "acc_mi": acc(cal.predict_mutual_information(ll[:n], unconditional)),
+         "macro_f1": metrics.f1(pred, gold)}  # of the plain rule: reads a skewed test split where acc cannot
   if options.calibrate:
     m = len(options.content_free_inputs)
     priors = np.stack([cal.content_free_prior(ll[cf_slot[(tuple(i), tuple(y))]:][:m]) for i, y in sets])
