@@ -13,16 +13,17 @@ from lightft_jax.models import Transformer, get_preset
 from lightft_jax.models.layers import softmax_attention
 
 
-@pytest.mark.parametrize("heads,kv_heads,with_bias,scale", [(4, 4, False, None), (4, 2, True, None),
-                                                            (4, 1, True, 0.3)])
-def test_softmax_attention_equals_dot_product_attention(heads, kv_heads, with_bias, scale):
+@pytest.mark.parametrize("heads,kv_heads,with_bias,scale,mask_shape", [
+    (4, 4, False, None, (2, 1, 5, 7)), (4, 2, True, None, (2, 4, 5, 7)), (4, 1, True, 0.3, (5, 7))])
+def test_softmax_attention_equals_dot_product_attention(heads, kv_heads, with_bias, scale, mask_shape):
   r = np.random.default_rng(0)
   b, t, s, dh = 2, 5, 7, 8
   q = jnp.asarray(r.normal(size=(b, t, heads, dh)), jnp.float32)
   k, v = (jnp.asarray(r.normal(size=(b, s, kv_heads, dh)), jnp.float32) for _ in range(2))
-  mask = jnp.asarray(r.random((b, 1, t, s)) > 0.3).at[:, :, :, 0].set(True)
+  mask = jnp.asarray(r.random(mask_shape) > 0.3).at[..., 0].set(True)  # per batch, per head, or one [T, S]
   bias = jnp.asarray(r.normal(size=(1, heads, t, s)), jnp.float32) if with_bias else None
-  want = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, implementation="xla")
+  want = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=jnp.broadcast_to(mask, (b, 1) + mask.shape[-2:])
+                                      if mask.ndim == 2 else mask, scale=scale, implementation="xla")
   got = softmax_attention(q, k, v, bias=bias, mask=mask, scale=scale)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 

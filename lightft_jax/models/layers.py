@@ -191,6 +191,7 @@ def softmax_attention(q, k, v, *, bias=None, mask=None, scale=None, probs_fn=Non
   if bias is not None:
     logits = logits + jnp.reshape(bias.astype(jnp.float32), (bias.shape[0], kh, h // kh) + bias.shape[2:])
   if mask is not None:
+    mask = jnp.reshape(mask, (1,) * (4 - mask.ndim) + mask.shape)  # [.., T, S] -> [B|1, H|1, T, S]
     m = jnp.broadcast_to(mask, (mask.shape[0], mask.shape[1]) + logits.shape[-2:])
     m = m.reshape(m.shape[0], 1, 1, *m.shape[2:]) if m.shape[1] == 1 else m.reshape(m.shape[0], kh, h // kh,
                                                                                       *m.shape[2:])
