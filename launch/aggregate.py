@@ -134,6 +134,8 @@ def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
     row["ms_per_step"] = _mean_std([x["ms_per_step"] for x in members])[0]
     row["ms_per_step_from"] = "/".join(sorted({x["ms_per_step_from"] for x in members}))
     row["runs"] = [str(x["dir"]) for x in members]
+    row["per_run"] = [{"run": str(x["dir"]), "seed": x["config"].get("seed"), "ms_per_step": x["ms_per_step"],
+                       **{m: x["metrics"][m] for m in names}} for x in members]  # each seed's own numbers
     rows.append(row)
   return sorted(rows, key=lambda r: [json.dumps(r[k]) for k in group_by])
 

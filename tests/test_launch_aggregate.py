@@ -48,6 +48,10 @@ def test_rows_mean_std_params_and_step_time(sweep_dir, tmp_path):
   assert (ia3["peft.method"], ia3["peft.r"], ia3["n_seeds"]) == ("ia3", None, 2)
   assert lora["test/accuracy_mean"] == pytest.approx(0.85)
   assert lora["test/accuracy_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
+  # each run's own numbers stay in the row, with its seed
+  assert sorted(r["test/accuracy"] for r in lora["per_run"]) == pytest.approx([0.8, 0.9])
+  assert {r["seed"] for r in lora["per_run"]} == {r["seed"] for r in ia3["per_run"]} and len(lora["per_run"]) == 2
+  assert sorted(r["run"] for r in lora["per_run"]) == sorted(lora["runs"])
   assert lora["eval/accuracy_mean"] == pytest.approx(0.75) and "test/examples_mean" not in lora
   assert lora["trainable_params"] == 1000 and ia3["trainable_params"] == 100
   assert lora["ms_per_step"] == pytest.approx(1000 * 8 / 40.0) and lora["ms_per_step_from"] == "examples_per_s"

@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # peft_methods, CPU-sized (experiments/peft_methods/sweep_cpu.py): every method on all-MiniLM-L6-v2 + Rotten
 # Tomatoes, batch 32, max length 64, 100 steps, seed 0; then the table and plots in results/cpu/; then LoRA, head-only
-# and full fine-tuning at the PyTorch reference's 600 steps (sweep_cpu_reference.py, results/cpu_600/).
+# and full fine-tuning at the PyTorch reference's 600 steps, 3 seeds (sweep_cpu_reference.py + _seeds.py,
+# results/cpu_600/); full fine-tuning with the transformers Trainer's defaults on our side (sweep_cpu_hf_recipe.py,
+# results/cpu_600_hf/) and with either recipe on the PyTorch side, on the same batches (reference_torch.py,
+# results/torch/).
 # Usage: bash experiments/peft_methods/run.sh   (finished points are skipped, so it can run in parts)
 set -euo pipefail
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu.py
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
   --out=experiments/peft_methods/results/cpu
-# the three methods the PyTorch reference reports, at its 600 steps (seed 0), and their table
+# the three methods the PyTorch reference reports, at its 600 steps (seeds 0, 1, 2)
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py
-${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600 \
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference_seeds.py
+${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds \
   --group-by=peft.method,peft.targets,peft.rslora,peft.dora \
   --out=experiments/peft_methods/results/cpu_600
+# full fine-tuning, both recipes, both sides (seed 0)
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_hf_recipe.py
+${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_hf --group-by=peft.method \
+  --out=experiments/peft_methods/results/cpu_600_hf
+for recipe in ours hf; do
+  ${PYTHON:-python} -m experiments.peft_methods.reference_torch --method=full --recipe=$recipe --seed=0 \
+    --out=experiments/peft_methods/results/torch/full_${recipe}_seed0.json
+done
 ${PYTHON:-python} -m experiments.peft_methods.table --write

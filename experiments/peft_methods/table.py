@@ -1,6 +1,8 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
-aggregate of sweep_cpu.py) and, between the "reference" markers, the three methods the PyTorch reference reports
-at its 600 steps from results/cpu_600/summary.json (sweep_cpu_reference.py) beside the reference's accuracy.
+aggregate of sweep_cpu.py); between the "reference" markers, the three methods the PyTorch reference reports at
+its 600 steps from results/cpu_600/summary.json (sweep_cpu_reference.py + _seeds.py) beside the reference's
+accuracy; between the "recipe" markers (this folder's README only), full fine-tuning with either recipe on either
+side (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
 
   python -m experiments.peft_methods.table            # prints the table
   python -m experiments.peft_methods.table --write    # accuracy_vs_params.png, and replaces the table between the markers in this folder's
@@ -56,8 +58,48 @@ def reference_table(summary: dict) -> str:
       continue
     r = rows[name]
     acc = r["test/accuracy_mean"]
-    lines.append(f"| {name} | {r['trainable_params']:,} | {r['n_seeds']} | {acc:.4f} | {ref:.3f} | {acc - ref:+.4f} | "
-                 f"{r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+    lines.append(f"| {name} | {r['trainable_params']:,} | {r['n_seeds']} | {mean_std(acc, r['test/accuracy_std'])} | "
+                 f"{ref:.3f} | {acc - ref:+.4f} | {r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+  return "\n".join(lines)
+
+
+def mean_std(mean: float, std: float | None) -> str:
+  return f"{mean:.4f}" if not std else f"{mean:.4f} ± {std:.4f}"
+
+
+def torch_rows(folder: Path) -> dict[tuple[str, str], list[dict]]:
+  """reference_torch.py's results, by (method, recipe)."""
+  out: dict[tuple[str, str], list[dict]] = {}
+  for path in sorted(folder.glob("*.json")):
+    r = json.loads(path.read_text())
+    out.setdefault((r["method"], r["recipe"]), []).append(r)
+  return out
+
+
+def recipe_table(ours: dict, ours_hf: dict | None, torch: dict) -> str:
+  """Full fine-tuning at 600 steps: both sides, both recipes (the quickstart's settings and the transformers
+  Trainer's defaults), seed by seed where both sides ran it (the same batches), then ours over all its seeds,
+  beside the reference's."""
+  full = lambda summary: next(r for r in summary["rows"] if r["peft.method"] == "full")
+  lines = ["| side | recipe | seed | test accuracy | validation accuracy (first 256) | ms / step |",
+           "|---|---|---|---:|---:|---:|"]
+  for recipe, name, summary in (("ours", "quickstart settings", ours), ("hf", "Trainer defaults", ours_hf)):
+    runs = torch.get(("full", recipe), [])
+    for seed in sorted({r["seed"] for r in runs}):
+      for x in (full(summary)["per_run"] if summary else []):
+        if x["seed"] == seed:
+          lines.append(f"| lightft_jax | {name} | {seed} | {x['test/accuracy']:.4f} | {x['eval/accuracy']:.4f} | "
+                       f"{x['ms_per_step']:.0f} |")
+      for r in runs:
+        if r["seed"] == seed:
+          lines.append(f"| transformers, same batches | {name} | {seed} | {r['test']['accuracy']:.4f} | "
+                       f"{r['validation']['accuracy_first_256']:.4f} | {r['ms_per_step']:.0f} |")
+  r = full(ours)
+  seeds = ", ".join(str(x["seed"]) for x in sorted(r["per_run"], key=lambda x: x["seed"]))
+  lines.append(f"| lightft_jax | quickstart settings | {seeds} (mean ± std) | "
+               f"{mean_std(r['test/accuracy_mean'], r['test/accuracy_std'])} | {r['eval/accuracy_mean']:.4f} | "
+               f"{r['ms_per_step']:.0f} |")
+  lines.append(f"| PyTorch reference (the issue's) | not recorded | | {REFERENCE['full']:.3f} | | |")
   return "\n".join(lines)
 
 
@@ -86,15 +128,22 @@ def main() -> None:
   text = table(summary)
   ref_path = HERE / "results" / "cpu_600" / "summary.json"
   ref_text = reference_table(json.loads(ref_path.read_text())) if ref_path.exists() else None
+  hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
+  recipe_text = recipe_table(json.loads(ref_path.read_text()),
+                             json.loads(hf_path.read_text()) if hf_path.exists() else None,
+                             torch_rows(HERE / "results" / "torch")) if ref_path.exists() else None
   if "--write" in sys.argv:
+    if recipe_text is not None:
+      marked.write(HERE / "README.md", recipe_text, "recipe")
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png")
     for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
       marked.write(path, text)
       if ref_text is not None:
         marked.write(path, ref_text, "reference")
   print(text)
-  if ref_text is not None:
-    print(f"\n{ref_text}")
+  for extra in (ref_text, recipe_text):
+    if extra is not None:
+      print(f"\n{extra}")
 
 
 if __name__ == "__main__":
