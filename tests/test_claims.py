@@ -203,6 +203,12 @@ def test_peft_methods_table_is_the_committed_summary():
   ref = json.loads((ROOT / "experiments" / "peft_methods" / "results" / "cpu_600" / "summary.json").read_text())
   for text in (readme, (ROOT / "README.md").read_text()):
     assert marked.read(text, "reference") == reference_table(ref)
+  assert {r["n_seeds"] for r in ref["rows"]} == {3}
+  from experiments.peft_methods.table import recipe_table, torch_rows
+  results = ROOT / "experiments" / "peft_methods" / "results"
+  hf = json.loads((results / "cpu_600_hf" / "summary.json").read_text())
+  assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch_rows(results / "torch"))
+  assert set(torch_rows(results / "torch")) == {("full", "ours"), ("full", "hf")}
 
 
 def test_ablations_tables_are_the_committed_summaries():
