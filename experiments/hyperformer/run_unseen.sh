@@ -9,6 +9,6 @@ for s in sweep_unseen_cpu sweep_unseen_cpu_adapter sweep_unseen_cpu_icl; do
   $PY -m launch.launchers experiments/hyperformer/$s.py
 done
 $PY -m launch.aggregate runs/hyperformer_unseen_cpu/hyper runs/hyperformer_unseen_cpu/adapter_k16 \
-  runs/hyperformer_unseen_cpu/icl --group-by=job,task.name,peft.method \
+  runs/hyperformer_unseen_cpu/icl_all --group-by=job,task.name,peft.method \
   --out=experiments/hyperformer/results/cpu_unseen
 $PY -m experiments.hyperformer.table --write
