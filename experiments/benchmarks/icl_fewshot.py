@@ -116,6 +116,9 @@ def hf_prefix_cache(hf, contexts, answers, batch_size, pad_id):
   return out.numpy()
 
 
+ONEDNN_FLAG = "--xla_cpu_experimental_onednn_custom_call=true"
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--out", required=True)
@@ -135,7 +138,12 @@ def main(argv=None) -> int:
                  help="before timing, wait (up to --quiet_wait_s) until the 1-min load average is below this")
   p.add_argument("--quiet_wait_s", type=float, default=1200.0)
   p.add_argument("--scan_layers", type=int, default=1, help="our model scans over layers (1) or unrolls (0)")
+  p.add_argument("--xla_onednn", action="store_true",
+                 help=f"ours: XLA:CPU's matmuls through oneDNN (XLA_FLAGS += {ONEDNN_FLAG}), the library "
+                      "PyTorch's CPU matmuls use")
   args = p.parse_args(argv)
+  if args.xla_onednn:  # before jax starts its backend
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONEDNN_FLAG).strip()
   command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(sys.argv[1:] if argv is None else argv)
   if args.cpu_threads > 0:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.cpu_threads)
@@ -221,6 +229,7 @@ def main(argv=None) -> int:
           "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
           "quiet_wait_s": waited, "gap_s": args.gap_s, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,
           "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": path.name,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "data": args.data or "tfds:rotten_tomatoes"}
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +258,8 @@ def write_markdown(meta: dict, rows: list[dict]) -> str:
            f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
            f"batch {meta['batch_size']} (ours without a shared prefix: packed rows, {meta.get('token_budget')} "
            f"tokens per forward pass), median of {meta['repeats']} samples after {meta['warmup']} warm-up; "
-           + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
+           + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+           + (f"; XLA_FLAGS `{meta['xla_flags']}`" if meta.get("xla_flags") else ""), "",
            _load_line(meta), "",
            head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
