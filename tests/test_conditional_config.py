@@ -36,6 +36,7 @@ def test_more_conditional_methods_on_the_mixture(method, tmp_path):
   run_mixture(method, tmp_path)
 
 
+@pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_pet_smoke(rotten_tomatoes_dir, tmp_path, monkeypatch):  # rotten_tomatoes_dir: conftest.py
   monkeypatch.setenv("TFDS_DATA_DIR", str(rotten_tomatoes_dir))
   from lightft_jax.jobs import run_job

@@ -61,6 +61,7 @@ def test_one_token_answers_match_transformers(smollm, k):
   assert all(g.sum() <= 1 for g in greedy)
 
 
+@pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_multi_token_answers_after_shared_prefix_match_transformers(smollm):
   tok, ours, hf = smollm
   enc = PromptEncoder(tok)

@@ -58,6 +58,7 @@ def test_regressor_is_causal_and_trains():
     model(np.zeros((1, 2, 4), np.float32), np.zeros((1, 2), np.float32))
 
 
+@pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_icl_regression_trains_through_the_trainer_and_writes_curves(tmp_path):
   from lightft_jax.train import config_lib
   from lightft_jax.train.loop import train

@@ -137,6 +137,7 @@ def test_fewshot_harness_metrics_and_k_limit(tiny_lm):
     evaluate_fewshot(model, tok, TEMPLATE, pool, queries[:1], options=FewShotOptions(ks=(12,), calibrate=False))
 
 
+@pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_generation_scored_fewshot(tiny_lm):
   model, tok = tiny_lm
   assert cut_at_stop("yes\nReview: more", ["\n", "Review"]) == "yes"

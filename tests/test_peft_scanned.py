@@ -273,6 +273,7 @@ def test_weighted_adapters_on_a_scanned_model_equal_unrolled():
   np.testing.assert_allclose(outputs(scanned), outputs(unrolled), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_lora_on_a_quantized_scanned_base_matches_unrolled_and_leaves_it_bit_identical():
   """nf4 kernels stacked [L, ...] quantize blockwise per layer like the unrolled ones; LoRA on top computes the
   unrolled outputs, and training steps (build_program) move only the LoRA factors: the codes stay bit-identical."""
