@@ -40,12 +40,14 @@ def test_param_groups_exempt_biases_norms_and_embeddings_and_give_the_head_its_r
                                 intermediate_size=16)
   model = ref.MeanPooled(transformers.BertModel(cfg, add_pooling_layer=False), 2)
   names = {id(p): n for n, p in model.named_parameters()}
-  groups = ref.param_groups(model, "full", "ours", 5e-5, 0.01)
+  assert ref.quickstart_rates("full") == (5e-5, pytest.approx(1e-2))  # configs/quickstart.py's own rates
+  assert ref.quickstart_rates("head") == (pytest.approx(1e-2), pytest.approx(1e-2))
+  groups = ref.param_groups(model, "full", "ours", 5e-5, 1e-2, 0.01)
   for g in groups:
     for p in g["params"]:
       n = names[id(p)]
       exempt = n.endswith("bias") or "LayerNorm" in n or "embeddings" in n  # as train.optim's no_decay
       assert g["weight_decay"] == (0.0 if exempt else 0.01), n
-      assert g["lr"] == (ref.HEAD_LR if n.startswith("classifier.") else 5e-5), n
+      assert g["lr"] == (1e-2 if n.startswith("classifier.") else 5e-5), n
   assert sum(len(g["params"]) for g in groups) == len(names)
-  assert {g["lr"] for g in ref.param_groups(model, "full", "hf", 5e-5, 0.0)} == {5e-5}  # one rate
+  assert {g["lr"] for g in ref.param_groups(model, "full", "hf", 5e-5, 1e-2, 0.0)} == {5e-5}  # one rate

@@ -29,8 +29,14 @@ import transformers
 
 from configs import quickstart
 
-METHOD_LR = {"full": 5e-5, "lora": 2e-3, "head": 1e-2}
-HEAD_LR = 1e-2  # recipe "ours": the fresh head's learning rate (configs/quickstart.py head_lr)
+METHODS = ("full", "head", "lora")  # configs/quickstart.py's method names
+
+
+def quickstart_rates(method: str) -> tuple[float, float]:
+  """(lr, the fresh head's lr) that configs/quickstart.py gives `method`; head-only trains at its head's rate."""
+  c = quickstart.get_config(f"method={method},baselines=False")
+  head_lr = c.optimizer.lr * dict(c.optimizer.lr_groups)[r"^head\."]
+  return (head_lr if method == "head" else c.optimizer.lr), head_lr
 
 
 class MeanPooled(torch.nn.Module):
@@ -67,8 +73,8 @@ def build(method: str, recipe: str, model_dir: str, num_labels: int) -> torch.nn
   return model
 
 
-def param_groups(model, method: str, recipe: str, lr: float, weight_decay: float) -> list[dict]:
-  """(decay, lr) groups: "ours" gives the head HEAD_LR; biases, LayerNorm and embedding tables get no weight
+def param_groups(model, method: str, recipe: str, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+  """(decay, lr) groups: "ours" gives the head `head_lr`; biases, LayerNorm and embedding tables get no weight
   decay (train.optim's `no_decay`; with "hf" the decay is 0 anyway)."""
   groups: dict[tuple, list] = {}
   for name, p in model.named_parameters():
@@ -76,7 +82,7 @@ def param_groups(model, method: str, recipe: str, lr: float, weight_decay: float
       continue
     head = "classifier" in name
     no_decay = name.endswith("bias") or "LayerNorm" in name or "_embeddings." in name
-    key = (0.0 if no_decay else weight_decay, HEAD_LR if recipe == "ours" and head and method != "head" else lr)
+    key = (0.0 if no_decay else weight_decay, head_lr if recipe == "ours" and head and method != "head" else lr)
     groups.setdefault(key, []).append(p)
   return [{"params": ps, "weight_decay": wd, "lr": g_lr} for (wd, g_lr), ps in groups.items()]
 
@@ -109,7 +115,7 @@ def evaluate(model, loader, first: int = 0) -> dict:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--method", choices=sorted(METHOD_LR), required=True)
+  ap.add_argument("--method", choices=METHODS, required=True)
   ap.add_argument("--recipe", choices=("ours", "hf"), required=True)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--steps", type=int, default=600)
@@ -131,9 +137,10 @@ def main(argv=None):
 
   model = build(args.method, args.recipe, c.model.name, task.num_labels)
   model.train()
-  lr = args.lr or METHOD_LR[args.method]
+  lr, head_lr = quickstart_rates(args.method)
+  lr = args.lr or lr
   wd = c.optimizer.weight_decay if args.recipe == "ours" else 0.0
-  groups = param_groups(model, args.method, args.recipe, lr, wd)
+  groups = param_groups(model, args.method, args.recipe, lr, head_lr, wd)
   for g in groups:
     g["peak_lr"] = g["lr"]
   opt = torch.optim.AdamW(groups, betas=(c.optimizer.b1, c.optimizer.b2), eps=c.optimizer.eps)
