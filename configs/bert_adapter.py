@@ -60,14 +60,7 @@ def get_config(arg=None):
   full = {"peft": {"method": "full"}, "optimizer.lr": a.full_lr}
   c.baselines = (("full", full),) if a.baselines else ()
   if smoke:
-    config_lib.smoke_model(c, a.model)
-    c.task.eval_limit = 64
-    c.task.padding = "longest"
-    c.epochs, c.total_steps = 0.0, a.steps or 2
-    c.log_every, c.eval_every, c.checkpoint_every = 1, 0, 0
-    c.checkpoint.async_save = False
-    c.wandb.mode = "disabled"
-    c.logging.progress = False
+    config_lib.smoke_run(c, a.model, a.steps)
   elif not a.model:
     raise ValueError("configs/bert_adapter.py needs model=DIR, a local copy of bert-base-uncased (config.json, "
                      "model.safetensors, tokenizer.json; README: Getting checkpoints), or `:smoke` for a CPU run")

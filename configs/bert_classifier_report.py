@@ -82,14 +82,8 @@ def get_config(arg=None):
   c.eval_every = c.checkpoint_every = max(1, n_train // c.batch_size)  # one epoch of steps: a report per epoch
   c.epochs, c.total_steps = (0.0, a.steps) if a.steps else (a.epochs, 1)  # epochs: total_steps set at the start
   if smoke:
-    config_lib.smoke_model(c, a.model)
-    c.task.eval_limit = 64
-    c.task.padding = "longest"
-    c.epochs, c.total_steps = 0.0, a.steps or 2
-    c.log_every, c.eval_every, c.checkpoint_every = 1, 1, 0  # a dev report after step 1, the test report at the end
-    c.checkpoint.async_save = False
-    c.wandb.mode = "disabled"
-    c.logging.progress = False
+    config_lib.smoke_run(c, a.model, a.steps)
+    c.eval_every = 1  # a dev report after step 1, the test report at the end
   elif not a.model:
     raise ValueError("configs/bert_classifier_report.py needs model=DIR, a local copy of bert-base-cased "
                      "(config.json, model.safetensors, tokenizer.json; README: Getting checkpoints), or `:smoke`")

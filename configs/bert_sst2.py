@@ -49,15 +49,8 @@ def get_config(arg=None):
   c.eval_every = c.checkpoint_every = SST2_TRAIN // c.batch_size  # once per epoch (the loop drops the last partial batch)
   c.epochs, c.total_steps = (0.0, a.steps) if a.steps else (a.epochs, 1)  # epochs: total_steps set at the start
   if smoke:
-    config_lib.smoke_model(c, a.model)
+    config_lib.smoke_run(c, a.model, a.steps)
     c.task.name = "rotten_tomatoes"
-    c.task.eval_limit = 64
-    c.task.padding = "longest"
-    c.epochs, c.total_steps = 0.0, a.steps or 2
-    c.log_every, c.eval_every, c.checkpoint_every = 1, 0, 0
-    c.checkpoint.async_save = False
-    c.wandb.mode = "disabled"
-    c.logging.progress = False
   elif not a.model:
     raise ValueError("configs/bert_sst2.py needs model=DIR, a local copy of bert-base-uncased (config.json, "
                      "model.safetensors, tokenizer.json; README: Getting checkpoints), or `:smoke` for a CPU run")

@@ -193,6 +193,20 @@ def smoke_model(c: ml_collections.ConfigDict, model: str) -> None:
     c.model.overrides = {"vocab_size": PRESET_VOCAB[c.model.name]}
 
 
+def smoke_run(c: ml_collections.ConfigDict, model: str, steps: int) -> None:
+  """A CPU smoke run of a paper-sized config: `smoke_model`, `steps` steps (default 2) logged each step, 64
+  evaluation examples padded to the longest, one evaluation at the end, synchronous checkpoints, no W&B run,
+  no progress bar."""
+  smoke_model(c, model)
+  c.task.eval_limit = 64
+  c.task.padding = "longest"
+  c.epochs, c.total_steps = 0.0, steps or 2
+  c.log_every, c.eval_every, c.checkpoint_every = 1, 0, 0
+  c.checkpoint.async_save = False
+  c.wandb.mode = "disabled"
+  c.logging.progress = False
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every section and top-level key a training config has, with defaults; configs override what they need."""
   c = ml_collections.ConfigDict()
