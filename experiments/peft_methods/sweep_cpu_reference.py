@@ -4,10 +4,9 @@ accuracy), run here on CPU. Everything else as sweep.py (its points for those me
 mean-pooled one of the other rows, the reference's is BERT's pooler + classifier).
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py
-  python -m launch.aggregate runs/peft_methods_cpu_600 \\
-      --group-by=peft.method,peft.targets,peft.rslora,peft.dora \\
-      --out=experiments/peft_methods/results/cpu_600
-  python -m experiments.peft_methods.table --write
+
+aggregated with seeds 1-2 (sweep_cpu_reference_seeds.py) and the other methods (sweep_cpu_600_rest.py) by the
+command in sweep_cpu_600_rest.py; then `python -m experiments.peft_methods.table --write`.
 """
 
 from pathlib import Path

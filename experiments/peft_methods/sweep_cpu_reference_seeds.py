@@ -1,11 +1,8 @@
 """peft_methods at the PyTorch reference's budget: seeds 1 and 2 of the three methods of sweep_cpu_reference.py
 (everything else as there), so that the comparison with the reference is read over 3 seeds. Aggregated with
-sweep_cpu_reference.py's seed-0 runs:
+sweep_cpu_reference.py's seed-0 runs by the command in sweep_cpu_600_rest.py:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_reference_seeds.py
-  python -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds \\
-      --group-by=peft.method,peft.targets,peft.rslora,peft.dora \\
-      --out=experiments/peft_methods/results/cpu_600
 """
 
 from pathlib import Path
