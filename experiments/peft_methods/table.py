@@ -1,12 +1,14 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
-aggregate of sweep_cpu.py); between the "reference" markers, the three methods the PyTorch reference reports at
-its 600 steps from results/cpu_600/summary.json (sweep_cpu_reference.py + _seeds.py) beside the reference's
-accuracy; between the "recipe" markers (this folder's README only), full fine-tuning with either recipe on either
-side (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
+aggregate of sweep_cpu.py, between the "table" markers); every method at the PyTorch reference's 600 steps from
+results/cpu_600/summary.json (sweep_cpu_reference.py + _seeds.py + sweep_cpu_600_rest.py, between the "table_600"
+markers); between the "reference" markers, the three methods the PyTorch reference reports beside its accuracy;
+between the "recipe" markers (this folder's README only), full fine-tuning with either recipe on either side
+(results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
 
-  python -m experiments.peft_methods.table            # prints the table
-  python -m experiments.peft_methods.table --write    # accuracy_vs_params.png, and replaces the table between the markers in this folder's
-                                                      # README.md and the project README.md
+  python -m experiments.peft_methods.table            # prints the tables
+  python -m experiments.peft_methods.table --write    # results/{cpu,cpu_600}/accuracy_vs_params.png, and the tables
+                                                      # between their markers in this folder's README.md (the
+                                                      # project README.md: the 600-step and reference tables)
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ def label(row: dict) -> str:
 
 
 def table(summary: dict) -> str:
+  """Every method of `summary`, most accurate first; mean ± std over seeds where a row has several."""
   rows = sorted(summary["rows"], key=lambda r: -r["test/accuracy_mean"])
-  lines = ["| method | trainable params | test accuracy | test macro F1 | validation accuracy (256) | ms / step |",
-           "|---|---:|---:|---:|---:|---:|"]
+  lines = ["| method | trainable params | seeds | test accuracy | test macro F1 | validation accuracy (256) | ms / step |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
-    lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['test/accuracy_mean']:.4f} | "
-                 f"{r['test/macro_f1_mean']:.4f} | {r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+    lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['n_seeds']} | "
+                 f"{mean_std(r['test/accuracy_mean'], r['test/accuracy_std'])} | "
+                 f"{mean_std(r['test/macro_f1_mean'], r['test/macro_f1_std'])} | {r['eval/accuracy_mean']:.4f} | "
+                 f"{r['ms_per_step']:.0f} |")
   return "\n".join(lines)
 
 
@@ -103,20 +108,21 @@ def recipe_table(ours: dict, ours_hf: dict | None, torch: dict) -> str:
   return "\n".join(lines)
 
 
-def plot(summary: dict, path: Path) -> None:
-  """Test accuracy against trainable parameters (log x), one labelled point per method."""
+def plot(summary: dict, path: Path, title: str) -> None:
+  """Test accuracy (mean ± std over seeds) against trainable parameters (log x), one labelled point per method."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(8, 5))
   for r in summary["rows"]:
     x, y = r["trainable_params"], r["test/accuracy_mean"]
-    ax.scatter(x, y, color="tab:red" if r["peft.method"] == "full" else "tab:blue")
+    ax.errorbar(x, y, yerr=r["test/accuracy_std"] or 0.0, fmt="o", capsize=3,
+                color="tab:red" if r["peft.method"] == "full" else "tab:blue")
     ax.annotate(label(r), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
   ax.set_xscale("log")
   ax.set_xlabel("trainable parameters")
   ax.set_ylabel("test accuracy")
-  ax.set_title("all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, one seed")
+  ax.set_title(title)
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -124,26 +130,21 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-  summary = json.loads((HERE / "results" / "cpu" / "summary.json").read_text())
-  text = table(summary)
-  ref_path = HERE / "results" / "cpu_600" / "summary.json"
-  ref_text = reference_table(json.loads(ref_path.read_text())) if ref_path.exists() else None
+  load = lambda name: json.loads((HERE / "results" / name / "summary.json").read_text())
+  summary, ref = load("cpu"), load("cpu_600")
+  text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
-  recipe_text = recipe_table(json.loads(ref_path.read_text()),
-                             json.loads(hf_path.read_text()) if hf_path.exists() else None,
-                             torch_rows(HERE / "results" / "torch")) if ref_path.exists() else None
+  recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch_rows(HERE / "results" / "torch"))
   if "--write" in sys.argv:
-    if recipe_text is not None:
-      marked.write(HERE / "README.md", recipe_text, "recipe")
-    plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png")
-    for path in (HERE / "README.md", HERE.parents[1] / "README.md"):
-      marked.write(path, text)
-      if ref_text is not None:
-        marked.write(path, ref_text, "reference")
-  print(text)
-  for extra in (ref_text, recipe_text):
-    if extra is not None:
-      print(f"\n{extra}")
+    title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
+    plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png", title.format("100 steps, one seed"))
+    plot(ref, HERE / "results" / "cpu_600" / "accuracy_vs_params.png", title.format("600 steps"))
+    for name, body in (("table", text), ("table_600", text_600), ("reference", ref_text), ("recipe", recipe_text)):
+      marked.write(HERE / "README.md", body, name)
+    for name, body in (("table_600", text_600), ("reference", ref_text)):
+      marked.write(HERE.parents[1] / "README.md", body, name)
+  for body in (text, text_600, ref_text, recipe_text):
+    print(f"{body}\n")
 
 
 if __name__ == "__main__":
