@@ -205,8 +205,7 @@ def test_peft_methods_table_is_the_committed_summary():
     assert marked.read(text, "table_600") == table(ref)
     assert marked.read(text, "reference") == reference_table(ref)
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
-  assert "prefix (reparameterised)" not in seeds  # the one method not run at 600 steps (README says so)
-  assert len(seeds) == 15 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  assert len(seeds) == 16 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   hf = json.loads((results / "cpu_600_hf" / "summary.json").read_text())
   assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch_rows(results / "torch"))
   assert set(torch_rows(results / "torch")) == {("full", "ours"), ("full", "hf")}

@@ -1,7 +1,6 @@
 """peft_methods at the PyTorch reference's budget (600 steps, batch 32, max length 64), seed 0, for the thirteen
 methods sweep_cpu_reference.py leaves out (everything else as sweep.py), so that every method of the table has a
-600-step row. Aggregated with the reference methods' three seeds (the committed results/cpu_600/ stop before the
-last point, reparameterised prefix tuning, which did not run for lack of time):
+600-step row. Aggregated with the reference methods' three seeds:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest.py
   python -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds runs/peft_methods_cpu_600_rest \\
