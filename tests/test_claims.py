@@ -143,6 +143,50 @@ def test_benchmark_prose_figures_match_the_json(claim):
   assert claim in FLAT
 
 
+def icl_runs(names: list[str]) -> dict[str, dict]:
+  """{name: results.json} of the few-shot scoring runs (`icl_fewshot.py`: rows with s_per_100) among names."""
+  out = {}
+  for name in names:
+    path = BENCH / "results" / name / "results.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if any("s_per_100" in r for r in data.get("rows", [])):
+      out[name] = data
+  return out
+
+
+def icl_table_rows() -> list[tuple[list[str], str]]:
+  """(runs the heading names, row) for every k row of a few-shot scoring table in RESULTS.md."""
+  out, runs = [], []
+  for line in RESULTS_MD.splitlines():
+    if line.startswith("#"):
+      runs = list(icl_runs(re.findall(r"`results/([\w/-]+)/`", line)))
+    elif runs and re.match(r"\| \d+ \|", line):
+      out.append((runs, line))
+  return out
+
+
+def test_icl_scoring_tables_come_from_the_json():
+  rows = icl_table_rows()
+  assert len(rows) >= 12
+  for runs, row in rows:
+    k = int(row.split("|")[1])
+    written = [line for run in runs for line in (BENCH / "results" / run / "results.md").read_text().splitlines()
+               if line.startswith(f"| {k} |")]  # the row `icl_fewshot` wrote for this k, in each named run
+    assert any(set(numbers(row)) <= set(numbers(w)) for w in written), (runs, row)
+
+
+def test_xnnpack_table_is_the_json():
+  rows = [line for line in RESULTS_MD.splitlines() if re.match(r"\| (on|off)_\d \|", line)]
+  assert len(rows) == 4
+  for row in rows:
+    name, flag, ours, theirs, speedup = [c.strip() for c in row.strip("|").split("|")]
+    data = json.loads((BENCH / "results" / "cpu_icl_xnnpack" / name / "results.json").read_text())
+    (r,) = data["rows"]
+    assert (flag == "on") == ("xnnpack=true" in data["xla_flags"]) and name.startswith(flag)
+    assert [ours, theirs] == [f"{r['s_per_100'][s]:.2f}" for s in ("ours", "transformers")]
+    assert speedup == f"{r['speedup_vs_transformers']:.2f}"
+
+
 REGRESSION = ROOT / "experiments" / "icl_regression"
 
 
