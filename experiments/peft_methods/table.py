@@ -108,6 +108,30 @@ def recipe_table(ours: dict, ours_hf: dict | None, torch: dict) -> str:
   return "\n".join(lines)
 
 
+def place_labels(ax, points: list[tuple[str, float, float]]) -> None:
+  """Annotate each (text, x, y), highest points first, at the offset whose text box overlaps the fewest labels
+  placed before (the first such in order of distance; a thin line leads to a label moved off its point)."""
+  from matplotlib.text import Text
+  ax.figure.canvas.draw()  # settle the autoscaled limits, so that data -> pixel transforms are final
+  renderer = ax.figure.canvas.get_renderer()
+  offsets = [(4, 3)] + [(dx, dy) for k in range(1, 8) for dy in (10 * k + 3, -10 * k - 3) for dx in (4, 24)]
+  boxes = []
+
+  def box(offset, text, x, y):  # the text's own box, without its leader line
+    ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+    ann.update_positions(renderer)
+    b = Text.get_window_extent(ann, renderer).expanded(1.02, 1.1)
+    ann.remove()
+    return b
+
+  for text, x, y in sorted(points, key=lambda p: -p[2]):
+    clashes = [sum(b.overlaps(other) for other in boxes) for b in (box(o, text, x, y) for o in offsets)]
+    best = offsets[clashes.index(min(clashes))]
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=best, fontsize=7,
+                arrowprops=None if best == offsets[0] else {"arrowstyle": "-", "lw": 0.4, "alpha": 0.5})
+    boxes.append(box(best, text, x, y))
+
+
 def plot(summary: dict, path: Path, title: str) -> None:
   """Test accuracy (mean ± std over seeds) against trainable parameters (log x), one labelled point per method."""
   import matplotlib
@@ -115,16 +139,15 @@ def plot(summary: dict, path: Path, title: str) -> None:
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(8, 5))
   for r in summary["rows"]:
-    x, y = r["trainable_params"], r["test/accuracy_mean"]
-    ax.errorbar(x, y, yerr=r["test/accuracy_std"] or 0.0, fmt="o", capsize=3,
-                color="tab:red" if r["peft.method"] == "full" else "tab:blue")
-    ax.annotate(label(r), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.errorbar(r["trainable_params"], r["test/accuracy_mean"], yerr=r["test/accuracy_std"] or 0.0, fmt="o",
+                capsize=3, color="tab:red" if r["peft.method"] == "full" else "tab:blue")
   ax.set_xscale("log")
   ax.set_xlabel("trainable parameters")
   ax.set_ylabel("test accuracy")
   ax.set_title(title)
   ax.grid(alpha=0.3)
   fig.tight_layout()
+  place_labels(ax, [(label(r), r["trainable_params"], r["test/accuracy_mean"]) for r in summary["rows"]])
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
