@@ -2,7 +2,9 @@
 # peft_methods, CPU-sized (experiments/peft_methods/sweep_cpu.py): every method on all-MiniLM-L6-v2 + Rotten
 # Tomatoes, batch 32, max length 64, 100 steps, seed 0; then the table and plots in results/cpu/; then LoRA, head-only
 # and full fine-tuning at the PyTorch reference's 600 steps, 3 seeds (sweep_cpu_reference.py + _seeds.py), and the
-# other methods at 600 steps, seed 0 (sweep_cpu_600_rest.py), all in results/cpu_600/; full fine-tuning with the
+# other methods at 600 steps (sweep_cpu_600_rest.py, seed 0; sweep_cpu_600_rest_seeds.py, seeds 1 and 2), with
+# reparameterised prefix tuning's learning rate chosen on validation (sweep_cpu_600_prefix_lr.py, then
+# sweep_cpu_600_prefix_selected.py: 3 seeds at that rate), all in results/cpu_600/; full fine-tuning with the
 # transformers Trainer's defaults on our side (sweep_cpu_hf_recipe.py, results/cpu_600_hf/) and with either recipe
 # on the PyTorch side, on the same batches (reference_torch.py, results/torch/).
 # Usage: bash experiments/peft_methods/run.sh   (finished points are skipped, so it can run in parts)
@@ -11,12 +13,20 @@ ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu.py
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
   --out=experiments/peft_methods/results/cpu
-# the PyTorch reference's 600 steps: the three methods it reports (seeds 0, 1, 2), then the other 13 (seed 0)
+# the PyTorch reference's 600 steps: the three methods it reports (seeds 0, 1, 2), then the other 13 (seed 0),
+# reparameterised prefix tuning's learning rate on validation and 3 seeds at it, then seeds 1, 2 of the other 12
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference_seeds.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest.py
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_lr.py
+${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr \
+  "runs/peft_methods_cpu_600_rest/method=prefix_projection=True" --group-by=optimizer.lr --metric=eval/accuracy \
+  --out=experiments/peft_methods/results/cpu_600_prefix_lr
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_selected.py
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest_seeds.py
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds runs/peft_methods_cpu_600_rest \
-  --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
+  runs/peft_methods_cpu_600_rest_seeds runs/peft_methods_cpu_600_prefix_selected \
+  --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets,optimizer.lr \
   --out=experiments/peft_methods/results/cpu_600
 # full fine-tuning, both recipes, both sides (seed 0)
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_hf_recipe.py

@@ -4,8 +4,10 @@ below), so two lower rates run here with everything else as there (seed 0), scor
 validation examples (the config's `task.eval_limit`), the test split not read:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_lr.py
-  python -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr --group-by=optimizer.lr --metric=eval/accuracy \\
-      --out=experiments/peft_methods/results/cpu_600_prefix_lr
+  python -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr "runs/peft_methods_cpu_600_rest/method=prefix_projection=True" \\
+      --group-by=optimizer.lr --metric=eval/accuracy --out=experiments/peft_methods/results/cpu_600_prefix_lr
+
+(the second run directory: the table's 2e-3 run, whose validation accuracy is read beside the candidates').
 """
 
 from pathlib import Path

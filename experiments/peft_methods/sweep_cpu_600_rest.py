@@ -1,11 +1,8 @@
 """peft_methods at the PyTorch reference's budget (600 steps, batch 32, max length 64), seed 0, for the thirteen
 methods sweep_cpu_reference.py leaves out (everything else as sweep.py), so that every method of the table has a
-600-step row. Aggregated with the reference methods' three seeds:
+600-step row (seeds 1 and 2: sweep_cpu_600_rest_seeds.py). Aggregated with the other 600-step sweeps by run.sh:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest.py
-  python -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds runs/peft_methods_cpu_600_rest \\
-      --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \\
-      --out=experiments/peft_methods/results/cpu_600
 """
 
 from pathlib import Path

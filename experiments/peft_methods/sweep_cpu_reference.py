@@ -6,7 +6,7 @@ mean-pooled one of the other rows, the reference's is BERT's pooler + classifier
   python -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py
 
 aggregated with seeds 1-2 (sweep_cpu_reference_seeds.py) and the other methods (sweep_cpu_600_rest.py) by the
-command in sweep_cpu_600_rest.py; then `python -m experiments.peft_methods.table --write`.
+command in run.sh; then `python -m experiments.peft_methods.table --write`.
 """
 
 from pathlib import Path

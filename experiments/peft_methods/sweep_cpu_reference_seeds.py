@@ -1,6 +1,6 @@
 """peft_methods at the PyTorch reference's budget: seeds 1 and 2 of the three methods of sweep_cpu_reference.py
 (everything else as there), so that the comparison with the reference is read over 3 seeds. Aggregated with
-sweep_cpu_reference.py's seed-0 runs by the command in sweep_cpu_600_rest.py:
+sweep_cpu_reference.py's seed-0 runs by the command in run.sh:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_reference_seeds.py
 """

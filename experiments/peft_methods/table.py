@@ -1,8 +1,8 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
 aggregate of sweep_cpu.py, between the "table" markers); every method at the PyTorch reference's 600 steps from
-results/cpu_600/summary.json (sweep_cpu_reference.py + _seeds.py + sweep_cpu_600_rest.py, between the "table_600"
-markers); between the "reference" markers, the three methods the PyTorch reference reports beside its accuracy;
-between the "recipe" markers (this folder's README only), full fine-tuning with either recipe on either side
+results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_600" markers); between the
+"reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
+markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
 
   python -m experiments.peft_methods.table            # prints the tables
@@ -27,8 +27,9 @@ def label(row: dict) -> str:
   m = row["peft.method"]
   if m == "adapter":
     return "parallel adapter" if row["peft.placement"] == "parallel" else f"{row['peft.config']} adapter"
-  if m == "prefix":
-    return "prefix (reparameterised)" if row["peft.projection"] else "prefix"
+  if m == "prefix":  # reparameterised: at more than one learning rate in the 600-step table
+    lr = f", lr {row['optimizer.lr']:g}" if "optimizer.lr" in row else ""
+    return f"prefix (reparameterised{lr})" if row["peft.projection"] else "prefix"
   if m == "lora":
     return "dora (r=8, q,v)" if row["peft.dora"] else "rslora (r=8, q,v)" if row["peft.rslora"] else "lora (r=8, q,v)"
   return {"compose": "mam (prefix + parallel adapter)", "head": "head-only", "layers": "layers (top 2)"}.get(m, m)

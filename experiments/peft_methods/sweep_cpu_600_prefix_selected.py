@@ -1,0 +1,26 @@
+"""peft_methods at 600 steps: reparameterised prefix tuning at the learning rate validation chose, 3 seeds (seed 0
+first), everything else as sweep_cpu_600_rest.py. The rate is the one with the highest validation accuracy in
+results/cpu_600_prefix_lr/summary.json (sweep_cpu_600_prefix_lr.py's candidates beside the table's 2e-3):
+
+  python -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_selected.py
+"""
+
+import json
+from pathlib import Path
+
+from launch.sweep import load_file
+
+HERE = Path(__file__).parent
+_tune = load_file(HERE / "sweep_cpu_600_prefix_lr.py", "_peft_methods_600_prefix_lr")
+
+
+def selected_lr() -> float:
+  rows = json.loads((HERE / "results" / "cpu_600_prefix_lr" / "summary.json").read_text())["rows"]
+  return max(rows, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
+
+
+def get_sweep():
+  (point,) = _tune.get_sweep()["list"]
+  point = {k: v for k, v in point.items() if k != "task.test_split"}  # the test split is read for the table
+  return {"config": _tune.get_sweep()["config"], "workdir": "runs/peft_methods_cpu_600_prefix_selected",
+          "grid": {"seed": [0, 1, 2]}, "list": [{**point, "optimizer.lr": selected_lr()}]}
