@@ -19,8 +19,9 @@ results.json (this includes compilation and evaluation; ms_per_step_from says "w
 
 summary.json also holds `command` (this aggregation), `device` (from results.json "device" where runs record
 it) and `versions` (packages of the environment running this). Plots: metric_vs_params.png (--metric
-against trainable parameters, log x, one line per value of the first group key) and learning_curves.png
-(train loss per run from metrics.jsonl, one colour per group).
+against trainable parameters, log x, one line per value of the first group key, points labelled by the other
+keys) and learning_curves.png (train loss per run from metrics.jsonl, one colour per group); labels name only
+the keys whose values differ.
 """
 
 from __future__ import annotations
@@ -169,47 +170,89 @@ def write_markdown(path: Path, summary: dict, group_by: list[str], metrics: list
                   f"Versions: {vers}\n")
 
 
+def short_labels(groups: list[dict], keys: list[str], width: int = 28) -> list[str]:
+  """A legend / point label per group: only the keys whose values differ between the groups, by their last
+  dotted part, values that are None left out and long values cut to `width` characters."""
+  varying = [k for k in keys if len({repr(g.get(k)) for g in groups}) > 1]
+  cut = lambda v: v if len(v) <= width else v[:width - 3] + "..."
+  return [", ".join(f"{k.split('.')[-1]}={cut(str(g.get(k)))}" for k in varying if g.get(k) is not None) or "runs"
+          for g in groups]
+
+
+def place_labels(ax, points: list[tuple[str, float, float]]) -> None:
+  """Annotate each (text, x, y), highest points first, at the offset whose text box overlaps the fewest labels
+  placed before (the first such in order of distance; a thin line leads to a label moved off its point)."""
+  from matplotlib.text import Text
+  ax.figure.canvas.draw()  # settle the autoscaled limits, so that data -> pixel transforms are final
+  renderer = ax.figure.canvas.get_renderer()
+  offsets = [(4, 3)] + [(dx, dy) for k in range(1, 8) for dy in (10 * k + 3, -10 * k - 3) for dx in (4, 24)]
+  boxes = []
+
+  def box(offset, text, x, y):  # the text's own box, without its leader line
+    ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+    ann.update_positions(renderer)
+    b = Text.get_window_extent(ann, renderer).expanded(1.02, 1.1)
+    ann.remove()
+    return b
+
+  for text, x, y in sorted(points, key=lambda p: -p[2]):
+    clashes = [sum(b.overlaps(other) for other in boxes) for b in (box(o, text, x, y) for o in offsets)]
+    best = offsets[clashes.index(min(clashes))]
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=best, fontsize=7,
+                arrowprops=None if best == offsets[0] else {"arrowstyle": "-", "lw": 0.4, "alpha": 0.5})
+    boxes.append(box(best, text, x, y))
+
+
+def _style(i: int) -> dict:
+  """Colour and line style of the i-th series: ten colours, then the same ten dashed, then dotted."""
+  return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[i // 10 % 3]}
+
+
+def _save(fig, ax, path: Path, legend: bool) -> None:
+  if legend:  # beside the axes, so that it hides no point
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def plot_metric_vs_params(path: Path, rows: list[dict], group_by: list[str], metric: str) -> None:
-  fig, ax = plt.subplots(figsize=(6, 4))
+  """One series (line) per value of the first group key; each point labelled by the other keys that vary
+  within its series."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  rows = [r for r in rows if f"{metric}_mean" in r]
   series: dict[str, list[dict]] = {}
-  for r in rows:
-    if f"{metric}_mean" in r:
-      series.setdefault(", ".join(f"{k}={r[k]}" for k in group_by[:1]) or "runs", []).append(r)
-  for label, rs in series.items():
+  for r, name in zip(rows, short_labels(rows, group_by[:1])):
+    series.setdefault(name, []).append(r)
+  points = []
+  for i, (name, rs) in enumerate(series.items()):
     rs = sorted(rs, key=lambda r: r["trainable_params"])
     ax.errorbar([r["trainable_params"] for r in rs], [r[f"{metric}_mean"] for r in rs],
-                yerr=[r[f"{metric}_std"] or 0.0 for r in rs], marker="o", capsize=3, label=label)
-    for r in rs:
-      note = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in group_by[1:] if r[k] is not None)
-      if note:
-        ax.annotate(note, (r["trainable_params"], r[f"{metric}_mean"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+                yerr=[r[f"{metric}_std"] or 0.0 for r in rs], marker="o", capsize=3, label=name, **_style(i))
+    for r, note in zip(rs, short_labels(rs, group_by[1:])):
+      if note != "runs":
+        points.append((note, r["trainable_params"], r[f"{metric}_mean"]))
   ax.set_xscale("log")
   ax.set_xlabel("trainable parameters")
   ax.set_ylabel(metric + " (mean ± std over seeds)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  place_labels(ax, points)
+  _save(fig, ax, path, legend=len(series) > 1)
   plt.close(fig)
 
 
 def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> None:
-  fig, ax = plt.subplots(figsize=(6, 4))
-  colors: dict[str, Any] = {}
-  for r in runs:
-    if not r["curve"]:
-      continue
-    label = ", ".join(f"{k}={r['config'].get(k)}" for k in group_by) or "runs"
-    new = label not in colors
-    color = colors.setdefault(label, f"C{len(colors) % 10}")
-    ax.plot(*zip(*r["curve"]), color=color, alpha=0.8, label=label if new else None)
+  """Train loss against step, one colour / line style per group (the group's varying keys in the legend)."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  runs = [r for r in runs if r["curve"]]
+  names = short_labels([r["config"] for r in runs], group_by)
+  styles: dict[str, dict] = {}
+  for r, name in zip(runs, names):
+    new = name not in styles
+    style = styles.setdefault(name, _style(len(styles)))
+    ax.plot(*zip(*r["curve"]), alpha=0.7, lw=0.8, label=name if new else None, **style)
   ax.set_xlabel("step")
   ax.set_ylabel("train loss")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  _save(fig, ax, path, legend=len(styles) > 1)
   plt.close(fig)
 
 

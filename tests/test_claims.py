@@ -237,7 +237,7 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
-  from experiments.peft_methods.table import label, recipe_table, reference_table, table, torch_rows
+  from experiments.peft_methods.table import label, prefix_lr_table, recipe_table, reference_table, table, torch_rows
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
@@ -249,7 +249,14 @@ def test_peft_methods_table_is_the_committed_summary():
     assert marked.read(text, "table_600") == table(ref)
     assert marked.read(text, "reference") == reference_table(ref)
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
-  assert len(seeds) == 16 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  assert len(seeds) == 17 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
+  tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
+  assert marked.read(readme, "prefix_lr") == prefix_lr_table(tune_summary)
+  tune = tune_summary["rows"]
+  assert [r["optimizer.lr"] for r in tune if any(k.startswith("test/") for k in r)] == [0.002]  # the table's row
+  best = max(tune, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
+  assert seeds[label({"peft.method": "prefix", "peft.projection": True, "optimizer.lr": best})] == 3
   hf = json.loads((results / "cpu_600_hf" / "summary.json").read_text())
   assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch_rows(results / "torch"))
   assert set(torch_rows(results / "torch")) == {("full", "ours"), ("full", "hf")}

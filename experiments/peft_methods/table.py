@@ -1,7 +1,8 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
 aggregate of sweep_cpu.py, between the "table" markers); every method at the PyTorch reference's 600 steps from
-results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_600" markers); between the
-"reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
+results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_600" markers), with reparameterised
+prefix tuning's learning rates on validation between the "prefix_lr" markers (results/cpu_600_prefix_lr/); between
+the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
 
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from experiments import marked
+from launch.aggregate import place_labels
 
 HERE = Path(__file__).parent
 
@@ -69,6 +71,20 @@ def reference_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def prefix_lr_table(tune: dict) -> str:
+  """Reparameterised prefix tuning's learning rates at 600 steps, seed 0, on the first 256 validation examples
+  (results/cpu_600_prefix_lr/summary.json), the chosen one marked."""
+  best = max(tune["rows"], key=lambda r: r["eval/accuracy_mean"])
+  lines = ["| learning rate | validation accuracy (256) | validation macro F1 | validation loss | test split read |",
+           "|---:|---:|---:|---:|---|"]
+  for r in sorted(tune["rows"], key=lambda r: r["optimizer.lr"]):
+    lr = f"**{r['optimizer.lr']:g}** (chosen)" if r is best else f"{r['optimizer.lr']:g}"
+    read = "yes (the table's row)" if "test/accuracy_mean" in r else "no"
+    lines.append(f"| {lr} | {r['eval/accuracy_mean']:.4f} | {r['eval/macro_f1_mean']:.4f} | "
+                 f"{r['eval/loss_mean']:.4f} | {read} |")
+  return "\n".join(lines)
+
+
 def mean_std(mean: float, std: float | None) -> str:
   return f"{mean:.4f}" if not std else f"{mean:.4f} ± {std:.4f}"
 
@@ -109,30 +125,6 @@ def recipe_table(ours: dict, ours_hf: dict | None, torch: dict) -> str:
   return "\n".join(lines)
 
 
-def place_labels(ax, points: list[tuple[str, float, float]]) -> None:
-  """Annotate each (text, x, y), highest points first, at the offset whose text box overlaps the fewest labels
-  placed before (the first such in order of distance; a thin line leads to a label moved off its point)."""
-  from matplotlib.text import Text
-  ax.figure.canvas.draw()  # settle the autoscaled limits, so that data -> pixel transforms are final
-  renderer = ax.figure.canvas.get_renderer()
-  offsets = [(4, 3)] + [(dx, dy) for k in range(1, 8) for dy in (10 * k + 3, -10 * k - 3) for dx in (4, 24)]
-  boxes = []
-
-  def box(offset, text, x, y):  # the text's own box, without its leader line
-    ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7)
-    ann.update_positions(renderer)
-    b = Text.get_window_extent(ann, renderer).expanded(1.02, 1.1)
-    ann.remove()
-    return b
-
-  for text, x, y in sorted(points, key=lambda p: -p[2]):
-    clashes = [sum(b.overlaps(other) for other in boxes) for b in (box(o, text, x, y) for o in offsets)]
-    best = offsets[clashes.index(min(clashes))]
-    ax.annotate(text, (x, y), textcoords="offset points", xytext=best, fontsize=7,
-                arrowprops=None if best == offsets[0] else {"arrowstyle": "-", "lw": 0.4, "alpha": 0.5})
-    boxes.append(box(best, text, x, y))
-
-
 def plot(summary: dict, path: Path, title: str) -> None:
   """Test accuracy (mean ± std over seeds) against trainable parameters (log x), one labelled point per method."""
   import matplotlib
@@ -158,16 +150,18 @@ def main() -> None:
   summary, ref = load("cpu"), load("cpu_600")
   text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
+  prefix_lr_text = prefix_lr_table(load("cpu_600_prefix_lr"))
   recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch_rows(HERE / "results" / "torch"))
   if "--write" in sys.argv:
     title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png", title.format("100 steps, one seed"))
     plot(ref, HERE / "results" / "cpu_600" / "accuracy_vs_params.png", title.format("600 steps"))
-    for name, body in (("table", text), ("table_600", text_600), ("reference", ref_text), ("recipe", recipe_text)):
+    for name, body in (("table", text), ("table_600", text_600), ("prefix_lr", prefix_lr_text),
+                       ("reference", ref_text), ("recipe", recipe_text)):
       marked.write(HERE / "README.md", body, name)
     for name, body in (("table_600", text_600), ("reference", ref_text)):
       marked.write(HERE.parents[1] / "README.md", body, name)
-  for body in (text, text_600, ref_text, recipe_text):
+  for body in (text, text_600, prefix_lr_text, ref_text, recipe_text):
     print(f"{body}\n")
 
 
