@@ -86,3 +86,25 @@ def test_misspelled_group_key_and_empty_input_fail(sweep_dir, tmp_path):
     aggregate.aggregate([str(sweep_dir)], tmp_path, group_by=["peft.rank"])
   with pytest.raises(SystemExit, match="no run directories"):
     aggregate.aggregate([str(tmp_path / "nothing*")], tmp_path)
+
+
+def test_plot_labels_name_only_the_keys_that_vary():
+  groups = [{"peft.method": "lora", "peft.r": 8, "peft.targets": "q" * 40, "optimizer.lr": 2e-3},
+            {"peft.method": "lora", "peft.r": 16, "peft.targets": "v", "optimizer.lr": 2e-3},
+            {"peft.method": "full", "peft.r": None, "peft.targets": "v", "optimizer.lr": 2e-3}]
+  labels = aggregate.short_labels(groups, ["peft.method", "peft.r", "peft.targets", "optimizer.lr"], width=10)
+  assert labels == ["method=lora, r=8, targets=qqqqqqq...", "method=lora, r=16, targets=v", "method=full, targets=v"]
+  assert aggregate.short_labels(groups[:1], ["peft.method"]) == ["runs"]  # nothing varies
+
+
+def test_point_labels_do_not_overlap():
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(4, 3))
+  points = [(f"label {i}", 1e5 * (1 + 0.01 * i), 0.8 + 0.0005 * i) for i in range(5)]  # all on one spot
+  ax.plot([p[1] for p in points], [p[2] for p in points], "o")
+  aggregate.place_labels(ax, points)
+  renderer = fig.canvas.get_renderer()
+  boxes = [t.get_window_extent(renderer) for t in ax.texts]
+  assert len(boxes) == 5
+  assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+  plt.close(fig)
