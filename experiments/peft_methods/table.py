@@ -86,7 +86,7 @@ def prefix_lr_table(tune: dict) -> str:
 
 
 def mean_std(mean: float, std: float | None) -> str:
-  return f"{mean:.4f}" if not std else f"{mean:.4f} ± {std:.4f}"
+  return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def torch_rows(folder: Path) -> dict[tuple[str, str], list[dict]]:
