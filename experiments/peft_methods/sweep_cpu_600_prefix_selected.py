@@ -20,7 +20,8 @@ def selected_lr() -> float:
 
 
 def get_sweep():
-  (point,) = _tune.get_sweep()["list"]
+  tune = _tune.get_sweep()
+  (point,) = tune["list"]
   point = {k: v for k, v in point.items() if k != "task.test_split"}  # the test split is read for the table
-  return {"config": _tune.get_sweep()["config"], "workdir": "runs/peft_methods_cpu_600_prefix_selected",
+  return {"config": tune["config"], "workdir": "runs/peft_methods_cpu_600_prefix_selected",
           "grid": {"seed": [0, 1, 2]}, "list": [{**point, "optimizer.lr": selected_lr()}]}
