@@ -1,7 +1,7 @@
 """peft_methods at the PyTorch reference's budget: seeds 1 and 2 of sweep_cpu_600_rest.py's methods (everything
 else as there), so that every row of the 600-step table is read over 3 seeds. Reparameterised prefix tuning is
-left out: at its learning rate it predicts the majority class (README), so more seeds of it would measure
-nothing. Seed 1 of every method runs before seed 2; aggregated by run.sh with the other 600-step sweeps:
+left out: at 2e-3 it predicts the majority class, and its 3 seeds at the rate chosen on validation are
+sweep_cpu_600_prefix_selected.py's. Seed 1 of every method runs before seed 2; aggregated by run.sh with the other 600-step sweeps:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest_seeds.py
 """
