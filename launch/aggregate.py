@@ -17,6 +17,11 @@ throughput, measured after the first step, so compilation is excluded): 1000 * b
 ms_per_step_from says "examples_per_s". A run without such a row falls back to 1000 * wall_time_s / step from
 results.json (this includes compilation and evaluation; ms_per_step_from says "wall_time").
 
+An earlier aggregation's summary.json may stand among the inputs for runs whose directories are gone (a new
+machine, a cleaned disk): its rows' per_run entries, which hold each run's metrics, step time, parameters,
+device and train-loss curve, join as runs, grouped by that summary's own keys (so --group-by is required and
+may name only those); a run whose directory is also among the inputs is read from the directory.
+
 summary.json also holds `command` (this aggregation), `device` (from results.json "device" where runs record
 it) and `versions` (packages of the environment running this). Plots: metric_vs_params.png (--metric
 against trainable parameters, log x, one line per value of the first group key, points labelled by the other
@@ -51,18 +56,21 @@ def _is_run(d: Path) -> bool:
   return any((d / f).exists() for f in ("config.json", "results.json", "metrics.jsonl", "checkpoints"))
 
 
-def find_runs(inputs: list[str]) -> list[Path]:
-  """Run directories named by `inputs` (directories, globs, or folders of run directories), sorted."""
+def find_runs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
+  """(run directories, summary.json files) named by `inputs` (directories, globs, folders of run directories,
+  or an earlier aggregation's summary.json), sorted."""
   runs: set[Path] = set()
+  summaries: list[Path] = []
   for spec in inputs:
     matches = [Path(m) for m in sorted(glob.glob(spec))] or [Path(spec)]
     for m in matches:
-      if not m.is_dir():
-        continue
-      runs |= {m} if _is_run(m) else {c for c in m.iterdir() if c.is_dir() and _is_run(c)}
-  if not runs:
+      if m.is_file() and m.name == "summary.json":
+        summaries.append(m)
+      elif m.is_dir():
+        runs |= {m} if _is_run(m) else {c for c in m.iterdir() if c.is_dir() and _is_run(c)}
+  if not runs and not summaries:
     raise SystemExit(f"no run directories found in {inputs}")
-  return sorted(runs)
+  return sorted(runs), summaries
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -91,6 +99,32 @@ def load_run(d: Path) -> dict[str, Any]:
   return {"dir": d, "config": config, "metrics": metrics, "trainable_params": results["trainable_params"],
           "ms_per_step": ms, "ms_per_step_from": source, "device": results.get("device"),
           "curve": [(r["step"], r["loss"]) for r in train if r.get("loss") is not None]}
+
+
+ROW_FIELDS = ("n_seeds", "trainable_params", "ms_per_step", "ms_per_step_from", "runs", "per_run")
+
+
+def load_records(path: Path, group_by: list[str]) -> list[dict[str, Any]]:
+  """The runs an earlier aggregation recorded in `path` (its rows' per_run entries), in load_run's form, for
+  runs whose directories are not here. Their config holds only that summary's group keys and the seed, so they
+  can be grouped only by those keys; their learning curves are those the summary recorded (none before curves
+  were recorded per run)."""
+  summary = json.loads(path.read_text())
+  out = []
+  for row in summary["rows"]:
+    keys = {k: v for k, v in row.items() if k not in ROW_FIELDS and not k.endswith(("_mean", "_std"))}
+    missing = [k for k in group_by if k not in keys and k != "seed"]
+    if missing:
+      raise SystemExit(f"{path} is grouped by {sorted(keys)}: its runs cannot be grouped by {missing}")
+    for rec in row["per_run"]:
+      out.append({"dir": Path(rec["run"]), "config": {**keys, "seed": rec.get("seed")},
+                  "metrics": {k: v for k, v in rec.items() if k.startswith(("test/", "eval/"))},
+                  "trainable_params": rec.get("trainable_params", row["trainable_params"]),
+                  "ms_per_step": rec["ms_per_step"], "ms_per_step_from": rec.get("ms_per_step_from",
+                                                                                 row["ms_per_step_from"]),
+                  "device": rec.get("device", summary.get("device")),
+                  "curve": [tuple(p) for p in rec.get("curve", [])]})
+  return out
 
 
 def check_finished(runs: list[Path]) -> None:
@@ -136,7 +170,9 @@ def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
     row["ms_per_step_from"] = "/".join(sorted({x["ms_per_step_from"] for x in members}))
     row["runs"] = [str(x["dir"]) for x in members]
     row["per_run"] = [{"run": str(x["dir"]), "seed": x["config"].get("seed"), "ms_per_step": x["ms_per_step"],
-                       **{m: x["metrics"][m] for m in names}} for x in members]  # each seed's own numbers
+                       "ms_per_step_from": x["ms_per_step_from"], "trainable_params": x["trainable_params"],
+                       "device": x["device"], **{m: x["metrics"][m] for m in names}, "curve": x["curve"]}
+                      for x in members]  # each run's own numbers, enough to aggregate it again without its directory
     rows.append(row)
   return sorted(rows, key=lambda r: [json.dumps(r[k]) for k in group_by])
 
@@ -242,7 +278,11 @@ def plot_metric_vs_params(path: Path, rows: list[dict], group_by: list[str], met
 def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> None:
   """Train loss against step, one colour / line style per group (the group's varying keys in the legend)."""
   fig, ax = plt.subplots(figsize=(7, 4.5))
+  without = len([r for r in runs if not r["curve"]])
   runs = [r for r in runs if r["curve"]]
+  if without:
+    ax.set_title(f"{without} run(s) aggregated from an earlier summary without a recorded curve are not drawn",
+                 fontsize=8)
   names = short_labels([r["config"] for r in runs], group_by)
   styles: dict[str, dict] = {}
   for r, name in zip(runs, names):
@@ -258,10 +298,14 @@ def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> N
 
 def aggregate(inputs: list[str], out: str | Path, group_by: list[str] | None = None, metric: str = "",
               command: str = "") -> dict[str, Any]:
-  dirs = find_runs(inputs)
+  dirs, summaries = find_runs(inputs)
   check_finished(dirs)
   runs = [load_run(d) for d in dirs]
+  if summaries and group_by is None:
+    raise SystemExit("with an earlier summary.json among the inputs, name the keys to group by (--group-by)")
   group_by = varying_keys(runs) if group_by is None else group_by
+  here = {str(r["dir"]) for r in runs}  # a run whose directory is here is read from it, not from a summary
+  runs += [r for s in summaries for r in load_records(s, group_by) if str(r["dir"]) not in here]
   rows = summarize(runs, group_by)
   devices = sorted({str(r["device"]) for r in runs if r["device"]})
   summary = {"rows": rows, "command": command, "device": "; ".join(devices) or "not recorded by the runs",

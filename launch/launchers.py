@@ -6,6 +6,8 @@ W&B sweep.
 Every point gets its own run directory (ROOT/<point name>; ROOT is the sweep's `workdir`, or
 `--workdir-root`). Points whose run directory here already holds a completed results.json are skipped; any
 other point is (re)started with its usual command, which resumes an interrupted run from its checkpoints.
+`--points GLOB` (repeatable) keeps only the points whose run directory name matches, e.g. to re-run one seed of
+one row: `--points 'seed=1_method=lora*'`.
 Files the backend needs (sbatch script, SkyPilot task YAMLs, W&B sweep YAML) are written to `--out`
 (default ROOT/_launch), then submitted:
 
@@ -25,6 +27,7 @@ Files the backend needs (sbatch script, SkyPilot task YAMLs, W&B sweep YAML) are
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 import shlex
@@ -164,6 +167,12 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
   workdir_root = args.workdir_root or (f"/lightft_runs/{root(sweep)}" if args.target == "skypilot" and args.bucket
                                        else None)
   points = expand(sweep, python=python, workdir_root=workdir_root)
+  if args.points:
+    chosen = [p for p in points if any(fnmatch.fnmatchcase(Path(p.workdir).name, g) for g in args.points)]
+    if not chosen:
+      raise SystemExit(f"--points {args.points} match no point; the sweep's points are:\n" +
+                       "\n".join(f"  {Path(p.workdir).name}" for p in points))
+    points = chosen
   skipped = [p for p in points if run_status(p.workdir) in FINISHED]
   for p in skipped:
     print(f"# skipped (completed): {p.workdir}", file=sys.stderr)
@@ -200,6 +209,8 @@ def main(argv=None) -> int:
   ap.add_argument("--out", default="", help="where generated files go (default ROOT/_launch)")
   ap.add_argument("--workdir-root", default="", help="run directories' root (default: the sweep's workdir)")
   ap.add_argument("--python", default="", help="interpreter in the commands (local: this one; else python)")
+  ap.add_argument("--points", action="append", default=[], metavar="GLOB",
+                  help="only the points whose run directory name matches (repeatable), e.g. 'seed=1_method=lora*'")
   g = ap.add_argument_group("cluster shape")
   g.add_argument("--nodes", type=int, default=1, help="slurm / skypilot: nodes per point")
   g.add_argument("--gpus-per-node", type=int, default=8, help="slurm (0: no --gpus-per-node line)")

@@ -119,6 +119,16 @@ def test_dry_run_prints_what_would_run_and_skips_completed_points(tmp_path, caps
   assert not Path(points[3].workdir).exists()  # nothing ran
 
 
+def test_points_glob_selects_points_by_run_directory_name(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  points = expand(load_sweep(sweep), python="py")
+  name = Path(points[1].workdir).name
+  assert launchers.main([str(sweep), "--dry-run", "--python=py", f"--points={name}"]) == 0
+  assert capsys.readouterr().out.splitlines() == [points[1].command]
+  with pytest.raises(SystemExit, match=f"match no point(.|\\n)*{re.escape(name)}"):
+    launchers.main([str(sweep), "--dry-run", "--python=py", "--points=nothing*"])
+
+
 def test_local_reruns_interrupted_points_only(tmp_path, capsys):
   log = tmp_path / "calls.jsonl"
   stub(tmp_path / "bin", "python", log)

@@ -88,6 +88,31 @@ def test_misspelled_group_key_and_empty_input_fail(sweep_dir, tmp_path):
     aggregate.aggregate([str(tmp_path / "nothing*")], tmp_path)
 
 
+def test_an_earlier_summary_stands_for_runs_whose_directories_are_gone(sweep_dir, tmp_path):
+  import shutil
+  group_by = ["peft.method", "peft.r"]
+  whole = aggregate.aggregate([str(sweep_dir)], tmp_path / "whole", group_by=group_by)
+  aggregate.aggregate([str(sweep_dir / "lora_s0"), str(sweep_dir / "ia3_s0")], tmp_path / "part",
+                             group_by=group_by)
+  shutil.rmtree(sweep_dir / "lora_s0")  # seed 0's directories are gone; their numbers live in part/summary.json
+  shutil.rmtree(sweep_dir / "ia3_s0")
+  fake_run(sweep_dir / "ia3_s0", method="ia3", seed=0, acc=0.6, params=100)  # one is back: read from it
+  merged = aggregate.aggregate([str(tmp_path / "part" / "summary.json"), str(sweep_dir)], tmp_path / "merged",
+                               group_by=group_by)
+  drop = ("runs", "per_run")
+  assert [{k: v for k, v in r.items() if k not in drop} for r in merged["rows"]] == \
+      [{k: v for k, v in r.items() if k not in drop} for r in whole["rows"]]
+  assert sorted(merged["rows"][1]["runs"]) == sorted(whole["rows"][1]["runs"])
+  curves = {x["run"]: x["curve"] for r in merged["rows"] for x in r["per_run"]}
+  kept = [v for point in curves[str(sweep_dir / "lora_s0")] for v in point]  # the recorded curve
+  assert kept == pytest.approx([1, 0.7, 2, 0.6, 5, 0.45])
+  assert [x["run"] for x in merged["rows"][0]["per_run"]].count(str(sweep_dir / "ia3_s0")) == 1
+  with pytest.raises(SystemExit, match="--group-by"):
+    aggregate.aggregate([str(tmp_path / "part" / "summary.json")], tmp_path / "x")
+  with pytest.raises(SystemExit, match=r"cannot be grouped by \['optimizer.lr'\]"):
+    aggregate.aggregate([str(tmp_path / "part" / "summary.json")], tmp_path / "x", group_by=["optimizer.lr"])
+
+
 def test_plot_labels_name_only_the_keys_that_vary():
   groups = [{"peft.method": "lora", "peft.r": 8, "peft.targets": "q" * 40, "optimizer.lr": 2e-3},
             {"peft.method": "lora", "peft.r": 16, "peft.targets": "v", "optimizer.lr": 2e-3},
