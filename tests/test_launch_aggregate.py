@@ -93,7 +93,7 @@ def test_an_earlier_summary_stands_for_runs_whose_directories_are_gone(sweep_dir
   group_by = ["peft.method", "peft.r"]
   whole = aggregate.aggregate([str(sweep_dir)], tmp_path / "whole", group_by=group_by)
   aggregate.aggregate([str(sweep_dir / "lora_s0"), str(sweep_dir / "ia3_s0")], tmp_path / "part",
-                             group_by=group_by)
+                      group_by=group_by)
   shutil.rmtree(sweep_dir / "lora_s0")  # seed 0's directories are gone; their numbers live in part/summary.json
   shutil.rmtree(sweep_dir / "ia3_s0")
   fake_run(sweep_dir / "ia3_s0", method="ia3", seed=0, acc=0.6, params=100)  # one is back: read from it
