@@ -24,6 +24,8 @@ ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr \
   --out=experiments/peft_methods/results/cpu_600_prefix_lr
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_selected.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest_seeds.py
+# (where the earlier run directories are gone, put experiments/peft_methods/results/cpu_600/summary.json first among
+# the inputs: its per_run entries stand for them; the README says which runs the committed summary read that way)
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds runs/peft_methods_cpu_600_rest \
   runs/peft_methods_cpu_600_rest_seeds runs/peft_methods_cpu_600_prefix_selected \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets,optimizer.lr \
