@@ -14,7 +14,7 @@ ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
   --out=experiments/peft_methods/results/cpu
 # the PyTorch reference's 600 steps: the three methods it reports (seeds 0, 1, 2), then the other 13 (seed 0),
-# reparameterised prefix tuning's learning rate on validation and 3 seeds at it, then seeds 1, 2 of the other 12
+# reparameterised prefix tuning's learning rate on validation and 3 seeds at it, then seeds 1, 2 of the other 13
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference_seeds.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest.py
