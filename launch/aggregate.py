@@ -281,7 +281,7 @@ def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> N
   without = len([r for r in runs if not r["curve"]])
   runs = [r for r in runs if r["curve"]]
   if without:
-    ax.set_title(f"{without} run(s) aggregated from an earlier summary without a recorded curve are not drawn",
+    ax.set_title(f"{without} run(s) without a recorded train-loss curve (from older summaries) are not drawn",
                  fontsize=8)
   names = short_labels([r["config"] for r in runs], group_by)
   styles: dict[str, dict] = {}
