@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,6 @@ def test_misspelled_group_key_and_empty_input_fail(sweep_dir, tmp_path):
 
 
 def test_an_earlier_summary_stands_for_runs_whose_directories_are_gone(sweep_dir, tmp_path):
-  import shutil
   group_by = ["peft.method", "peft.r"]
   whole = aggregate.aggregate([str(sweep_dir)], tmp_path / "whole", group_by=group_by)
   aggregate.aggregate([str(sweep_dir / "lora_s0"), str(sweep_dir / "ia3_s0")], tmp_path / "part",

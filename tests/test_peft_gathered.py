@@ -66,8 +66,8 @@ def lora_grads(model, ids, weights, **ctx):
 
 
 def assert_close_grads(actual, desired, name):
-  """Equal up to float32 summation order: a different batch shape sums the same terms in another order, whose
-  error scales with the tensor's largest entry (here up to ~25), not with each small entry."""
+  """Equal up to float32 summation order: a sub-batch sums the same terms in another order, whose error scales
+  with the tensor's largest entry (here up to ~25), not with each small entry."""
   np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=2e-6 * max(1.0, float(np.abs(desired).max())),
                              err_msg=name)
 
@@ -82,7 +82,7 @@ def test_gradients_match_masked_path_and_come_from_own_examples():
   set_mixed_batch(model, "gather")
   assert gathered.keys() == masked.keys()
   for k in gathered:
-    assert_close_grads(gathered[k], masked[k], k)
+    np.testing.assert_allclose(gathered[k], masked[k], atol=1e-5, rtol=1e-5, err_msg=k)
   for i, name in enumerate(peft.adapter_names(model)):
     rows = np.flatnonzero(np.asarray(ids) == i)
     own = {k: v for k, v in gathered.items() if f".lora.{name}." in k}
