@@ -20,7 +20,9 @@ results.json (this includes compilation and evaluation; ms_per_step_from says "w
 An earlier aggregation's summary.json may stand among the inputs for runs whose directories are gone (a new
 machine, a cleaned disk): its rows' per_run entries, which hold each run's metrics, step time, parameters,
 device and train-loss curve, join as runs, grouped by that summary's own keys (so --group-by is required and
-may name only those); a run whose directory is also among the inputs is read from the directory.
+may name only those); a run whose directory is also among the inputs is read from the directory. A row written
+before rows had per_run stands for its one run when it has one (its seed unknown; no curve); one of more runs is
+refused.
 
 summary.json also holds `command` (this aggregation), `device` (from results.json "device" where runs record
 it) and `versions` (packages of the environment running this). Plots: metric_vs_params.png (--metric
@@ -116,7 +118,7 @@ def load_records(path: Path, group_by: list[str]) -> list[dict[str, Any]]:
     missing = [k for k in group_by if k not in keys and k != "seed"]
     if missing:
       raise SystemExit(f"{path} is grouped by {sorted(keys)}: its runs cannot be grouped by {missing}")
-    for rec in row["per_run"]:
+    for rec in row.get("per_run") or _single_run(path, row):
       out.append({"dir": Path(rec["run"]), "config": {**keys, "seed": rec.get("seed")},
                   "metrics": {k: v for k, v in rec.items() if k.startswith(("test/", "eval/"))},
                   "trainable_params": rec.get("trainable_params", row["trainable_params"]),
@@ -125,6 +127,16 @@ def load_records(path: Path, group_by: list[str]) -> list[dict[str, Any]]:
                   "device": rec.get("device", summary.get("device")),
                   "curve": [tuple(p) for p in rec.get("curve", [])]})
   return out
+
+
+def _single_run(path: Path, row: dict) -> list[dict]:
+  """A row written before rows recorded per_run: its means are its one run's numbers (seed unknown); a row of
+  more runs cannot be split into them."""
+  if row.get("n_seeds") != 1 or len(row.get("runs", [])) != 1:
+    raise SystemExit(f"{path}: a row of {row.get('n_seeds')} runs without per_run cannot be split into its runs; "
+                     "aggregate their directories instead")
+  return [{"run": row["runs"][0], "seed": None, "ms_per_step": row["ms_per_step"],
+           **{k[:-len("_mean")]: v for k, v in row.items() if k.endswith("_mean")}}]
 
 
 def check_finished(runs: list[Path]) -> None:

@@ -113,6 +113,29 @@ def test_an_earlier_summary_stands_for_runs_whose_directories_are_gone(sweep_dir
     aggregate.aggregate([str(tmp_path / "part" / "summary.json")], tmp_path / "x", group_by=["optimizer.lr"])
 
 
+def test_a_summary_from_before_per_run_stands_for_its_single_run_rows(sweep_dir, tmp_path):
+  group_by = ["peft.method", "peft.r"]
+  whole = aggregate.aggregate([str(sweep_dir)], tmp_path / "whole", group_by=group_by)
+  aggregate.aggregate([str(sweep_dir / "lora_s0"), str(sweep_dir / "ia3_s0")], tmp_path / "old", group_by=group_by)
+  path = tmp_path / "old" / "summary.json"
+  old = json.loads(path.read_text())
+  for row in old["rows"]:  # as summaries were written before they recorded per_run
+    del row["per_run"]
+  path.write_text(json.dumps(old))
+  shutil.rmtree(sweep_dir / "lora_s0")
+  shutil.rmtree(sweep_dir / "ia3_s0")
+  merged = aggregate.aggregate([str(path), str(sweep_dir)], tmp_path / "merged", group_by=group_by)
+  for m, w in zip(merged["rows"], whole["rows"]):
+    assert m["n_seeds"] == 2 and m["test/accuracy_mean"] == pytest.approx(w["test/accuracy_mean"])
+    assert m["test/accuracy_std"] == pytest.approx(w["test/accuracy_std"])
+    assert m["ms_per_step"] == pytest.approx(w["ms_per_step"])
+    assert sorted(x["seed"] for x in m["per_run"] if x["seed"] is not None) == [1]  # the old run's seed is unknown
+  old["rows"][0]["n_seeds"], old["rows"][0]["runs"] = 2, ["a", "b"]
+  path.write_text(json.dumps(old))
+  with pytest.raises(SystemExit, match="cannot be split"):
+    aggregate.aggregate([str(path)], tmp_path / "x", group_by=group_by)
+
+
 def test_plot_labels_name_only_the_keys_that_vary():
   groups = [{"peft.method": "lora", "peft.r": 8, "peft.targets": "q" * 40, "optimizer.lr": 2e-3},
             {"peft.method": "lora", "peft.r": 16, "peft.targets": "v", "optimizer.lr": 2e-3},

@@ -1,6 +1,7 @@
 """The README tables of experiments/ablations from results/cpu/<family>/summary.json (launch.aggregate of each
-family's sweep), with the matching row of the peft_methods CPU sweep (same config and budget, its own committed
-summary.json) marked "(peft_methods)", and one plot per family.
+family's sweeps: test accuracy mean ± std over the seeds, the median of the runs' step times), with the matching
+row of the peft_methods CPU sweep (same config and budget, one seed, its own committed summary.json) marked
+"(peft_methods)" where this experiment has no runs of that setting, and one plot per family.
 
   python -m experiments.ablations.table            # prints the tables
   python -m experiments.ablations.table --write    # ablations.png, and replaces each table between the markers
@@ -11,6 +12,7 @@ summary.json) marked "(peft_methods)", and one plot per family.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -62,19 +64,32 @@ def sort_key(family: str, r: dict):
 
 
 def rows_of(family: str) -> list[dict]:
+  """This family's summary rows, and the peft_methods rows of settings it has no runs of."""
   path = RESULTS / family / "summary.json"
-  ours = json.loads(path.read_text())["rows"] if path.exists() else []
-  ref = _reference(family, json.loads(PEFT_METHODS.read_text())["rows"])
-  return sorted([{**r, "source": "ablations"} for r in ours] + ref, key=lambda r: sort_key(family, r))
+  ours = [{**r, "source": "ablations"} for r in json.loads(path.read_text())["rows"]] if path.exists() else []
+  have = {setting(family, r) for r in ours}
+  ref = [r for r in _reference(family, json.loads(PEFT_METHODS.read_text())["rows"]) if setting(family, r) not in have]
+  return sorted(ours + ref, key=lambda r: sort_key(family, r))
+
+
+def ms_per_step(r: dict) -> float:
+  """The median of the runs' step times (one run's, under other jobs' load, does not move it)."""
+  return statistics.median([x["ms_per_step"] for x in r["per_run"]]) if r.get("per_run") else r["ms_per_step"]
+
+
+def _pm(r: dict, metric: str) -> str:
+  std = r.get(f"{metric}_std")
+  return f"{r[f'{metric}_mean']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
 def table(family: str) -> str:
-  lines = ["| setting | trainable params | test accuracy | test macro F1 | validation accuracy (256) | ms / step |",
-           "|---|---:|---:|---:|---:|---:|"]
+  lines = ["| setting | trainable params | seeds | test accuracy | test macro F1 | validation accuracy (256) | "
+           "ms / step (median) |", "|---|---:|---:|---:|---:|---:|---:|"]
   for r in rows_of(family):
     mark = " (peft_methods)" if r["source"] == "peft_methods" else ""
-    lines.append(f"| {setting(family, r)}{mark} | {r['trainable_params']:,} | {r['test/accuracy_mean']:.4f} | "
-                 f"{r['test/macro_f1_mean']:.4f} | {r['eval/accuracy_mean']:.4f} | {r['ms_per_step']:.0f} |")
+    lines.append(f"| {setting(family, r)}{mark} | {r['trainable_params']:,} | {r['n_seeds']} | "
+                 f"{_pm(r, 'test/accuracy')} | {_pm(r, 'test/macro_f1')} | {_pm(r, 'eval/accuracy')} | "
+                 f"{ms_per_step(r):.0f} |")
   return "\n".join(lines)
 
 
@@ -88,6 +103,7 @@ def plot(path: Path) -> None:
     for r in rows_of(family):
       x, y = r["trainable_params"], r["test/accuracy_mean"]
       ours = r["source"] == "ablations"
+      ax.errorbar(x, y, yerr=r.get("test/accuracy_std") or 0, fmt="none", ecolor="tab:blue", alpha=0.5)
       ax.scatter(x, y, facecolors="tab:blue" if ours else "none", edgecolors="tab:blue")
       ax.annotate(setting(family, r).replace(", lr", "\nlr"), (x, y), textcoords="offset points", xytext=(3, 3),
                   fontsize=6)
@@ -96,8 +112,10 @@ def plot(path: Path) -> None:
     ax.set_xlabel("trainable parameters")
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("test accuracy")
-  fig.suptitle("all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, one seed (hollow: peft_methods run)",
-               fontsize=9)
+  seeds = sorted({r["n_seeds"] for f in FAMILIES for r in rows_of(f)})
+  fig.suptitle(f"all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, mean ± std over "
+               f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s) "
+               "(hollow: peft_methods run, one seed)", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -14,7 +14,10 @@ as the tokenizer does: no BOS), same answers (" negative" / " positive", one tok
 - transformers + prefix cache (`--hf_prefix_cache`): the demonstrations run once into a `DynamicCache`, which
   is copied and repeated over each batch; the batch's suffixes run after it.
 
-Ours and theirs alternate after warm-up (ABBA) in one process pinned to `--cpu_threads` cores. Writes
+Ours and theirs alternate after warm-up (ABBA) in one process pinned to `--cpu_threads` cores; with
+`--isolate=N` each side runs in a process of its own instead (N rounds, the order flipping every round, every
+round's samples pooled; OUT/sides/ keeps each process's samples and scores), so that neither library's worker
+threads share a process or its idle time with the other's. Writes
 OUT/results.json (samples, medians, speed-ups, log-prob agreement, device, versions, date, command) and
 OUT/results.md.
 
@@ -119,7 +122,7 @@ def hf_prefix_cache(hf, contexts, answers, batch_size, pad_id):
 ONEDNN_FLAG = "--xla_cpu_experimental_onednn_custom_call=true"
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--out", required=True)
   p.add_argument("--data", default="", help="folder with train.jsonl / test.jsonl (else TFDS rotten_tomatoes)")
@@ -134,6 +137,10 @@ def main(argv=None) -> int:
   p.add_argument("--gap_s", type=float, default=0.0,
                  help="untimed idle seconds before each timed call (one library's spinning worker threads "
                       "settle before the other's call)")
+  p.add_argument("--isolate", type=int, default=0,
+                 help="N > 0: time each side in its own process (only its library runs there), N rounds, the "
+                      "order of the sides flipping every round; the samples of all rounds are pooled")
+  p.add_argument("--side", default="", help=argparse.SUPPRESS)  # one side only: a child of --isolate
   p.add_argument("--quiet_load", type=float, default=0.0,
                  help="before timing, wait (up to --quiet_wait_s) until the 1-min load average is below this")
   p.add_argument("--quiet_wait_s", type=float, default=1200.0)
@@ -141,52 +148,40 @@ def main(argv=None) -> int:
   p.add_argument("--xla_onednn", action="store_true",
                  help=f"ours: XLA:CPU's matmuls through oneDNN (XLA_FLAGS += {ONEDNN_FLAG}), the library "
                       "PyTorch's CPU matmuls use")
-  args = p.parse_args(argv)
-  if args.xla_onednn:  # before jax starts its backend
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONEDNN_FLAG).strip()
-  command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(sys.argv[1:] if argv is None else argv)
-  if args.cpu_threads > 0:
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.cpu_threads)
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from experiments.benchmarks.run import pin_cpus
-    pin_cpus("cpu", args.cpu_threads)
+  return p.parse_args(argv)
 
+
+def measure(args, names: list[str]) -> tuple[dict, dict]:
+  """In this process: for every k, the timed samples, scores and prompt facts of the sides `names`; and the
+  device. Only the libraries of those sides load their model."""
   import numpy as np
-  import torch
-  import transformers as T
   from experiments.benchmarks.measure import device_info
-  from experiments.benchmarks import report
-  from experiments.benchmarks.timing import summarize, time_alternating
+  from experiments.benchmarks.timing import time_alternating
   from lightft_jax.icl.scoring import common_prefix_length, score_choices
   from lightft_jax.models import assets
   from lightft_jax.models.hf import from_pretrained, load_tokenizer
-  if args.cpu_threads > 0:
-    torch.set_num_threads(args.cpu_threads)
-
-  waited = 0.0
-  while args.quiet_load and os.getloadavg()[0] >= args.quiet_load and waited < args.quiet_wait_s:
-    time.sleep(30)
-    waited += 30
-  loadavg_start = os.getloadavg()
-  print(f"load average at start {loadavg_start} (waited {waited:.0f} s)", flush=True)
-  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   path = assets.smollm2_gguf()
   tok = load_tokenizer(path)
-  ours = from_pretrained(path, task="lm", scan_layers=bool(args.scan_layers))
-  hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+  ours = from_pretrained(path, task="lm", scan_layers=bool(args.scan_layers)) if "ours" in names else None
+  hf = None
+  if any(n.startswith("transformers") for n in names):
+    import torch
+    import transformers as T
+    if args.cpu_threads > 0:
+      torch.set_num_threads(args.cpu_threads)
+    hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
   pool, queries = load_examples(args.data, args.queries)
-  gold = np.array([int(q["label"]) for q in queries])
-  rows = []
+  out = {}
   for k in [int(x) for x in args.ks.split(",")]:
     contexts, answers = build_prompts(tok, pool, queries, k)
     results = {}
-    sides = {
+    every = {
         "ours": lambda ctxs: np.stack(score_choices(ours, ctxs, [answers] * len(ctxs), batch_size=args.batch_size,
                                                     pad_id=tok.pad_token_id, token_budget=args.token_budget)[0]),
-        "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, tok.pad_token_id)}
-    if args.hf_prefix_cache:
-      sides["transformers_prefix_cache"] = lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size,
-                                                                        tok.pad_token_id)
+        "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, tok.pad_token_id),
+        "transformers_prefix_cache": lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size,
+                                                                  tok.pad_token_id)}
+    sides = {n: every[n] for n in names}
     fns = {name: (lambda name=name, fn=fn: results.__setitem__(name, fn(contexts))) for name, fn in sides.items()}
     print(f"k={k}: timing {list(fns)} on {len(contexts)} prompts", flush=True)
     first_call_s = None
@@ -206,33 +201,101 @@ def main(argv=None) -> int:
           samples[name].append(time.perf_counter() - t0)
     else:
       samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1)
-    stats = {n: summarize(v) for n, v in samples.items()}
-    lens = [len(c) for c in contexts]
-    row = {"k": k, "queries": len(contexts), "prompt_tokens_mean": float(np.mean(lens)),
-           "prompt_tokens_max": int(max(lens)), "shared_prefix_tokens": common_prefix_length(contexts),
-           "ours_first_call_s": first_call_s, "samples_s": samples, "stats": stats,
-           "s_per_100": {n: 100 * s["median_s"] / len(contexts) for n, s in stats.items()},
-           "speedup_vs_transformers": stats["transformers"]["median_s"] / stats["ours"]["median_s"],
-           "max_abs_logprob_diff": float(np.abs(results["ours"] - results["transformers"]).max()),
-           "acc_ours": float(np.mean(results["ours"].argmax(-1) == gold)),
-           "acc_transformers": float(np.mean(results["transformers"].argmax(-1) == gold))}
-    if args.hf_prefix_cache:
-      row["speedup_vs_transformers_prefix_cache"] = (stats["transformers_prefix_cache"]["median_s"]
-                                                     / stats["ours"]["median_s"])
-      row["max_abs_logprob_diff_prefix_cache"] = float(np.abs(results["ours"] - results["transformers_prefix_cache"]).max())
-    print(json.dumps({x: row[x] for x in row if x not in ("samples_s", "stats")}), flush=True)
-    rows.append(row)
+    out[k] = {"samples": samples, "scores": {n: np.asarray(v).tolist() for n, v in results.items()},
+              "lens": [len(c) for c in contexts], "shared": common_prefix_length(contexts),
+              "gold": [int(q["label"]) for q in queries], "first_call_s": first_call_s}
+  return out, device_info()
 
-  meta = {"command": command, "date": date, "device": device_info(),
+
+def isolated(args, argv: list[str], names: list[str]) -> tuple[dict, dict]:
+  """`measure` of each side in a child process of its own, args.isolate rounds (A B, B A, ...); the samples of
+  every round pooled, the scores of the last (each round's scores are checked equal)."""
+  import subprocess
+  merged: dict = {}
+  device = None
+  for r in range(args.isolate):
+    for name in (names if r % 2 == 0 else names[::-1]):
+      out = Path(args.out) / "sides" / f"round{r}_{name}"
+      subprocess.run([sys.executable, "-m", "experiments.benchmarks.icl_fewshot", *argv, "--isolate=0",
+                      f"--side={name}", f"--out={out}", "--quiet_load=0"], check=True)
+      got = json.loads((out / "side.json").read_text())
+      device = got["device"]
+      for k, m in got["ks"].items():
+        into = merged.setdefault(int(k), {**m, "samples": {}, "scores": {}})
+        into["samples"].setdefault(name, []).extend(m["samples"][name])
+        if name in into["scores"] and into["scores"][name] != m["scores"][name]:
+          raise SystemExit(f"k={k}: {name}'s scores differ between rounds")
+        into["scores"][name] = m["scores"][name]
+        if name == "ours":
+          into["first_call_s"] = m["first_call_s"]
+  return merged, device
+
+
+def row_of(k: int, m: dict) -> dict:
+  import numpy as np
+  from experiments.benchmarks.timing import summarize
+  stats = {n: summarize(v) for n, v in m["samples"].items()}
+  scores = {n: np.asarray(v) for n, v in m["scores"].items()}
+  gold, n = np.asarray(m["gold"]), len(m["lens"])
+  row = {"k": k, "queries": n, "prompt_tokens_mean": float(np.mean(m["lens"])),
+         "prompt_tokens_max": int(max(m["lens"])), "shared_prefix_tokens": m["shared"],
+         "ours_first_call_s": m["first_call_s"], "samples_s": m["samples"], "stats": stats,
+         "s_per_100": {name: 100 * s["median_s"] / n for name, s in stats.items()},
+         "speedup_vs_transformers": stats["transformers"]["median_s"] / stats["ours"]["median_s"],
+         "max_abs_logprob_diff": float(np.abs(scores["ours"] - scores["transformers"]).max()),
+         "acc_ours": float(np.mean(scores["ours"].argmax(-1) == gold)),
+         "acc_transformers": float(np.mean(scores["transformers"].argmax(-1) == gold))}
+  if "transformers_prefix_cache" in stats:
+    row["speedup_vs_transformers_prefix_cache"] = (stats["transformers_prefix_cache"]["median_s"]
+                                                   / stats["ours"]["median_s"])
+    row["max_abs_logprob_diff_prefix_cache"] = float(np.abs(scores["ours"]
+                                                            - scores["transformers_prefix_cache"]).max())
+  return row
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = parse_args(argv)
+  if args.xla_onednn:  # before jax starts its backend
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONEDNN_FLAG).strip()
+  command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(argv)
+  if args.cpu_threads > 0:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.cpu_threads)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from experiments.benchmarks.run import pin_cpus
+    pin_cpus("cpu", args.cpu_threads)
+  from experiments.benchmarks import report
+  from lightft_jax.models import assets
+
+  waited = 0.0
+  while args.quiet_load and os.getloadavg()[0] >= args.quiet_load and waited < args.quiet_wait_s:
+    time.sleep(30)
+    waited += 30
+  loadavg_start = os.getloadavg()
+  print(f"load average at start {loadavg_start} (waited {waited:.0f} s)", flush=True)
+  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  names = ["ours", "transformers"] + (["transformers_prefix_cache"] if args.hf_prefix_cache else [])
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  if args.side:
+    ks, device = measure(args, [args.side])
+    (out / "side.json").write_text(json.dumps({"ks": ks, "device": device}))
+    return 0
+  ks, device = isolated(args, argv, names) if args.isolate else measure(args, names)
+  rows = []
+  for k, m in ks.items():
+    rows.append(row_of(k, m))
+    print(json.dumps({x: rows[-1][x] for x in rows[-1] if x not in ("samples_s", "stats")}), flush=True)
+
+  meta = {"command": command, "date": date, "device": device,
           "versions": report.versions("jax", "jaxlib", "flax", "optax", "torch", "transformers", "peft"),
           "host": platform.node(), "cpus": os.cpu_count(), "cpu_threads": args.cpu_threads,
           "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
-          "quiet_wait_s": waited, "gap_s": args.gap_s, "batch_size": args.batch_size, "token_budget": args.token_budget, "repeats": args.repeats,
-          "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": path.name,
+          "quiet_wait_s": waited, "gap_s": args.gap_s, "isolate": args.isolate, "batch_size": args.batch_size,
+          "token_budget": args.token_budget, "repeats": args.repeats,
+          "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": assets.smollm2_gguf().name,
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "data": args.data or "tfds:rotten_tomatoes"}
-  out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
   md = write_markdown(meta, rows)
   (out / "results.md").write_text(md)
@@ -257,7 +320,9 @@ def write_markdown(meta: dict, rows: list[dict]) -> str:
   lines = [f"`{meta['command']}`", "",
            f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
            f"batch {meta['batch_size']} (ours without a shared prefix: packed rows, {meta.get('token_budget')} "
-           f"tokens per forward pass), median of {meta['repeats']} samples after {meta['warmup']} warm-up; "
+           f"tokens per forward pass), median of {meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
+           f"{meta['warmup']} warm-up" + (f" (each side in its own processes, {meta['isolate']} rounds of "
+                                          f"{meta['repeats']})" if meta.get("isolate") else "") + "; "
            + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
            + (f"; XLA_FLAGS `{meta['xla_flags']}`" if meta.get("xla_flags") else ""), "",
            _load_line(meta), "",
