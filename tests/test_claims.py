@@ -273,6 +273,14 @@ def test_ablations_tables_are_the_committed_summaries():
   for family in (*ablations.FAMILIES, "icl"):
     written = marked.read(readme, family)
     assert written == (ablations.icl_table() if family == "icl" else ablations.table(family)), family
+  for family in ablations.FAMILIES:  # every row counts each seed once, and its mean is its runs' mean
+    for r in ablations.rows_of(family):
+      runs = r.get("per_run") or []
+      if runs:
+        seeds = [x["seed"] for x in runs]
+        assert len(seeds) == len(set(seeds)) == r["n_seeds"], (family, r["runs"])
+        accs = [x["test/accuracy"] for x in runs]
+        assert r["test/accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
 
 
 def test_hyperformer_table_is_the_committed_summary():

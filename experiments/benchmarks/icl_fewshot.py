@@ -64,24 +64,40 @@ def build_prompts(tokenizer, pool, queries, k: int, seed: int = 0):
   return contexts, answers
 
 
-def hf_plain(hf, contexts, answers, batch_size, pad_id):
-  """[N,C] log-probs: sort by length, right pad, one forward pass, next-token log-probs at the last token."""
+def _hf_batches(contexts, answers, batch_size, pad_id, skip=0):
+  """The plain recipe's batches: prompts sorted by length, groups of batch_size, each prompt's tokens after the
+  first `skip` right-padded to the group's longest -> (rows, ids, mask) per batch; and a function that writes a
+  batch's log-probs of the (one-token) answers from the logits at each row's last real token into [N,C] out."""
   import torch
   order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
   choice_ids = torch.tensor([a[0] for a in answers])
   out = torch.empty(len(contexts), len(answers), dtype=torch.float32)
-  with torch.inference_mode():
+
+  def batches():
     for s in range(0, len(order), batch_size):
       rows = order[s:s + batch_size]
-      t = max(len(contexts[i]) for i in rows)
+      seqs = [contexts[i][skip:] for i in rows]
+      t = max(map(len, seqs))
       ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
       mask = torch.zeros((len(rows), t), dtype=torch.long)
-      for r, i in enumerate(rows):
-        ids[r, :len(contexts[i])] = torch.tensor(contexts[i])
-        mask[r, :len(contexts[i])] = 1
-      logits = hf(input_ids=ids, attention_mask=mask).logits
-      last = logits[torch.arange(len(rows)), mask.sum(-1) - 1].float()
-      out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+      for r, x in enumerate(seqs):
+        ids[r, :len(x)] = torch.tensor(x)
+        mask[r, :len(x)] = 1
+      yield rows, ids, mask
+
+  def put(rows, logits, mask):
+    last = logits[torch.arange(len(rows)), mask.sum(-1) - 1].float()
+    out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+  return batches(), put, out
+
+
+def hf_plain(hf, contexts, answers, batch_size, pad_id):
+  """[N,C] log-probs: sort by length, right pad, one forward pass, next-token log-probs at the last token."""
+  import torch
+  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id)
+  with torch.inference_mode():
+    for rows, ids, mask in batches:
+      put(rows, hf(input_ids=ids, attention_mask=mask).logits, mask)
   return out.numpy()
 
 
@@ -95,27 +111,16 @@ def hf_prefix_cache(hf, contexts, answers, batch_size, pad_id):
     return hf_plain(hf, contexts, answers, batch_size, pad_id)
   with torch.inference_mode():
     prefix_cache = hf(input_ids=torch.tensor([contexts[0][:p]]), use_cache=True).past_key_values
-  order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
-  choice_ids = torch.tensor([a[0] for a in answers])
-  out = torch.empty(len(contexts), len(answers), dtype=torch.float32)
+  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id, skip=p)
   with torch.inference_mode():
-    for s in range(0, len(order), batch_size):
-      rows = order[s:s + batch_size]
-      suf = [contexts[i][p:] for i in rows]
-      t = max(map(len, suf))
-      ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
-      mask = torch.zeros((len(rows), p + t), dtype=torch.long)
-      mask[:, :p] = 1
-      for r, x in enumerate(suf):
-        ids[r, :len(x)] = torch.tensor(x)
-        mask[r, p:p + len(x)] = 1
+    for rows, ids, suffix_mask in batches:
+      mask = torch.cat([torch.ones((len(rows), p), dtype=torch.long), suffix_mask], 1)
       cache = copy.deepcopy(prefix_cache)
       cache.batch_repeat_interleave(len(rows))
-      positions = (p + torch.arange(t))[None].expand(len(rows), t)
+      positions = (p + torch.arange(ids.shape[1]))[None].expand(len(rows), ids.shape[1])
       logits = hf(input_ids=ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
                   use_cache=True).logits
-      last = logits[torch.arange(len(rows)), mask[:, p:].sum(-1) - 1].float()
-      out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+      put(rows, logits, suffix_mask)
   return out.numpy()
 
 
