@@ -186,7 +186,13 @@ def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
                        "device": x["device"], **{m: x["metrics"][m] for m in names}, "curve": x["curve"]}
                       for x in members]  # each run's own numbers, enough to aggregate it again without its directory
     rows.append(row)
-  return sorted(rows, key=lambda r: [json.dumps(r[k]) for k in group_by])
+  return sorted(rows, key=lambda r: [_order(r[k]) for k in group_by])
+
+
+def _order(v: Any) -> tuple:
+  """Numbers in numeric order (2 before 16), before everything else in the order of its JSON text."""
+  number = isinstance(v, (int, float)) and not isinstance(v, bool)
+  return (0, v, "") if number else (1, 0, json.dumps(v))
 
 
 def versions() -> dict[str, str]:

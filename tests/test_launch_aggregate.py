@@ -72,6 +72,14 @@ def test_default_groups_are_the_varying_keys_without_seed(sweep_dir, tmp_path):
   assert one["rows"][0]["test/accuracy_std"] is not None
 
 
+def test_numeric_group_values_sort_as_numbers(tmp_path):
+  for r in (16, 2, 128):
+    fake_run(tmp_path / "sweep" / f"r{r}", method="lora", r=r, seed=0, acc=0.8, params=r)
+  fake_run(tmp_path / "sweep" / "ia3", method="ia3", seed=0, acc=0.8, params=1)
+  rows = aggregate.aggregate([str(tmp_path / "sweep")], tmp_path / "out", group_by=["peft.r"])["rows"]
+  assert [r["peft.r"] for r in rows] == [2, 16, 128, None]
+
+
 def test_unfinished_runs_are_named(sweep_dir, tmp_path):
   fake_run(sweep_dir / "stopped", method="lora", r=8, seed=0, acc=0.5, params=2000, status="preempted")
   (sweep_dir / "crashed").mkdir()
