@@ -114,8 +114,9 @@ def plot(path: Path) -> None:
   axes[0].set_ylabel("test accuracy")
   seeds = sorted({r["n_seeds"] for f in FAMILIES for r in rows_of(f)})
   fig.suptitle(f"all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, mean ± std over "
-               f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s) "
-               "(hollow: peft_methods run, one seed)", fontsize=9)
+               f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s)"
+               + (" (hollow: peft_methods run)" if any(r["source"] == "peft_methods" for f in FAMILIES
+                                                       for r in rows_of(f)) else ""), fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
