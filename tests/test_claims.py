@@ -250,9 +250,7 @@ def test_peft_methods_table_is_the_committed_summary():
     assert marked.read(text, "reference") == reference_table(ref)
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
   for r in ref["rows"]:  # each run counted once (runs can come from an earlier summary), and the mean is theirs
-    accs = [x["test/accuracy"] for x in r["per_run"]]
-    assert len({x["seed"] for x in r["per_run"]}) == len(accs) == r["n_seeds"], label(r)
-    assert r["test/accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
+    assert_each_seed_once(r, label(r))
   assert len(seeds) == 17 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
@@ -266,6 +264,13 @@ def test_peft_methods_table_is_the_committed_summary():
   assert set(torch_rows(results / "torch")) == {("full", "ours"), ("full", "hf")}
 
 
+def assert_each_seed_once(row: dict, what) -> None:
+  """A summary row counts each of its runs' seeds once, and its test accuracy mean is theirs."""
+  accs = [x["test/accuracy"] for x in row["per_run"]]
+  assert len({x["seed"] for x in row["per_run"]}) == len(accs) == row["n_seeds"], what
+  assert row["test/accuracy_mean"] == pytest.approx(sum(accs) / len(accs)), what
+
+
 def test_ablations_tables_are_the_committed_summaries():
   from experiments import marked
   from experiments.ablations import table as ablations
@@ -273,14 +278,10 @@ def test_ablations_tables_are_the_committed_summaries():
   for family in (*ablations.FAMILIES, "icl"):
     written = marked.read(readme, family)
     assert written == (ablations.icl_table() if family == "icl" else ablations.table(family)), family
-  for family in ablations.FAMILIES:  # every row counts each seed once, and its mean is its runs' mean
+  for family in ablations.FAMILIES:  # rows with per_run (not the one-seed peft_methods rows)
     for r in ablations.rows_of(family):
-      runs = r.get("per_run") or []
-      if runs:
-        seeds = [x["seed"] for x in runs]
-        assert len(seeds) == len(set(seeds)) == r["n_seeds"], (family, r["runs"])
-        accs = [x["test/accuracy"] for x in runs]
-        assert r["test/accuracy_mean"] == pytest.approx(sum(accs) / len(accs))
+      if r.get("per_run"):
+        assert_each_seed_once(r, (family, r["runs"]))
 
 
 def test_hyperformer_table_is_the_committed_summary():

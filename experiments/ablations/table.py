@@ -98,9 +98,10 @@ def plot(path: Path) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  rows = {f: rows_of(f) for f in FAMILIES}
   fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4 * len(FAMILIES), 3.6), sharey=True)
   for ax, family in zip(axes, FAMILIES):
-    for r in rows_of(family):
+    for r in rows[family]:
       x, y = r["trainable_params"], r["test/accuracy_mean"]
       ours = r["source"] == "ablations"
       ax.errorbar(x, y, yerr=r.get("test/accuracy_std") or 0, fmt="none", ecolor="tab:blue", alpha=0.5)
@@ -112,11 +113,12 @@ def plot(path: Path) -> None:
     ax.set_xlabel("trainable parameters")
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("test accuracy")
-  seeds = sorted({r["n_seeds"] for f in FAMILIES for r in rows_of(f)})
+  every = [r for f in FAMILIES for r in rows[f]]
+  seeds = sorted({r["n_seeds"] for r in every})
   fig.suptitle(f"all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, mean ± std over "
                f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s)"
-               + (" (hollow: peft_methods run)" if any(r["source"] == "peft_methods" for f in FAMILIES
-                                                       for r in rows_of(f)) else ""), fontsize=9)
+               + (" (hollow: peft_methods run)" if any(r["source"] == "peft_methods" for r in every) else ""),
+               fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

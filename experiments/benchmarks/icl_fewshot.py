@@ -196,16 +196,7 @@ def measure(args, names: list[str]) -> tuple[dict, dict]:
         fn(contexts if name == "ours" else contexts[:args.batch_size])
         if name == "ours" and first_call_s is None:
           first_call_s = time.perf_counter() - t0
-    if args.gap_s > 0:  # the ABBA order of time_alternating, with an untimed idle gap before every call
-      samples = {name: [] for name in fns}
-      for r in range(args.repeats):
-        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-          time.sleep(args.gap_s)
-          t0 = time.perf_counter()
-          fns[name]()
-          samples[name].append(time.perf_counter() - t0)
-    else:
-      samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1)
+    samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1, gap_s=args.gap_s)
     out[k] = {"samples": samples, "scores": {n: np.asarray(v).tolist() for n, v in results.items()},
               "lens": [len(c) for c in contexts], "shared": common_prefix_length(contexts),
               "gold": [int(q["label"]) for q in queries], "first_call_s": first_call_s}

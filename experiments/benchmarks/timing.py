@@ -8,11 +8,12 @@ from typing import Callable
 
 
 def time_alternating(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int,
-                     inner: int) -> dict[str, list[float]]:
+                     inner: int, gap_s: float = 0.0) -> dict[str, list[float]]:
   """Seconds per call of each fn: `repeats` samples of `inner` back-to-back calls each.
 
   Each fn must wait for its device work before returning. The order flips every repeat (A B, B A, ...)
-  so slow drifts of a shared machine hit both sides alike.
+  so slow drifts of a shared machine hit both sides alike. `gap_s` > 0 leaves that many untimed idle seconds
+  before every sample (one library's spinning worker threads settle before the other's call).
   """
   names = list(fns)
   for _ in range(warmup):
@@ -21,6 +22,8 @@ def time_alternating(fns: dict[str, Callable[[], object]], *, repeats: int, warm
   out: dict[str, list[float]] = {n: [] for n in names}
   for r in range(repeats):
     for n in (names if r % 2 == 0 else names[::-1]):
+      if gap_s > 0:
+        time.sleep(gap_s)
       t0 = time.perf_counter()
       for _ in range(inner):
         fns[n]()
