@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  # Each worker shares the cores with the others: PyTorch's OpenMP threads, one per core by default, would spin
+  # against the other worker's (a SmolLM2 forward pass went from 0.17 s to 4 s that way); one thread each.
+  os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import jax  # noqa: E402
 

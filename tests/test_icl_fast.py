@@ -61,6 +61,26 @@ def test_one_token_answers_match_transformers(smollm, k):
   assert all(g.sum() <= 1 for g in greedy)
 
 
+def test_benchmark_transformers_recipes_match_one_prompt_at_a_time(smollm):
+  """The speed benchmark's transformers side (experiments/benchmarks/icl_fewshot.py): the plain recipe (sorted,
+  right-padded batches, next-token log-probs at each row's last real token) and the one with a shared prefix
+  cache ("Review:" here) give every prompt's answer log-probs as one unpadded forward pass per prompt does, rows
+  in input order."""
+  from experiments.benchmarks.icl_fewshot import hf_plain, hf_prefix_cache
+  from lightft_jax.icl.scoring import common_prefix_length
+  tok, _, hf = smollm
+  enc = PromptEncoder(tok)
+  answers = [enc.answer(a)[0] for a in TEMPLATE.choices()]  # one token each
+  contexts = [enc.context(TEMPLATE.build([], q)) for q in QUERIES]
+  assert len(set(map(len, contexts))) > 1 and common_prefix_length(contexts) >= 1  # batches pad; a prefix to cache
+  with torch.no_grad():
+    ref = np.array([torch.log_softmax(hf(torch.tensor([c])).logits[0, -1].double(), -1)[answers].numpy()
+                    for c in contexts])
+  for recipe in (hf_plain, hf_prefix_cache):
+    got = recipe(hf, contexts, [[a] for a in answers], 2, tok.pad_token_id)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
 @pytest.mark.slow  # over 20 s: keeps the default suite under 15 minutes on 2 cores
 def test_multi_token_answers_after_shared_prefix_match_transformers(smollm):
   tok, ours, hf = smollm

@@ -1,5 +1,5 @@
 """ablations, ICL label corruption, CPU-sized: k=4 demonstrations, the first 200 Rotten Tomatoes test queries,
-one seed (a fresh demonstration set per query), P in {0, 25, 50, 75, 100}% incorrect labels (sweep_icl.py holds
+3 seeds (each a fresh demonstration set per query), P in {0, 25, 50, 75, 100}% incorrect labels (sweep_icl.py holds
 the paper-sized grid: k in {4, 8, 16}, every test query, 3 seeds).
 
   python -m launch.launchers experiments/ablations/sweep_icl_cpu.py
@@ -14,4 +14,4 @@ _paper = load_file(Path(__file__).with_name("sweep_icl.py"), "_ablations_sweep_i
 
 
 def get_sweep():
-  return _paper.sweep((4,), 200, 1, "runs/ablations_cpu/icl_corruption", percents=(0, 100, 50, 25, 75))
+  return _paper.sweep((4,), 200, 3, "runs/ablations_cpu/icl_corruption", percents=(0, 100, 50, 25, 75))
