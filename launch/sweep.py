@@ -50,7 +50,8 @@ def load_sweep(path: str | Path) -> dict:
 
 
 def _slug(overrides: dict[str, Any]) -> str:
-  parts = [str(v) if k == "arg" else f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
+  text = {k: "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for k, v in overrides.items()}
+  parts = [v if k == "arg" else f"{k.split('.')[-1]}={v}" for k, v in text.items()]
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", ",".join(parts)) or "base"
 
 

@@ -237,7 +237,7 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
-  from experiments.peft_methods.table import label, prefix_lr_table, recipe_table, reference_table, table, torch_rows
+  from experiments.peft_methods.table import label, lr_table, recipe_table, reference_table, table, torch_rows
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
@@ -254,7 +254,7 @@ def test_peft_methods_table_is_the_committed_summary():
   assert len(seeds) == 17 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
-  assert marked.read(readme, "prefix_lr") == prefix_lr_table(tune_summary)
+  assert marked.read(readme, "prefix_lr") == lr_table(tune_summary)
   tune = tune_summary["rows"]
   assert [r["optimizer.lr"] for r in tune if any(k.startswith("test/") for k in r)] == [0.002]  # the table's row
   best = max(tune, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
@@ -293,6 +293,8 @@ def test_hyperformer_table_is_the_committed_summary():
   assert {r["n_seeds"] for r in summary["rows"]} <= {1, 3}
   unseen = json.loads((ROOT / "experiments" / "hyperformer" / "results" / "cpu_unseen" / "summary.json").read_text())
   assert marked.read(readme, "unseen") == unseen_table(unseen)
+  for r in unseen["rows"]:  # seeds 0-2 of every row, each once (seed 0 from the earlier summary's per_run)
+    assert r["n_seeds"] == 3 and sorted(x["seed"] for x in r["per_run"]) == [0, 1, 2], r["peft.method"]
 
 
 def test_quantized_base_figures_are_the_committed_json():

@@ -10,7 +10,7 @@ The issue's baselines on convention_party from k=16 examples are their own sweep
                  trained on only the k examples `task.options.train_k` / `train_k_seed` select
                  (`data.tasks.k_shot_indices`: the same k examples the ICL run shows for that seed)
   icl_sweep      in-context learning with SmolLM2-135M-Instruct (configs/icl_eval.py; the encoder is not a language
-                 model) from k demonstrations drawn for seed 0.. (`icl.seeds`), scored by the log-likelihood of
+                 model) from the k demonstrations seed s draws (`icl.seeds`), scored by the log-likelihood of
                  " democrat" / " republican", plain and calibrated (acc, acc_calibrated)
 The hypernetwork's own k examples (`data.mixture.context_examples`) are the same draw: `k_shot_indices` for the
 run's seed, so seed s conditions on the k examples the adapter of train_k_seed=s trains on and ICL seed s shows.
@@ -49,10 +49,11 @@ def adapter_sweep(steps: int, seeds, workdir: str) -> dict:
                     "eval_every": 0, "wandb.mode": "disabled"} for s in seeds]}
 
 
-def icl_sweep(n_seeds: int, limit: int, workdir: str) -> dict:
-  """SmolLM2-135M-Instruct, K demonstrations (seeds 0..n_seeds-1), the first `limit` test queries (0: all)."""
-  return {"config": f"configs/icl_eval.py:task={HELD_OUT},k={K},limit={limit},seeds={n_seeds}",
-          "workdir": workdir, "list": [{"wandb.mode": "disabled"}]}
+def icl_sweep(seeds, limit: int, workdir: str) -> dict:
+  """SmolLM2-135M-Instruct, K demonstrations, the first `limit` test queries (0: all); one run per seed s, showing
+  the K examples seed s draws (`icl.seeds`), so that each draw is a run of its own, as the trained rows' seeds."""
+  return {"config": f"configs/icl_eval.py:task={HELD_OUT},k={K},limit={limit}",
+          "workdir": workdir, "list": [{"seed": s, "icl.seeds": (s,), "wandb.mode": "disabled"} for s in seeds]}
 
 
 def get_sweep():

@@ -12,4 +12,4 @@ _unseen = load_file(Path(__file__).with_name("sweep_unseen.py"), "_hyperformer_s
 
 
 def get_sweep():
-  return _unseen.icl_sweep(len(_unseen.SEEDS), 0, "runs/hyperformer_unseen/icl")
+  return _unseen.icl_sweep(_unseen.SEEDS, 0, "runs/hyperformer_unseen/icl")
