@@ -79,11 +79,11 @@ def reference_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
-def prefix_lr_table(tune: dict) -> str:
-  """Reparameterised prefix tuning's learning rates at 600 steps, seed 0, on the first 256 validation examples
-  (results/cpu_600_prefix_lr/summary.json), the chosen one marked."""
+def lr_table(tune: dict, validation: str = "validation accuracy (256)") -> str:
+  """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*_lr/summary.json), the one
+  with the highest validation accuracy marked as chosen."""
   best = max(tune["rows"], key=lambda r: r["eval/accuracy_mean"])
-  lines = ["| learning rate | validation accuracy (256) | validation macro F1 | validation loss | test split read |",
+  lines = [f"| learning rate | {validation} | validation macro F1 | validation loss | test split read |",
            "|---:|---:|---:|---:|---|"]
   for r in sorted(tune["rows"], key=lambda r: r["optimizer.lr"]):
     lr = f"**{r['optimizer.lr']:g}** (chosen)" if r is best else f"{r['optimizer.lr']:g}"
@@ -158,7 +158,7 @@ def main() -> None:
   summary, ref = load("cpu"), load("cpu_600")
   text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
-  prefix_lr_text = prefix_lr_table(load("cpu_600_prefix_lr"))
+  prefix_lr_text = lr_table(load("cpu_600_prefix_lr"))
   recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch_rows(HERE / "results" / "torch"))
   if "--write" in sys.argv:
     title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
