@@ -77,6 +77,17 @@ def test_arg_key_sets_the_config_argument_and_names_come_from_varying_keys():
     check_config(shlex.split(p.command))
 
 
+def test_tuple_values_reach_the_config_as_tuples_and_name_points_readably():
+  points = expand({"config": "configs/icl_eval.py:k=4", "workdir": "runs/i",
+                   "list": [{"seed": s, "icl.seeds": (s,)} for s in (1, 2)]})
+  assert [p.workdir for p in points] == ["runs/i/seed=1_seeds=1", "runs/i/seed=2_seeds=2"]
+  from lightft_jax import main as entry
+  from lightft_jax.train import config_lib
+  args = shlex.split(points[1].command)
+  config = config_lib.load_config("configs/icl_eval.py:k=4", entry.split_overrides(args)[1])
+  assert tuple(config.icl.seeds) == (2,) and config.seed == 2
+
+
 def check_config(args: list[str]) -> None:
   """Loads the config a lightft_jax.main command line names, with its overrides (a misspelled key raises)."""
   from lightft_jax import main as entry
