@@ -282,6 +282,9 @@ def test_ablations_tables_are_the_committed_summaries():
     for r in ablations.rows_of(family):
       if r.get("per_run"):
         assert_each_seed_once(r, (family, r["runs"]))
+  icl = json.loads((ROOT / "experiments/ablations/results/cpu/icl_corruption/summary.json").read_text())["rows"]
+  for r in icl:  # 3 seeds, and the row's accuracy is their mean
+    assert r["n_seeds"] == len(r["acc_per_seed"]) == 3 and r["acc"] == pytest.approx(sum(r["acc_per_seed"]) / 3)
 
 
 def test_hyperformer_table_is_the_committed_summary():

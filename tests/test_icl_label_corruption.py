@@ -40,3 +40,33 @@ def test_corrupt_leaves_the_generator_where_it_was():
   assert demonstration_labels([0, 1, 0, 1], "corrupt_50", 2, np.random.default_rng(3)) == first  # deterministic
   positions = {tuple(demonstration_labels([0] * 4, "corrupt_25", 2, np.random.default_rng(s))) for s in range(20)}
   assert len(positions) == 4  # the wrong position varies with the generator's state
+
+
+def test_icl_table_rows_carry_the_sample_std_over_seeds(tmp_path):
+  """experiments.ablations.icl_table: one row per (percent, k), mean over seeds with the sample std (ddof=1, as
+  launch.aggregate's training rows), none for a single seed; unfinished runs are refused."""
+  import json
+
+  import numpy as np
+  import pytest
+
+  from experiments.ablations import icl_table
+  accs = {"corrupt_0": [0.6, 0.7, 0.65], "corrupt_100": [0.55]}
+  for mode, values in accs.items():
+    run = tmp_path / "runs" / f"labels={mode}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"icl": {"label_mode": mode, "per_query_demos": True}}))
+    per_seed = [{"seed": s, "acc": a, "pred_frac_1": 0.5} for s, a in enumerate(values)]
+    (run / "results.json").write_text(json.dumps({
+        "per_k": {"4": {"acc": float(np.mean(values)), "acc_std": float(np.std(values)), "pred_frac_1": 0.5}},
+        "per_seed": {"4": per_seed}, "seeds": list(range(len(values))), "num_queries": 10, "model": "m"}))
+  assert icl_table.main([str(tmp_path / "runs"), f"--out={tmp_path / 'out'}"]) == 0
+  rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+  assert [(r["incorrect_percent"], r["n_seeds"]) for r in rows] == [(0, 3), (100, 1)]
+  assert rows[0]["acc_std"] == pytest.approx(np.std(accs["corrupt_0"], ddof=1)) and rows[1]["acc_std"] is None
+  assert rows[0]["acc_per_seed"] == accs["corrupt_0"]
+  assert "| 0% | 4 | 0.650 ± 0.050 |" in (tmp_path / "out" / "summary.md").read_text()
+  (tmp_path / "runs" / "labels=corrupt_50").mkdir()
+  (tmp_path / "runs" / "labels=corrupt_50" / "config.json").write_text("{}")
+  with pytest.raises(SystemExit, match="not finished"):
+    icl_table.main([str(tmp_path / "runs"), f"--out={tmp_path / 'out'}"])

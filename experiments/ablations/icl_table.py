@@ -4,9 +4,10 @@
 
 The icl_eval job's results.json holds accuracy per k (seeds averaged), and the rows wanted here (per k, with the
 spread over seeds and the prediction balance) are not launch.aggregate's, so these runs are summarised here: one
-row per (percent of incorrect labels, k) with acc,
-acc_norm, acc_mi (and acc_calibrated when the run calibrated), their std over seeds, pred_frac_1, the number of
-queries and seeds, plus the command, device (where the runs record it) and versions like launch.aggregate's summary.json.
+row per (percent of incorrect labels, k) with acc, acc_norm, acc_mi (and acc_calibrated when the run calibrated)
+and pred_frac_1, each with its sample std over seeds (ddof=1, as launch.aggregate's; null for one seed) and its
+per-seed values, the number of queries and seeds, plus the command, device (where the runs record it) and versions
+like launch.aggregate's summary.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import shlex
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from launch.aggregate import versions
 from lightft_jax.icl.prompts import corruption_percent
@@ -36,11 +39,19 @@ def load(run: Path) -> list[dict]:
            "n_seeds": len(results["seeds"]), "model": results["model"],
            "per_query_demos": bool(config["icl"]["per_query_demos"]), "device": results.get("device"),
            "run": str(run)}
+    per_seed = results["per_seed"][k]
     for m in METRICS:
-      if m in metrics:
-        row[m], row[f"{m}_std"] = metrics[m], metrics.get(f"{m}_std")
+      if m in metrics:  # the sample std over seeds (ddof=1), as launch.aggregate's rows; None for one seed
+        values = [s[m] for s in per_seed]
+        row[m], row[f"{m}_std"] = metrics[m], float(np.std(values, ddof=1)) if len(values) > 1 else None
+        row[f"{m}_per_seed"] = values
     rows.append(row)
   return rows
+
+
+def _pm(r: dict, m: str) -> str:
+  std = r.get(f"{m}_std")
+  return f"{r[m]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
 def markdown(rows: list[dict]) -> str:
@@ -48,7 +59,7 @@ def markdown(rows: list[dict]) -> str:
   lines = ["| incorrect labels | k | " + " | ".join(cols) + " | queries | seeds |",
            "|---:|---:|" + "---:|" * len(cols) + "---:|---:|"]
   for r in rows:
-    vals = " | ".join(f"{r[m]:.3f}" if m in r else "" for m in cols)
+    vals = " | ".join(_pm(r, m) if m in r else "" for m in cols)
     lines.append(f"| {r['incorrect_percent']}% | {r['k']} | {vals} | {r['num_queries']} | {r['n_seeds']} |")
   return "\n".join(lines)
 
@@ -59,8 +70,9 @@ def plot(rows: list[dict], path: Path) -> None:
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 4))
   for k in sorted({r["k"] for r in rows}):
-    pts = sorted((r["incorrect_percent"], r["acc"]) for r in rows if r["k"] == k)
-    ax.plot([p for p, _ in pts], [a for _, a in pts], marker="o", label=f"k={k}")
+    pts = sorted((r["incorrect_percent"], r["acc"], r.get("acc_std") or 0.0) for r in rows if r["k"] == k)
+    ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                label=f"k={k}")
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   ax.set_xlabel("demonstrations with an incorrect label (%)")
   ax.set_ylabel("accuracy")
