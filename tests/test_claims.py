@@ -355,3 +355,25 @@ def test_icl_vs_peft_table_is_the_committed_summary():
   from experiments.icl_vs_peft.table import table
   summary = json.loads((ROOT / "experiments/icl_vs_peft/results/cpu/summary.json").read_text())
   assert marked.read((ROOT / "experiments/icl_vs_peft/README.md").read_text()) == table(summary)
+
+
+def test_lm_finetune_table_is_the_committed_summary():
+  """The table reads the summary and each run's committed results.json (the perplexity before training), so every
+  run the summary names must be committed under results/cpu/runs/."""
+  from experiments import marked
+  from experiments.lm_finetune.table import rows, table
+  results = ROOT / "experiments/lm_finetune/results/cpu"
+  assert marked.read((ROOT / "experiments/lm_finetune/README.md").read_text()) == table(rows(results))
+  for r in json.loads((results / "summary.json").read_text())["rows"]:
+    assert r["n_seeds"] == len(r["runs"]) == 3, r["peft.method"]
+
+
+def test_run_copies_under_experiment_results_are_not_ignored_by_git():
+  """Tables read each run's copied results.json under results/*/runs/; only the top-level runs/ is ignored."""
+  import shutil
+  import subprocess
+  if shutil.which("git") is None or not (ROOT / ".git").exists():
+    pytest.skip("not a git checkout")
+  paths = ["experiments/lm_finetune/results/cpu/runs/x/results.json", "runs/x/results.json"]
+  out = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True).stdout.split()
+  assert out == ["runs/x/results.json"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lm_finetune, CPU-sized: LoRA vs full fine-tuning of SmolLM2-135M on the Rotten Tomatoes snippets as text,
-# 20 steps of batch 8 x 64 tokens, one seed; perplexity before / after in results/cpu/.
+# 20 steps of batch 8 x 64 tokens, seeds 0-2; perplexity before / after in results/cpu/.
 # Usage: bash experiments/lm_finetune/run.sh   (finished points are skipped, so it can run in parts)
 set -euo pipefail
 PY=${PYTHON:-python}

@@ -40,17 +40,23 @@ def rows(results_dir: Path) -> list[dict]:
     b = before(results_dir, r)
     out.append({"method": r["peft.method"], "n_seeds": r["n_seeds"], "trainable_params": r["trainable_params"],
                 "eval_perplexity_before": sum(b) / len(b), "eval_perplexity_after": r["eval/perplexity_mean"],
-                "test_perplexity_after": r["test/perplexity_mean"], "ms_per_step": r["ms_per_step"]})
+                "eval_perplexity_after_std": r["eval/perplexity_std"], "test_perplexity_after": r["test/perplexity_mean"],
+                "test_perplexity_after_std": r["test/perplexity_std"], "ms_per_step": r["ms_per_step"]})
   return sorted(out, key=lambda r: r["trainable_params"])
 
 
+def _pm(mean: float, std: float | None) -> str:
+  return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
 def table(rs: list[dict]) -> str:
-  lines = ["| method | trainable params | validation ppl before | validation ppl after | test ppl after | ms / step |",
-           "|---|---:|---:|---:|---:|---:|"]
+  """Perplexities after training as mean ± standard deviation over seeds where a row has several."""
+  lines = ["| method | trainable params | seeds | validation ppl before | validation ppl after | test ppl after | "
+           "ms / step |", "|---|---:|---:|---:|---:|---:|---:|"]
   for r in rs:
-    lines.append(f"| {LABEL.get(r['method'], r['method'])} | {r['trainable_params']:,} | "
-                 f"{r['eval_perplexity_before']:.2f} | {r['eval_perplexity_after']:.2f} | "
-                 f"{r['test_perplexity_after']:.2f} | {r['ms_per_step']:.0f} |")
+    lines.append(f"| {LABEL.get(r['method'], r['method'])} | {r['trainable_params']:,} | {r['n_seeds']} | "
+                 f"{r['eval_perplexity_before']:.2f} | {_pm(r['eval_perplexity_after'], r['eval_perplexity_after_std'])} | "
+                 f"{_pm(r['test_perplexity_after'], r['test_perplexity_after_std'])} | {r['ms_per_step']:.0f} |")
   return "\n".join(lines)
 
 
