@@ -31,10 +31,20 @@ METHODS = (
 )
 
 
+def point(label: str, lr: float = 0.0) -> dict:
+  """`label`'s point of the table; with `lr`, at that body learning rate (the quickstart's `lr=` argument: the fresh
+  head keeps its own rate)."""
+  (p,) = [{"arg": arg, **peft, "eval_every": 0, "checkpoint_every": 0} for name, arg, peft in METHODS if name == label]
+  return {**p, "arg": f"{p['arg']},lr={lr}"} if lr else p
+
+
+def config(steps: int = STEPS) -> str:
+  return f"configs/quickstart.py:steps={steps},baselines=False"
+
+
 def sweep(steps: int, seeds, workdir: str) -> dict:
-  return {"config": f"configs/quickstart.py:steps={steps},baselines=False", "workdir": workdir,
-          "grid": {"seed": list(seeds)},
-          "list": [{"arg": arg, **peft, "eval_every": 0, "checkpoint_every": 0} for _, arg, peft in METHODS]}
+  return {"config": config(steps), "workdir": workdir, "grid": {"seed": list(seeds)},
+          "list": [point(label) for label, _, _ in METHODS]}
 
 
 def get_sweep():

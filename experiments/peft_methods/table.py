@@ -79,13 +79,14 @@ def reference_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
-def lr_table(tune: dict, validation: str = "validation accuracy (256)") -> str:
-  """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*_lr/summary.json), the one
-  with the highest validation accuracy marked as chosen."""
-  best = max(tune["rows"], key=lambda r: r["eval/accuracy_mean"])
+def lr_table(tune: dict, validation: str = "validation accuracy (256)", method: str = "") -> str:
+  """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*lr/summary.json; with `method`,
+  only its rows), the one with the highest validation accuracy marked as chosen."""
+  rows = [r for r in tune["rows"] if not method or r["peft.method"] == method]
+  best = max(rows, key=lambda r: r["eval/accuracy_mean"])
   lines = [f"| learning rate | {validation} | validation macro F1 | validation loss | test split read |",
            "|---:|---:|---:|---:|---|"]
-  for r in sorted(tune["rows"], key=lambda r: r["optimizer.lr"]):
+  for r in sorted(rows, key=lambda r: r["optimizer.lr"]):
     lr = f"**{r['optimizer.lr']:g}** (chosen)" if r is best else f"{r['optimizer.lr']:g}"
     read = "yes (the table's row)" if "test/accuracy_mean" in r else "no"
     lines.append(f"| {lr} | {r['eval/accuracy_mean']:.4f} | {r['eval/macro_f1_mean']:.4f} | "
