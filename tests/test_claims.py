@@ -251,7 +251,7 @@ def test_peft_methods_table_is_the_committed_summary():
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
   for r in ref["rows"]:  # each run counted once (runs can come from an earlier summary), and the mean is theirs
     assert_each_seed_once(r, label(r))
-  assert len(seeds) == 17 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  assert len(seeds) == 18 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
   assert marked.read(readme, "prefix_lr") == lr_table(tune_summary)
@@ -260,8 +260,19 @@ def test_peft_methods_table_is_the_committed_summary():
   best = max(tune, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
   assert seeds[label({"peft.method": "prefix", "peft.projection": True, "optimizer.lr": best})] == 3
   hf = json.loads((results / "cpu_600_hf" / "summary.json").read_text())
-  assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch_rows(results / "torch"))
-  assert set(torch_rows(results / "torch")) == {("full", "ours"), ("full", "hf")}
+  torch = torch_rows(results / "torch")
+  assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch)
+  assert marked.read(readme, "lora_recipe") == recipe_table(ref, None, torch, "lora (r=8, q,v)", "lora")
+  assert set(torch) == {("full", "ours"), ("full", "hf"), ("lora", "ours")}
+  # full fine-tuning's and LoRA's rates on the whole validation split (none read test); a chosen rate that is not
+  # the table's has its own 3-seed row
+  lr_summary = json.loads((results / "cpu_600_lr" / "summary.json").read_text())
+  for m in ("lora", "full"):
+    assert marked.read(readme, f"{m}_lr") == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
+    rows = [r for r in lr_summary["rows"] if r["peft.method"] == m]
+    assert len(rows) == 3 and not any(k.startswith("test/") for r in rows for k in r)
+    chosen = max(rows, key=lambda r: r["eval/accuracy_mean"])
+    assert seeds[label({**chosen, "peft.dora": False, "peft.rslora": False})] == 3
 
 
 def assert_each_seed_once(row: dict, what) -> None:

@@ -6,7 +6,9 @@
 # reparameterised prefix tuning's learning rate chosen on validation (sweep_cpu_600_prefix_lr.py, then
 # sweep_cpu_600_prefix_selected.py: 3 seeds at that rate), all in results/cpu_600/; full fine-tuning with the
 # transformers Trainer's defaults on our side (sweep_cpu_hf_recipe.py, results/cpu_600_hf/) and with either recipe
-# on the PyTorch side, on the same batches (reference_torch.py, results/torch/).
+# on the PyTorch side, on the same batches (reference_torch.py, results/torch/); full fine-tuning's and LoRA's
+# learning rates on validation (sweep_cpu_600_lr.py, results/cpu_600_lr/; sweep_cpu_600_lr_selected.py) and LoRA
+# through peft on the same batches.
 # Usage: bash experiments/peft_methods/run.sh   (finished points are skipped, so it can run in parts)
 set -euo pipefail
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu.py
@@ -24,10 +26,16 @@ ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr \
   --out=experiments/peft_methods/results/cpu_600_prefix_lr
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_selected.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest_seeds.py
+# full fine-tuning's and LoRA's learning rates on the whole validation split (seed 0), then 3 seeds at each chosen
+# rate that is not the table's (full fine-tuning: 2e-4)
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_lr.py
+${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_lr --group-by=peft.method,optimizer.lr \
+  --metric=eval/accuracy --out=experiments/peft_methods/results/cpu_600_lr
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_lr_selected.py
 # (where the earlier run directories are gone, put experiments/peft_methods/results/cpu_600/summary.json first among
 # the inputs: its per_run entries stand for them; the README says which runs the committed summary read that way)
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600 runs/peft_methods_cpu_600_seeds runs/peft_methods_cpu_600_rest \
-  runs/peft_methods_cpu_600_rest_seeds runs/peft_methods_cpu_600_prefix_selected \
+  runs/peft_methods_cpu_600_rest_seeds runs/peft_methods_cpu_600_prefix_selected runs/peft_methods_cpu_600_lr_selected \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets,optimizer.lr \
   --out=experiments/peft_methods/results/cpu_600
 # full fine-tuning, both recipes, both sides (seed 0)
@@ -38,4 +46,7 @@ for recipe in ours hf; do
   ${PYTHON:-python} -m experiments.peft_methods.reference_torch --method=full --recipe=$recipe --seed=0 \
     --out=experiments/peft_methods/results/torch/full_${recipe}_seed0.json
 done
+# LoRA r=8 q,v through peft on the same batches, quickstart settings (seed 0)
+${PYTHON:-python} -m experiments.peft_methods.reference_torch --method=lora --recipe=ours --seed=0 \
+  --out=experiments/peft_methods/results/torch/lora_ours_seed0.json
 ${PYTHON:-python} -m experiments.peft_methods.table --write

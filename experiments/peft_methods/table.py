@@ -4,7 +4,9 @@ results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_
 prefix tuning's learning rates on validation between the "prefix_lr" markers (results/cpu_600_prefix_lr/); between
 the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
-(results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py).
+(results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py), and
+between the "lora_recipe" markers LoRA's; between the "lora_lr" and "full_lr" markers, those two methods' learning
+rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
 
   python -m experiments.peft_methods.table            # prints the tables
   python -m experiments.peft_methods.table --write    # results/{cpu,cpu_600}/accuracy_vs_params.png, and the tables
@@ -14,19 +16,31 @@ markers (this folder's README only), full fine-tuning with either recipe on eith
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 
+from configs import quickstart
 from experiments import marked
 from launch.aggregate import place_labels
 
 HERE = Path(__file__).parent
 
 
+@functools.cache
+def quickstart_lr(method: str) -> float:
+  """The body learning rate configs/quickstart.py gives `method`: the table's, unless a row's optimizer.lr differs."""
+  return quickstart.get_config(f"method={method},baselines=False").optimizer.lr
+
+
 def label(row: dict) -> str:
-  """The method as the sweep names it (sweep.METHODS), from the run's PEFT keys."""
+  """The method as the sweep names it (sweep.METHODS), from the run's PEFT keys; full fine-tuning and LoRA name
+  their learning rate where it is not the quickstart's (a rate validation chose)."""
   m = row["peft.method"]
+  lr = row.get("optimizer.lr", 0.0)
+  if m in ("full", "lora") and lr and lr != quickstart_lr(m):
+    return label({**row, "optimizer.lr": 0.0}).removesuffix(")") + f"{', ' if m == 'lora' else ' ('}lr {lr:g})"
   if m == "adapter":
     return "parallel adapter" if row["peft.placement"] == "parallel" else f"{row['peft.config']} adapter"
   if m == "prefix":  # reparameterised: at more than one learning rate in the 600-step table
@@ -65,17 +79,17 @@ REFERENCE = {"lora (r=8, q,v)": 0.808, "full": 0.845, "head-only": 0.724}
 
 def reference_table(summary: dict) -> str:
   """Ours at 600 steps (results/cpu_600/summary.json) beside the PyTorch reference, in REFERENCE's order."""
-  rows = {label(r): r for r in summary["rows"]}
   lines = ["| method | trainable params | seeds | test accuracy (ours) | PyTorch reference | ours - reference "
            "| validation accuracy (256) | ms / step (seed 0) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-  for name, ref in REFERENCE.items():
-    if name not in rows:
+  for name, ref in REFERENCE.items():  # the method at the table's rate, then at any rate validation chose
+    rows = sorted((r for r in summary["rows"] if label({**r, "optimizer.lr": 0.0}) == name), key=label)
+    if not rows:
       lines.append(f"| {name} | | | (not run) | {ref:.3f} | | | |")
-      continue
-    r = rows[name]
-    acc = r["test/accuracy_mean"]
-    lines.append(f"| {name} | {r['trainable_params']:,} | {r['n_seeds']} | {mean_std(acc, r['test/accuracy_std'])} | "
-                 f"{ref:.3f} | {acc - ref:+.4f} | {r['eval/accuracy_mean']:.4f} | {seed0_ms(r):.0f} |")
+    for r in rows:
+      acc = r["test/accuracy_mean"]
+      lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['n_seeds']} | "
+                   f"{mean_std(acc, r['test/accuracy_std'])} | {ref:.3f} | {acc - ref:+.4f} | "
+                   f"{r['eval/accuracy_mean']:.4f} | {seed0_ms(r):.0f} |")
   return "\n".join(lines)
 
 
@@ -107,30 +121,30 @@ def torch_rows(folder: Path) -> dict[tuple[str, str], list[dict]]:
   return out
 
 
-def recipe_table(ours: dict, ours_hf: dict | None, torch: dict) -> str:
-  """Full fine-tuning at 600 steps: both sides, both recipes (the quickstart's settings and the transformers
-  Trainer's defaults), seed by seed where both sides ran it (the same batches), then ours over all its seeds,
-  beside the reference's."""
-  full = lambda summary: next(r for r in summary["rows"] if r["peft.method"] == "full")
+def recipe_table(ours: dict, ours_hf: dict | None, torch: dict, name: str = "full", method: str = "full") -> str:
+  """`name` (a row label; `method` on the PyTorch side) at 600 steps: both sides, both recipes where they ran (the
+  quickstart's settings and the transformers Trainer's defaults), seed by seed where both sides ran it (the same
+  batches), then ours over all its seeds, beside the reference's."""
+  row = lambda summary: next(r for r in summary["rows"] if label(r) == name)
   lines = ["| side | recipe | seed | test accuracy | validation accuracy (first 256) | ms / step |",
            "|---|---|---|---:|---:|---:|"]
-  for recipe, name, summary in (("ours", "quickstart settings", ours), ("hf", "Trainer defaults", ours_hf)):
-    runs = torch.get(("full", recipe), [])
+  for recipe, title, summary in (("ours", "quickstart settings", ours), ("hf", "Trainer defaults", ours_hf)):
+    runs = torch.get((method, recipe), [])
     for seed in sorted({r["seed"] for r in runs}):
-      for x in (full(summary)["per_run"] if summary else []):
+      for x in (row(summary)["per_run"] if summary else []):
         if x["seed"] == seed:
-          lines.append(f"| lightft_jax | {name} | {seed} | {x['test/accuracy']:.4f} | {x['eval/accuracy']:.4f} | "
+          lines.append(f"| lightft_jax | {title} | {seed} | {x['test/accuracy']:.4f} | {x['eval/accuracy']:.4f} | "
                        f"{x['ms_per_step']:.0f} |")
       for r in runs:
         if r["seed"] == seed:
-          lines.append(f"| transformers, same batches | {name} | {seed} | {r['test']['accuracy']:.4f} | "
+          lines.append(f"| transformers, same batches | {title} | {seed} | {r['test']['accuracy']:.4f} | "
                        f"{r['validation']['accuracy_first_256']:.4f} | {r['ms_per_step']:.0f} |")
-  r = full(ours)
+  r = row(ours)
   seeds = ", ".join(str(x["seed"]) for x in sorted(r["per_run"], key=lambda x: x["seed"]))
   lines.append(f"| lightft_jax | quickstart settings | {seeds} (mean ± std) | "
                f"{mean_std(r['test/accuracy_mean'], r['test/accuracy_std'])} | {r['eval/accuracy_mean']:.4f} | "
                f"{r['ms_per_step']:.0f} |")
-  lines.append(f"| PyTorch reference (the issue's) | not recorded | | {REFERENCE['full']:.3f} | | |")
+  lines.append(f"| PyTorch reference (the issue's) | not recorded | | {REFERENCE[name]:.3f} | | |")
   return "\n".join(lines)
 
 
@@ -160,17 +174,22 @@ def main() -> None:
   text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
   prefix_lr_text = lr_table(load("cpu_600_prefix_lr"))
-  recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch_rows(HERE / "results" / "torch"))
+  torch = torch_rows(HERE / "results" / "torch")
+  recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch)
+  lora_recipe_text = recipe_table(ref, None, torch, "lora (r=8, q,v)", "lora")
+  tune = load("cpu_600_lr")
+  lr_texts = {f"{m}_lr": lr_table(tune, "validation accuracy (all 1,407)", m) for m in ("lora", "full")}
   if "--write" in sys.argv:
     title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png", title.format("100 steps, one seed"))
     plot(ref, HERE / "results" / "cpu_600" / "accuracy_vs_params.png", title.format("600 steps"))
     for name, body in (("table", text), ("table_600", text_600), ("prefix_lr", prefix_lr_text),
-                       ("reference", ref_text), ("recipe", recipe_text)):
+                       ("reference", ref_text), ("recipe", recipe_text), ("lora_recipe", lora_recipe_text),
+                       *lr_texts.items()):
       marked.write(HERE / "README.md", body, name)
     for name, body in (("table_600", text_600), ("reference", ref_text)):
       marked.write(HERE.parents[1] / "README.md", body, name)
-  for body in (text, text_600, prefix_lr_text, ref_text, recipe_text):
+  for body in (text, text_600, prefix_lr_text, ref_text, recipe_text, lora_recipe_text, *lr_texts.values()):
     print(f"{body}\n")
 
 
