@@ -237,7 +237,8 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
-  from experiments.peft_methods.table import label, lr_table, recipe_table, reference_table, table, torch_rows
+  from experiments.peft_methods.table import (chosen, label, lr_table, method_rows, recipe_table, reference_table, table,
+                                              torch_rows)
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
@@ -257,7 +258,7 @@ def test_peft_methods_table_is_the_committed_summary():
   assert marked.read(readme, "prefix_lr") == lr_table(tune_summary)
   tune = tune_summary["rows"]
   assert [r["optimizer.lr"] for r in tune if any(k.startswith("test/") for k in r)] == [0.002]  # the table's row
-  best = max(tune, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
+  best = chosen(tune_summary)["optimizer.lr"]
   assert seeds[label({"peft.method": "prefix", "peft.projection": True, "optimizer.lr": best})] == 3
   hf = json.loads((results / "cpu_600_hf" / "summary.json").read_text())
   torch = torch_rows(results / "torch")
@@ -269,10 +270,9 @@ def test_peft_methods_table_is_the_committed_summary():
   lr_summary = json.loads((results / "cpu_600_lr" / "summary.json").read_text())
   for m in ("lora", "full"):
     assert marked.read(readme, f"{m}_lr") == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
-    rows = [r for r in lr_summary["rows"] if r["peft.method"] == m]
+    rows = method_rows(lr_summary, m)
     assert len(rows) == 3 and not any(k.startswith("test/") for r in rows for k in r)
-    chosen = max(rows, key=lambda r: r["eval/accuracy_mean"])
-    assert seeds[label({**chosen, "peft.dora": False, "peft.rslora": False})] == 3
+    assert seeds[label({**chosen(lr_summary, m), "peft.dora": False, "peft.rslora": False})] == 3
 
 
 def assert_each_seed_once(row: dict, what) -> None:

@@ -17,9 +17,9 @@ from launch.sweep import load_file
 
 _paper = load_file(Path(__file__).with_name("sweep.py"), "_peft_methods_sweep")
 
-# (the table's label, its rate: configs/quickstart.py's METHOD_LR, the candidates)
-RATES = (("lora (r=8, q,v)", 2e-3, (5e-4, 2e-3, 5e-3)),
-         ("full", 5e-5, (5e-5, 1e-4, 2e-4)))
+# (the table's label, its peft.method, the candidates: the table's rate, configs/quickstart.py's, among them)
+RATES = (("lora (r=8, q,v)", "lora", (5e-4, 2e-3, 5e-3)),
+         ("full", "full", (5e-5, 1e-4, 2e-4)))
 
 
 def get_sweep():

@@ -8,6 +8,7 @@ everything else as the table's point (the test split read once, at the end; vali
 import json
 from pathlib import Path
 
+from experiments.peft_methods.table import chosen, quickstart_lr
 from launch.sweep import load_file
 
 HERE = Path(__file__).parent
@@ -15,18 +16,10 @@ _paper = load_file(HERE / "sweep.py", "_peft_methods_sweep")
 _tune = load_file(HERE / "sweep_cpu_600_lr.py", "_peft_methods_600_lr")
 
 
-def chosen(method: str, rows: list[dict]) -> float:
-  """The rate with the highest validation accuracy among `method`'s rows."""
-  return max((r for r in rows if r["peft.method"] == method), key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
-
-
 def get_sweep():
-  rows = json.loads((HERE / "results" / "cpu_600_lr" / "summary.json").read_text())["rows"]
-  points = []
-  for label, table_lr, _ in _tune.RATES:
-    lr = chosen(_paper.point(label)["arg"].split(",")[0].removeprefix("method="), rows)
-    if lr != table_lr:
-      points.append(_paper.point(label, lr))
+  tune = json.loads((HERE / "results" / "cpu_600_lr" / "summary.json").read_text())
+  points = [_paper.point(label, lr) for label, method, _ in _tune.RATES
+            if (lr := chosen(tune, method)["optimizer.lr"]) != quickstart_lr(method)]
   if not points:
     raise SystemExit("validation chose every table rate: the table's runs are these")
   return {"config": _paper.config(), "workdir": "runs/peft_methods_cpu_600_lr_selected", "grid": {"seed": [0, 1, 2]},

@@ -8,6 +8,7 @@ results/cpu_600_prefix_lr/summary.json (sweep_cpu_600_prefix_lr.py's candidates 
 import json
 from pathlib import Path
 
+from experiments.peft_methods.table import chosen
 from launch.sweep import load_file
 
 HERE = Path(__file__).parent
@@ -15,8 +16,7 @@ _tune = load_file(HERE / "sweep_cpu_600_prefix_lr.py", "_peft_methods_600_prefix
 
 
 def selected_lr() -> float:
-  rows = json.loads((HERE / "results" / "cpu_600_prefix_lr" / "summary.json").read_text())["rows"]
-  return max(rows, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
+  return chosen(json.loads((HERE / "results" / "cpu_600_prefix_lr" / "summary.json").read_text()))["optimizer.lr"]
 
 
 def get_sweep():

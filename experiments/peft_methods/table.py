@@ -93,11 +93,20 @@ def reference_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def method_rows(tune: dict, method: str = "") -> list[dict]:
+  """The rows of a learning-rate check (results/cpu_600_*lr/summary.json); with `method`, only its rows."""
+  return [r for r in tune["rows"] if not method or r["peft.method"] == method]
+
+
+def chosen(tune: dict, method: str = "") -> dict:
+  """The row with the highest validation accuracy: the learning rate validation chose."""
+  return max(method_rows(tune, method), key=lambda r: r["eval/accuracy_mean"])
+
+
 def lr_table(tune: dict, validation: str = "validation accuracy (256)", method: str = "") -> str:
   """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*lr/summary.json; with `method`,
-  only its rows), the one with the highest validation accuracy marked as chosen."""
-  rows = [r for r in tune["rows"] if not method or r["peft.method"] == method]
-  best = max(rows, key=lambda r: r["eval/accuracy_mean"])
+  only its rows), the chosen one marked."""
+  rows, best = method_rows(tune, method), chosen(tune, method)
   lines = [f"| learning rate | {validation} | validation macro F1 | validation loss | test split read |",
            "|---:|---:|---:|---:|---|"]
   for r in sorted(rows, key=lambda r: r["optimizer.lr"]):
