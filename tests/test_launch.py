@@ -105,6 +105,19 @@ def test_quickstart_sweep_names_real_config_keys():
     check_config(shlex.split(p.command) + ["--config.optimizer.lrr=1"])
 
 
+SWEEP_FILES = sorted([*ROOT.glob("configs/*_sweep.py"), *ROOT.glob("experiments/*/sweep*.py")])
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_committed_sweep_point_is_a_valid_config(path):
+  """The paper-sized sweeps (never run on 2 CPU cores) and the CPU-sized ones: each point's config file, argument
+  and overrides load and pass validation, so a sweep does not fail on a misspelled key when it reaches a cluster."""
+  points = expand(load_sweep(path))
+  assert points
+  for p in points:
+    check_config(shlex.split(p.command))
+
+
 def test_run_status(tmp_path):
   assert run_status(tmp_path / "nothing") == "new"
   (tmp_path / "started").mkdir()
