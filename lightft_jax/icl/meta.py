@@ -331,10 +331,14 @@ def _workload(config, model, stream, tokenizer, gradient=None):
       held_out_by_split[split] = _held_out_tasks(config, split, tokenizer)
     held_out = held_out_by_split[split]
     model = prog.model(params, frozen, rest, train=False)
-    out = {"icl_accuracy": evaluate_icl(model, held_out, k=m.k, queries_per_task=m.queries_per_task, sep=m.sep)}
+    # The run's seed picks the evaluation draws (queries, demonstrations, support examples): runs of one seed
+    # share them, so rows compare on the same draws, and the spread over seeds includes the draw.
+    seed = config.seed + 1
+    out = {"icl_accuracy": evaluate_icl(model, held_out, k=m.k, queries_per_task=m.queries_per_task, sep=m.sep,
+                                        seed=seed)}
     if config.train.objective != "metaicl":
       from lightft_jax import peft
-      out.update(evaluate_adaptation(model, held_out, support=m.support, query=m.queries_per_task,
+      out.update(evaluate_adaptation(model, held_out, support=m.support, query=m.queries_per_task, seed=seed,
                                      inner_steps=m.inner_steps, inner_lr=m.inner_lr,
                                      wrt=peft.trainable_filter(model), length=config.model.max_length))
     return {**out, "examples": len(held_out) * m.queries_per_task}
