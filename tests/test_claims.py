@@ -359,6 +359,12 @@ def test_meta_learning_table_is_the_committed_summary():
   summary = json.loads((ROOT / "experiments/meta_learning/results/cpu/summary.json").read_text())
   readme = (ROOT / "experiments/meta_learning/README.md").read_text()
   assert marked.read(readme) == table(summary)
+  for r in summary["rows"]:  # seeds 0, 1, 2 of every row, each its own evaluation draw
+    accs = [x["test/icl_accuracy"] for x in r["per_run"]]
+    assert sorted(x["seed"] for x in r["per_run"]) == [0, 1, 2] == list(range(r["n_seeds"]))
+    assert r["test/icl_accuracy_mean"] == pytest.approx(sum(accs) / 3)
+  no_meta = next(r for r in summary["rows"] if r["total_steps"] == 0)  # the same model at every seed: any spread
+  assert no_meta["test/icl_accuracy_std"] > 0  # comes from the seed's draw of queries and demonstrations
 
 
 def test_icl_vs_peft_table_is_the_committed_summary():

@@ -28,17 +28,18 @@ def label(row: dict) -> str:
 
 
 def cell(row: dict, key: str) -> str:
-  v = row.get(f"{key}_mean")
-  return "—" if v is None else f"{v:.3f}"
+  """mean ± sample std over seeds (the mean alone for one seed); — where the run did not evaluate it."""
+  v, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+  return "—" if v is None else f"{v:.3f}" + ("" if std is None else f" ± {std:.3f}")
 
 
 def table(summary: dict) -> str:
-  lines = ["| meta-training | trainable params | val k-shot acc | test k-shot acc | test acc before adaptation | "
-           "test acc after adaptation | ms / step |", "|---|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| meta-training | trainable params | seeds | val k-shot acc | test k-shot acc | test acc before adaptation | "
+           "test acc after adaptation | ms / step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
   order = list(LABEL)
   for r in sorted(summary["rows"], key=lambda r: (r["total_steps"] > 0, order.index(r["train.objective"]))):
     ms = "—" if r["total_steps"] == 0 else f"{r['ms_per_step']:.0f}"
-    lines.append(f"| {label(r)} | {r['trainable_params']:,} | {cell(r, 'eval/icl_accuracy')} | "
+    lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['n_seeds']} | {cell(r, 'eval/icl_accuracy')} | "
                  f"{cell(r, 'test/icl_accuracy')} | {cell(r, 'test/acc_before')} | {cell(r, 'test/acc_after')} | "
                  f"{ms} |")
   return "\n".join(lines)
