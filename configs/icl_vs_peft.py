@@ -6,7 +6,8 @@ SmolLM2-135M on Rotten Tomatoes: experiments/icl_vs_peft.
   # LoRA / IA3 fine-tuned on exactly the k training examples ICL shows for seed s (task.options.train_k)
   python -m lightft_jax.main --config=configs/icl_vs_peft.py:method=lora,k=16,seed=0 --workdir=runs/lora_k16_s0
 
-Both read the same prompt: an optional BOS token, "Review: {text}\\nAnswer:", then " negative" / " positive"
+Both read the same prompt, encoded as the tokenizer encodes a prompt (no BOS for SmolLM2; `icl.add_bos="auto"`,
+`Tokenizer.encode_prompt`): "Review: {text}\\nAnswer:", then " negative" / " positive"
 (the first token of each, one token here) scored by the LM at the prompt's last token; fine-tuning trains that
 score with cross-entropy (`task.kind="verbalized"`, PET-style), so a fine-tuning run at step 0 is ICL with k=0.
 ICL draws its k demonstrations from the whole training split with `np.random.default_rng([seed, k])`;
@@ -45,7 +46,7 @@ def icl_config(a):
   c.unlock()
   c.prompt.input_template = ICL_TEMPLATE
   c.prompt.verbalizers = ("negative", "positive")
-  c.icl.add_bos = "true"  # as the fine-tuning formatter (data.formats.decoder_verbalized): BOS + prompt
+  c.icl.add_bos = "auto"  # as the fine-tuning formatter (data.formats.decoder_verbalized): the tokenizer's encoding
   return config_lib.finalize(c)
 
 

@@ -91,6 +91,15 @@ def _smollm_tokenizers():
 PROMPTS = ["Review: a fine film\nSentiment:", "Review: x\nSentiment: positive\n\nReview: y\nSentiment:", "N/A"]
 
 
+def verbalized_prompt(tok, text: str) -> list[int]:
+  """The prompt ids PET-style fine-tuning (`task.kind="verbalized"`) trains on for one example with `text`."""
+  import types
+  from lightft_jax.data.formats import decoder_verbalized
+  task = types.SimpleNamespace(source_text=lambda e: f"Review: {e['text']}", verbalizer=("negative", "positive"))
+  batch = decoder_verbalized(task, [{"text": text, "label": 1}], tok, max_length=64, padding="longest")
+  return batch["input_ids"][0][batch["attention_mask"][0] > 0].tolist()
+
+
 def test_default_prompt_encoding_is_the_tokenizers_own_smollm2():
   from lightft_jax.icl.fewshot import PromptEncoder
   ours, ref = _smollm_tokenizers()
@@ -101,6 +110,10 @@ def test_default_prompt_encoding_is_the_tokenizers_own_smollm2():
     assert PromptEncoder(ours, add_bos=True).context(text) == [ours.bos_token_id] + ref.encode(text)
     assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text)
   assert enc.answer(" positive") == ref.encode(" positive", add_special_tokens=False)
+  # fine-tuning's prompt is ICL's default encoding of the same text, so a model before training scores as k=0 ICL
+  from lightft_jax.data.formats import ANSWER_PREFIX
+  assert verbalized_prompt(ours, "a fine film") == enc.context("Review: a fine film" + ANSWER_PREFIX)
+  assert verbalized_prompt(ours, "a fine film")[0] != ours.bos_token_id
 
 
 def test_default_prompt_encoding_is_the_tokenizers_own_with_bos(tmp_path):
@@ -131,3 +144,6 @@ def test_default_prompt_encoding_is_the_tokenizers_own_with_bos(tmp_path):
       assert enc.context(text) == expected, (name, text)
       assert PromptEncoder(ours, add_bos=True).context(text) == expected  # never two BOS tokens
       assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text, add_special_tokens=False)
+    from lightft_jax.data.formats import ANSWER_PREFIX
+    prompt = verbalized_prompt(ours, "a fine film")  # fine-tuning's prompt: BOS once, no trailing EOS
+    assert prompt == enc.context("Review: a fine film" + ANSWER_PREFIX) and prompt[0] == raw.token_to_id(bos)

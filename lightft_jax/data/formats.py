@@ -169,11 +169,11 @@ def verbalizer_token_ids(task, tok) -> list[int]:
 
 
 def decoder_verbalized(task, examples, tok, max_length, padding="max_length"):
-  """PET-style prompt for a causal LM: the template (task.source_text) + ANSWER_PREFIX, left-cut to max_length;
-  labels [B] class ids; choice_ids [B,C] the verbalizer's first tokens, read at each row's last real token."""
-  bos = [tok.bos_token_id] if tok.bos_token_id is not None else []  # as lm_document: BOS, no trailing EOS / SEP
-  ids = [(bos + tok.encode(task.source_text(e) + ANSWER_PREFIX, add_special_tokens=False))[-max_length:]
-         for e in examples]
+  """PET-style prompt for a causal LM: the template (task.source_text) + ANSWER_PREFIX encoded as the tokenizer
+  itself encodes a prompt (`Tokenizer.encode_prompt`: BOS where its post-processor adds one, none for SmolLM2 or
+  GPT-2; the ICL harness's default encoding, so a model before training scores as zero-shot ICL), left-cut to
+  max_length; labels [B] class ids; choice_ids [B,C] the verbalizer's first tokens, read at each row's last token."""
+  ids = [tok.encode_prompt(task.source_text(e) + ANSWER_PREFIX)[-max_length:] for e in examples]
   length = pad_length(max(len(i) for i in ids), max_length, padding)
   choices = verbalizer_token_ids(task, tok)
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),

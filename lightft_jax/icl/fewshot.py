@@ -56,15 +56,9 @@ class PromptEncoder:
     self.bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
 
   def context(self, text: str) -> list[int]:
-    bare = self.tokenizer.encode(text, add_special_tokens=False)
-    if self.add_bos is not None:
-      return self.bos + bare
-    full = self.tokenizer.encode(text)
-    n = len(bare)
-    for start in range(len(full) - n + 1):  # the special tokens before the text, as the tokenizer adds them
-      if full[start:start + n] == bare:
-        return full[:start] + bare
-    return full
+    if self.add_bos is None:
+      return self.tokenizer.encode_prompt(text)
+    return self.bos + self.tokenizer.encode(text, add_special_tokens=False)
 
   def answer(self, text: str) -> list[int]:
     return self.tokenizer.encode(text, add_special_tokens=False)

@@ -51,6 +51,19 @@ class Tokenizer:
     add = self.add_special_tokens if add_special_tokens is None else add_special_tokens
     return self.tok.encode(text, add_special_tokens=add).ids
 
+  def encode_prompt(self, text: str) -> list[int]:
+    """A prompt to be continued, encoded as the tokenizer itself does (`encode(text)`: what its post-processor puts
+    before the text, e.g. BOS for Llama-style tokenizers, nothing for GPT-2 or SmolLM2, as transformers'
+    tokenizers with add_special_tokens=True and lm-evaluation-harness do), without the special tokens it
+    appends after the text (EOS, [SEP])."""
+    bare = self.encode(text, add_special_tokens=False)
+    full = self.encode(text)
+    n = len(bare)
+    for start in range(len(full) - n + 1):
+      if full[start:start + n] == bare:
+        return full[:start] + bare
+    return full
+
   def decode(self, ids, skip_special_tokens: bool = True) -> str:
     return self.tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
