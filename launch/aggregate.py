@@ -99,7 +99,7 @@ def load_run(d: Path) -> dict[str, Any]:
   else:
     ms, source = 1000.0 * results["wall_time_s"] / max(results["step"], 1), "wall_time"
   return {"dir": d, "config": config, "metrics": metrics, "trainable_params": results["trainable_params"],
-          "ms_per_step": ms, "ms_per_step_from": source, "device": results.get("device"),
+          "ms_per_step": ms, "ms_per_step_from": source, "device": results.get("device"), "host": results.get("host"),
           "curve": [(r["step"], r["loss"]) for r in train if r.get("loss") is not None]}
 
 
@@ -124,7 +124,7 @@ def load_records(path: Path, group_by: list[str]) -> list[dict[str, Any]]:
                   "trainable_params": rec.get("trainable_params", row["trainable_params"]),
                   "ms_per_step": rec["ms_per_step"], "ms_per_step_from": rec.get("ms_per_step_from",
                                                                                  row["ms_per_step_from"]),
-                  "device": rec.get("device", summary.get("device")),
+                  "device": rec.get("device", summary.get("device")), "host": rec.get("host"),
                   "curve": [tuple(p) for p in rec.get("curve", [])]})
   return out
 
@@ -183,7 +183,8 @@ def summarize(runs: list[dict], group_by: list[str]) -> list[dict[str, Any]]:
     row["runs"] = [str(x["dir"]) for x in members]
     row["per_run"] = [{"run": str(x["dir"]), "seed": x["config"].get("seed"), "ms_per_step": x["ms_per_step"],
                        "ms_per_step_from": x["ms_per_step_from"], "trainable_params": x["trainable_params"],
-                       "device": x["device"], **{m: x["metrics"][m] for m in names}, "curve": x["curve"]}
+                       "device": x["device"], **({"host": x["host"]} if x.get("host") else {}),
+                       **{m: x["metrics"][m] for m in names}, "curve": x["curve"]}
                       for x in members]  # each run's own numbers, enough to aggregate it again without its directory
     rows.append(row)
   return sorted(rows, key=lambda r: [_order(r[k]) for k in group_by])

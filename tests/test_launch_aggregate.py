@@ -18,7 +18,7 @@ def fake_run(d: Path, *, method: str, seed: int, acc: float, params: int, rate: 
   (d / "config.json").write_text(json.dumps({"seed": seed, "batch_size": 8, "peft": peft,
                                              "wandb": {"name": d.name}}))
   (d / "results.json").write_text(json.dumps({
-      "status": status, "step": 5, "trainable_params": params, "wall_time_s": 10.0,
+      "status": status, "step": 5, "trainable_params": params, "wall_time_s": 10.0, "host": "Test CPU, 2 cores",
       "eval": {"loss": 0.5, "examples": 20, "accuracy": acc - 0.1}, "test": {"loss": 0.4, "examples": 20, "accuracy": acc}}))
   rows = [{"step": 1, "split": "train", "loss": 0.7, "time_to_first_step_s": 3.0}]
   rows += [{"step": s, "split": "train", "loss": 0.7 - 0.05 * s, **({"examples_per_s": rate} if rate else {})}
@@ -53,6 +53,7 @@ def test_rows_mean_std_params_and_step_time(sweep_dir, tmp_path):
   assert sorted(r["test/accuracy"] for r in lora["per_run"]) == pytest.approx([0.8, 0.9])
   assert {r["seed"] for r in lora["per_run"]} == {r["seed"] for r in ia3["per_run"]} and len(lora["per_run"]) == 2
   assert sorted(r["run"] for r in lora["per_run"]) == sorted(lora["runs"])
+  assert {r["host"] for r in lora["per_run"]} == {"Test CPU, 2 cores"}  # the CPU each run ran on
   assert lora["eval/accuracy_mean"] == pytest.approx(0.75) and "test/examples_mean" not in lora
   assert lora["trainable_params"] == 1000 and ia3["trainable_params"] == 100
   assert lora["ms_per_step"] == pytest.approx(1000 * 8 / 40.0) and lora["ms_per_step_from"] == "examples_per_s"

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -54,6 +55,7 @@ def test_run_directory_resume_and_small_peft_checkpoint(data, tmp_path):
   saved = json.loads((d / "results.json").read_text())
   assert saved["trainable_params_sha256"] == res["trainable_params_sha256"] and len(res["trainable_params_sha256"]) == 64
   assert 0 < saved["trainable_params"] < saved["total_params"] and saved["step"] == 6
+  assert saved["device"].endswith(" x cpu") and saved["host"].endswith(f", {os.cpu_count()} cores")  # CPU model first
   assert {"accuracy", "loss"} <= set(saved["test"]) and "fresh" not in saved["test"]
   assert "precision" in (d / "classification_report.txt").read_text()
   rows = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]

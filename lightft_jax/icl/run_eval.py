@@ -92,6 +92,7 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
               title=f"{task.name}: {config.model.name}, {len(queries)} {split} examples",
               chance=1.0 / len(template.verbalizers) if template.verbalizers else None)
   import jax
+  from lightft_jax.train.logger import host_cpu
   from lightft_jax.train.loop import write_json
   results = {"status": "completed", "step": 0, "trainable_params": 0,
              "task": task.name, "split": split, "num_queries": len(queries), "pool_size": len(pool),
@@ -100,6 +101,7 @@ def run_icl_eval(config: ml_collections.ConfigDict, workdir: str | Path) -> dict
              "per_seed": {str(k): v for k, v in out["per_seed"].items()},
              "test": {f"k{k}/{n}": v for k in ks for n, v in out["per_k"][k].items()
                       if isinstance(v, (int, float)) and not isinstance(v, bool)},
-             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "wall_time_s": time.time() - t0}
+             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "host": host_cpu(),
+             "wall_time_s": time.time() - t0}
   write_json(workdir / "results.json", results)  # last, atomically: its status marks the run finished
   return results

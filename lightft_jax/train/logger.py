@@ -72,6 +72,20 @@ class MetricLogger:
       self.run = None
 
 
+def host_cpu() -> str:
+  """The host's CPU model and core count ("AMD EPYC, 2 cores"), recorded beside the device in results.json: XLA:CPU
+  compiles for the host's instruction set, so float results (and a training run's trajectory) can differ between
+  CPU models while they are bit-identical on one."""
+  import platform
+  model = ""
+  try:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "")
+  except OSError:
+    pass
+  return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 # Dense bf16 peak FLOP/s per device (TFLOP/s), by substring of `jax.Device.device_kind`.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
 

@@ -33,7 +33,7 @@ from flax import nnx
 
 from lightft_jax.train import distributed, sharding as shd
 from lightft_jax.train.checkpoint import Checkpointer, abstract_like, check_resume, state_config
-from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, peak_tflops,
+from lightft_jax.train.logger import (MetricLogger, Progress, Throughput, flops_per_token, host_cpu, peak_tflops,
                                      summary_table)
 from lightft_jax.train.optim import make_optimizer, make_schedule
 from lightft_jax.train.steps import build_program, init_state, params_digest, place_frozen
@@ -297,7 +297,7 @@ def finish(run: Run) -> dict[str, Any]:
                              "trainable_params_sha256": params_digest(run.state["params"]),
                              "model": config.model.name, "peft": config.peft.to_dict(), "task": run.work.name,
                              "objective": config.train.objective,
-                             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+                             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "host": host_cpu()}
   if run.eval_at_start:
     results["eval_at_start"] = run.eval_at_start
   if run.status in ("completed", "early_stopped"):
