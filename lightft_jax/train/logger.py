@@ -73,17 +73,21 @@ class MetricLogger:
 
 
 def host_cpu() -> str:
-  """The host's CPU model and core count ("AMD EPYC, 2 cores"), recorded beside the device in results.json: XLA:CPU
-  compiles for the host's instruction set, so float results (and a training run's trajectory) can differ between
-  CPU models while they are bit-identical on one."""
+  """The host's CPU model, widest vector extension and core count ("AMD EPYC, AVX-512, 2 cores"), recorded beside
+  the device in results.json: XLA:CPU compiles for the host's instruction set, so float results (and a training
+  run's trajectory) can differ between CPU models while they are bit-identical on one."""
   import platform
-  model = ""
+  info = {}
   try:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "")
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      key, _, value = line.partition(":")
+      info.setdefault(key.strip(), value.strip())
   except OSError:
     pass
-  return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+  flags = set(info.get("flags", "").split())
+  isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+  parts = [info.get("model name") or platform.processor() or platform.machine(), isa, f"{os.cpu_count()} cores"]
+  return ", ".join(p for p in parts if p)
 
 
 # Dense bf16 peak FLOP/s per device (TFLOP/s), by substring of `jax.Device.device_kind`.
