@@ -1,21 +1,31 @@
 """icl_vs_peft, CPU-sized: LoRA and IA3 fine-tuned on the k examples of draws 0 and 1 (k = 4, 16, 32; draws
-outermost) at the learning rate validation preferred (sweep_tune_cpu.py at k=16: LoRA 1e-3 over 3e-3, IA3 1e-2 over 3e-2;
-results/cpu/tune/summary.md), otherwise as sweep_cpu.py (20 steps, the first 200 test examples, validation
-accuracy on its first 100 at the end). These are the fine-tuned rows the README reports first.
+outermost) at the learning rate validation chose: per method, the rate of the highest validation accuracy in
+results/cpu/tune/summary.json (the check at k=16, draw 0: sweep_cpu.py's rate and sweep_tune_cpu.py's; aggregate it
+first, as run.sh does), otherwise as sweep_cpu.py (20 steps, the first 200 test examples, validation accuracy on
+its first 100 at the end). These are the fine-tuned rows the README reports first.
 
   python -m launch.launchers experiments/icl_vs_peft/sweep_cpu_selected.py
 """
 
+import json
 from pathlib import Path
 
 from launch.sweep import load_file
 
-_paper = load_file(Path(__file__).with_name("sweep.py"), "_icl_vs_peft_sweep")
+HERE = Path(__file__).parent
+_paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 
-SELECTED_LR = {"lora": 1e-3, "ia3": 1e-2}
+
+def selected_lr(tune: dict, method: str) -> float:
+  """The learning rate with the highest validation accuracy among `method`'s rows of the check."""
+  rows = [r for r in tune["rows"] if r["peft.method"] == method]
+  if not rows:
+    raise SystemExit(f"results/cpu/tune/summary.json has no {method} rows: run and aggregate the check first")
+  return max(rows, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
 
 
 def get_sweep():
-  points = [f"{p},lr={SELECTED_LR[m]}" for s in (0, 1) for m in _paper.METHODS
+  tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
+  points = [f"{p},lr={selected_lr(tune, m)}" for s in (0, 1) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")
