@@ -7,8 +7,8 @@ when present (the rate fixed before the validation check); the plot shows the fo
       --runs='runs/icl_vs_peft_cpu/method=*' --write
 
 --icl copies that ICL run's results.json / config.json into RESULTS/icl/, --runs copies each fine-tuning run's
-config.json / results.json / metrics.jsonl into RESULTS/runs/<name>/ (a record of each run; the committed
-results/cpu/ has none); the table is always read from RESULTS/icl/results.json and RESULTS/peft/summary.json
+config.json / results.json / metrics.jsonl into RESULTS/runs/<name>/ (a record of each run, committed); the
+table is always read from RESULTS/icl/results.json and RESULTS/peft/summary.json
 (written by `python -m launch.aggregate`).
 --write writes RESULTS/summary.json, summary.md and accuracy_vs_flops.png and the table between the markers of
 this folder's README.md.
