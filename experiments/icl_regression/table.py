@@ -28,7 +28,11 @@ def main(argv=None) -> None:
   ap.add_argument("--write", action="store_true", help="write the tables into README.md")
   args = ap.parse_args(argv)
   for name in ("linear", "sparse_linear"):
-    body = table(name, json.loads((Path(args.results) / name / "results.json").read_text())["curves"])
+    path = Path(args.results) / name / "results.json"
+    if not path.exists():  # a folder with one curve (a re-run of one)
+      print(f"{name}: no {path}\n")
+      continue
+    body = table(name, json.loads(path.read_text())["curves"])
     print(f"{name}\n{body}\n")
     if args.write:
       marked.write(HERE / "README.md", body, name)
