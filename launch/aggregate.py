@@ -24,6 +24,11 @@ may name only those); a run whose directory is also among the inputs is read fro
 before rows had per_run stands for its one run when it has one (its seed unknown; no curve); one of more runs is
 refused.
 
+--copy-runs copies each aggregated run directory's record (config.json, results.json, metrics.jsonl and, where
+the run wrote them, samples.txt and classification_report.txt; no checkpoints) into OUT/runs/<name>/, so the
+committed summary sits beside the runs it was made from. <name> is the run directory's name, or, where two runs
+share a name, its path below the runs' common folder.
+
 summary.json also holds `command` (this aggregation), `device` (from results.json "device" where runs record
 it) and `versions` (packages of the environment running this). Plots: metric_vs_params.png (--metric
 against trainable parameters, log x, one line per value of the first group key, points labelled by the other
@@ -38,8 +43,10 @@ import glob
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from launch.sweep import FINISHED  # noqa: E402
 
 IGNORED_KEYS = ("seed", "wandb.", "distributed.", "logging.")
+RUN_RECORD = ("config.json", "results.json", "metrics.jsonl", "samples.txt", "classification_report.txt")
 
 
 def _is_run(d: Path) -> bool:
@@ -315,8 +323,45 @@ def plot_learning_curves(path: Path, runs: list[dict], group_by: list[str]) -> N
   plt.close(fig)
 
 
+def best_row(summary: dict, metric: str, where: dict | None = None) -> dict:
+  """The row of an aggregation (summary.json) with the highest `metric` mean among the rows whose group keys equal
+  `where` (e.g. a learning-rate check: the rate validation chose, `best_row(s, "eval/accuracy",
+  {"peft.method": "lora"})["optimizer.lr"]`)."""
+  where = where or {}
+  rows = [r for r in summary["rows"] if all(r.get(k) == v for k, v in where.items())]
+  if not rows or not all(f"{metric}_mean" in r for r in rows):
+    raise SystemExit(f"no rows with {where} and {metric}_mean to choose from in this summary "
+                     f"({summary.get('command', 'command not recorded')})")
+  return max(rows, key=lambda r: r[f"{metric}_mean"])
+
+
+def copy_names(dirs: list[str | Path]) -> list[str]:
+  """The folder each run's copy gets: its directory's name, or, where two of `dirs` share a name, its path below
+  their common folder."""
+  dirs = [Path(d) for d in dirs]
+  names = [d.name for d in dirs]
+  if len(set(names)) < len(names):
+    root = Path(os.path.commonpath([d.absolute() for d in dirs]))
+    names = [str(d.absolute().relative_to(root)) for d in dirs]
+  return names
+
+
+def copy_runs(dirs: list[Path], dest: str | Path) -> list[Path]:
+  """Copy each run directory's record (RUN_RECORD, the files it has) into dest/<name>/ (`copy_names`). Returns
+  the folders written."""
+  written = []
+  for d, name in zip(map(Path, dirs), copy_names(dirs)):
+    out = Path(dest) / name
+    out.mkdir(parents=True, exist_ok=True)
+    for f in RUN_RECORD:
+      if (d / f).exists():
+        shutil.copy(d / f, out / f)
+    written.append(out)
+  return written
+
+
 def aggregate(inputs: list[str], out: str | Path, group_by: list[str] | None = None, metric: str = "",
-              command: str = "") -> dict[str, Any]:
+              command: str = "", copy: bool = False) -> dict[str, Any]:
   dirs, summaries = find_runs(inputs)
   check_finished(dirs)
   runs = [load_run(d) for d in dirs]
@@ -339,6 +384,8 @@ def aggregate(inputs: list[str], out: str | Path, group_by: list[str] | None = N
   if metric:
     plot_metric_vs_params(out / "metric_vs_params.png", rows, group_by, metric)
   plot_learning_curves(out / "learning_curves.png", runs, group_by)
+  if copy:
+    copy_runs(dirs, out / "runs")
   return summary
 
 
@@ -349,10 +396,11 @@ def main(argv=None) -> int:
   ap.add_argument("--group-by", default=None, help="comma-separated dotted config keys (default: the varying ones)")
   ap.add_argument("--out", required=True)
   ap.add_argument("--metric", default="", help="the metric plotted against parameters (default: first test metric)")
+  ap.add_argument("--copy-runs", action="store_true", help="copy each run's record into OUT/runs/<name>/")
   args = ap.parse_args(argv)
   group_by = None if args.group_by is None else [k for k in args.group_by.split(",") if k]
   summary = aggregate(args.runs, args.out, group_by, args.metric,
-                      command=shlex.join(["python", "-m", "launch.aggregate", *argv]))
+                      command=shlex.join(["python", "-m", "launch.aggregate", *argv]), copy=args.copy_runs)
   print(Path(args.out, "summary.md").read_text())
   print(f"{len(summary['rows'])} rows -> {args.out}/summary.json, summary.md, plots")
   return 0

@@ -394,3 +394,23 @@ def test_run_copies_under_experiment_results_are_not_ignored_by_git():
   paths = ["experiments/lm_finetune/results/cpu/runs/x/results.json", "runs/x/results.json"]
   out = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True).stdout.split()
   assert out == ["runs/x/results.json"]
+
+
+SUMMARIES_WITH_RUNS = sorted(p for p in (ROOT / "experiments").glob("*/results/**/summary.json")
+                             if (p.parent / "runs").is_dir())
+
+
+@pytest.mark.parametrize("path", SUMMARIES_WITH_RUNS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
+def test_every_run_of_a_summary_has_its_record_beside_it(path):
+  """A summary with a runs/ folder (launch.aggregate --copy-runs) holds the record of every run it aggregated, and
+  each record's metrics, parameters and seed are the ones the summary's row recorded for that run."""
+  from launch.aggregate import copy_names, load_run
+  summary = json.loads(path.read_text())
+  runs = [rec for row in summary["rows"] for rec in row["per_run"]]
+  for rec, name in zip(runs, copy_names([r["run"] for r in runs])):
+    copy = path.parent / "runs" / name
+    assert (copy / "results.json").exists(), f"{rec['run']} is not recorded in {copy}"
+    run = load_run(copy)
+    assert run["config"]["seed"] == rec["seed"] and run["trainable_params"] == rec["trainable_params"]
+    assert {k: v for k, v in rec.items() if k.startswith(("test/", "eval/"))} == \
+        {k: v for k, v in run["metrics"].items() if k in rec}, name

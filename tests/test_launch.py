@@ -223,6 +223,37 @@ def test_aggregate_reads_the_local_sweep(local_sweep, tmp_path):
   assert (tmp_path / "metric_vs_params.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
 
 
+def test_aggregate_copies_each_run_record_beside_the_summary(local_sweep, tmp_path, capsys):
+  from launch import aggregate
+  sweep, proc = local_sweep
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  root = Path(load_sweep(sweep)["workdir"])
+  assert aggregate.main([str(root), "--group-by=peft.method", f"--out={tmp_path}", "--copy-runs"]) == 0
+  capsys.readouterr()
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert "--copy-runs" in summary["command"]
+  for run in summary["rows"][0]["runs"]:  # the summary's runs, each record byte-identical, no checkpoints
+    copy = tmp_path / "runs" / Path(run).name
+    assert sorted(f.name for f in copy.iterdir()) == ["classification_report.txt", "config.json", "metrics.jsonl",
+                                                      "results.json"]
+    for f in copy.iterdir():
+      assert f.read_bytes() == (Path(run) / f.name).read_bytes()
+
+
+def test_copied_runs_that_share_a_name_keep_their_sweep_folder(tmp_path):
+  from launch.aggregate import copy_runs
+  dirs = [tmp_path / "runs" / sweep / "seed=0" for sweep in ("a", "b")] + [tmp_path / "runs" / "a" / "seed=1"]
+  for i, d in enumerate(dirs):
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(str(i))
+    (d / "checkpoint.bin").write_text("not copied")
+  out = copy_runs(dirs, tmp_path / "out")
+  assert [str(o.relative_to(tmp_path / "out")) for o in out] == ["a/seed=0", "b/seed=0", "a/seed=1"]
+  assert [(o / "results.json").read_text() for o in out] == ["0", "1", "2"]
+  assert not any((o / "checkpoint.bin").exists() for o in out)
+  assert [str(o.relative_to(tmp_path / "flat")) for o in copy_runs(dirs[1:], tmp_path / "flat")] == ["seed=0", "seed=1"]
+
+
 # ---- Slurm, TPU pod
 
 
@@ -400,3 +431,14 @@ def test_wandb_entry_writes_the_run_id_for_the_logger_and_execs_main(tmp_path, m
   monkeypatch.delenv("WANDB_RUN_ID")
   with pytest.raises(SystemExit, match="WANDB_RUN_ID"):
     wandb_entry.main_command(["--config=c.py", "--root=r"], {})
+
+
+def test_best_row_is_the_highest_mean_among_the_matching_rows():
+  from launch.aggregate import best_row
+  s = {"rows": [{"peft.method": "lora", "optimizer.lr": lr, "eval/accuracy_mean": acc}
+                for lr, acc in ((1e-3, 0.7), (3e-3, 0.8), (1e-2, 0.75))] +
+       [{"peft.method": "ia3", "optimizer.lr": 1e-2, "eval/accuracy_mean": 0.9}], "command": "c"}
+  assert best_row(s, "eval/accuracy", {"peft.method": "lora"})["optimizer.lr"] == 3e-3
+  assert best_row(s, "eval/accuracy")["peft.method"] == "ia3"
+  with pytest.raises(SystemExit, match="no rows with {'peft.method': 'dora'}"):
+    best_row(s, "eval/accuracy", {"peft.method": "dora"})

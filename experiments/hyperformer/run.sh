@@ -10,10 +10,5 @@ PY=${PYTHON:-python}
 $PY -m launch.launchers experiments/hyperformer/sweep_cpu.py
 $PY -m launch.launchers experiments/hyperformer/sweep_cpu_seeds.py
 $PY -m launch.aggregate runs/hyperformer_cpu runs/hyperformer_cpu_seeds --group-by=peft.method \
-  --out=experiments/hyperformer/results/cpu
+  --out=experiments/hyperformer/results/cpu --copy-runs  # each run's record in results/cpu/runs/<run>/
 $PY -m experiments.hyperformer.table --write
-for d in runs/hyperformer_cpu/method=* runs/hyperformer_cpu_seeds/seed=*; do  # each run's files beside the summary
-  out="experiments/hyperformer/results/cpu/runs/$(basename "$(dirname "$d")")/$(basename "$d")"
-  mkdir -p "$out"
-  cp "$d"/config.json "$d"/results.json "$d"/metrics.jsonl "$out/"
-done

@@ -10,5 +10,5 @@ for s in sweep_unseen_cpu sweep_unseen_cpu_adapter sweep_unseen_cpu_icl; do
 done
 $PY -m launch.aggregate runs/hyperformer_unseen_cpu/hyper runs/hyperformer_unseen_cpu/adapter_k16 \
   runs/hyperformer_unseen_cpu/icl_all --group-by=job,task.name,peft.method \
-  --out=experiments/hyperformer/results/cpu_unseen
+  --out=experiments/hyperformer/results/cpu_unseen --copy-runs
 $PY -m experiments.hyperformer.table --write

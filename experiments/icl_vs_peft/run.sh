@@ -10,11 +10,10 @@ $PY -m launch.launchers experiments/icl_vs_peft/sweep_icl_cpu.py    # ICL: one r
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_cpu.py        # LoRA / IA3 on the k examples of draw 0, lr fixed
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_tune_cpu.py   # the other learning rates, validation only
 $PY -m launch.aggregate 'runs/icl_vs_peft_cpu/method=*k=16*' 'runs/icl_vs_peft_tune_cpu/method=*' \
-  --group-by=peft.method,optimizer.lr --metric=eval/accuracy --out=experiments/icl_vs_peft/results/cpu/tune
+  --group-by=peft.method,optimizer.lr --metric=eval/accuracy --out=experiments/icl_vs_peft/results/cpu/tune --copy-runs
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_cpu_selected.py  # every k at the rate validation chose
 $PY -m launch.aggregate 'runs/icl_vs_peft_cpu_selected/method=*' --group-by=peft.method,task.options.train_k,optimizer.lr \
-  --out=experiments/icl_vs_peft/results/cpu/peft
+  --out=experiments/icl_vs_peft/results/cpu/peft --copy-runs
 $PY -m launch.aggregate 'runs/icl_vs_peft_cpu/method=*' --group-by=peft.method,task.options.train_k,optimizer.lr \
-  --out=experiments/icl_vs_peft/results/cpu/peft_fixed_lr
-$PY -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base --runs='runs/icl_vs_peft_cpu/method=*' \
-  --runs='runs/icl_vs_peft_tune_cpu/method=*' --runs='runs/icl_vs_peft_cpu_selected/method=*' --write
+  --out=experiments/icl_vs_peft/results/cpu/peft_fixed_lr --copy-runs
+$PY -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base --write

@@ -10,22 +10,15 @@ its first 100 at the end). These are the fine-tuned rows the README reports firs
 import json
 from pathlib import Path
 
+from launch.aggregate import best_row
 from launch.sweep import load_file
 
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 
 
-def selected_lr(tune: dict, method: str) -> float:
-  """The learning rate with the highest validation accuracy among `method`'s rows of the check."""
-  rows = [r for r in tune["rows"] if r["peft.method"] == method]
-  if not rows:
-    raise SystemExit(f"results/cpu/tune/summary.json has no {method} rows: run and aggregate the check first")
-  return max(rows, key=lambda r: r["eval/accuracy_mean"])["optimizer.lr"]
-
-
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
-  points = [f"{p},lr={selected_lr(tune, m)}" for s in (0, 1) for m in _paper.METHODS
+  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']}" for s in (0, 1) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")

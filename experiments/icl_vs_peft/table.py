@@ -3,13 +3,11 @@ examples), inference FLOPs per example, and the plot, from committed JSON. The f
 RESULTS/peft/summary.json (the learning rate validation chose) and, below them, RESULTS/peft_fixed_lr/summary.json
 when present (the rate fixed before the validation check); the plot shows the former.
 
-  python -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base \\
-      --runs='runs/icl_vs_peft_cpu/method=*' --write
+  python -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base --write
 
---icl copies that ICL run's results.json / config.json into RESULTS/icl/, --runs copies each fine-tuning run's
-config.json / results.json / metrics.jsonl into RESULTS/runs/<name>/ (a record of each run, committed); the
-table is always read from RESULTS/icl/results.json and RESULTS/peft/summary.json
-(written by `python -m launch.aggregate`).
+--icl copies that ICL run's results.json / config.json into RESULTS/icl/ (a record of the run, committed; the
+fine-tuning runs' records are copied beside their summaries by `launch.aggregate --copy-runs`); the table is always
+read from RESULTS/icl/results.json and RESULTS/peft/summary.json (written by `python -m launch.aggregate`).
 --write writes RESULTS/summary.json, summary.md and accuracy_vs_flops.png and the table between the markers of
 this folder's README.md.
 
@@ -27,7 +25,6 @@ IA3's scaling add no matmul).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import shlex
@@ -187,19 +184,11 @@ def plot(summary: dict, path: Path) -> None:
   plt.close(fig)
 
 
-def copy_runs(icl_dir: str | None, run_globs: list[str], results_dir: Path) -> None:
-  if icl_dir:
-    (results_dir / "icl").mkdir(parents=True, exist_ok=True)
-    for f in ("results.json", "config.json", "accuracy_vs_k.png"):
-      if (Path(icl_dir) / f).exists():
-        shutil.copy(Path(icl_dir) / f, results_dir / "icl" / f)
-  for spec in run_globs:
-    for d in map(Path, sorted(glob.glob(spec))):
-      out = results_dir / "runs" / d.name
-      out.mkdir(parents=True, exist_ok=True)
-      for f in ("config.json", "results.json", "metrics.jsonl"):
-        if (d / f).exists():
-          shutil.copy(d / f, out / f)
+def copy_icl_run(icl_dir: str, results_dir: Path) -> None:
+  (results_dir / "icl").mkdir(parents=True, exist_ok=True)
+  for f in ("results.json", "config.json", "accuracy_vs_k.png"):
+    if (Path(icl_dir) / f).exists():
+      shutil.copy(Path(icl_dir) / f, results_dir / "icl" / f)
 
 
 def main(argv=None) -> None:
@@ -207,11 +196,11 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--results", default=str(HERE / "results" / "cpu"))
   ap.add_argument("--icl", default=None, help="the ICL run directory to copy into RESULTS/icl/")
-  ap.add_argument("--runs", action="append", default=[], help="fine-tuning run directories (globs) to copy")
   ap.add_argument("--write", action="store_true")
   args = ap.parse_args(argv)
   results = Path(args.results)
-  copy_runs(args.icl, args.runs, results)
+  if args.icl:
+    copy_icl_run(args.icl, results)
   summary = build(results)
   summary["command"] = shlex.join(["python", "-m", "experiments.icl_vs_peft.table", *argv])
   text = table(summary)

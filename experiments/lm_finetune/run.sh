@@ -5,5 +5,6 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 $PY -m launch.launchers experiments/lm_finetune/sweep_cpu.py
-$PY -m launch.aggregate 'runs/lm_finetune_cpu/method=*' --group-by=peft.method --out=experiments/lm_finetune/results/cpu
-$PY -m experiments.lm_finetune.table --runs='runs/lm_finetune_cpu/method=*' --write
+$PY -m launch.aggregate 'runs/lm_finetune_cpu/method=*' --group-by=peft.method --out=experiments/lm_finetune/results/cpu \
+  --copy-runs  # each run's record (samples.txt included) in results/cpu/runs/<run>/
+$PY -m experiments.lm_finetune.table --write

@@ -1,10 +1,10 @@
 """lm_finetune: perplexity before / after per method from the committed JSON.
 
-  python -m experiments.lm_finetune.table --runs='runs/lm_finetune_cpu/method=*' --write
+  python -m experiments.lm_finetune.table --write
 
---runs copies each run's config.json / results.json / metrics.jsonl / samples.txt into RESULTS/runs/<name>/ (what is
-committed). The table reads RESULTS/summary.json (`python -m launch.aggregate`: validation and test perplexity
-after training, trainable parameters, ms / step) and each committed run's results.json `eval_at_start`
+The table reads RESULTS/summary.json (`python -m launch.aggregate --copy-runs`: validation and test perplexity
+after training, trainable parameters, ms / step) and each run's results.json `eval_at_start` in RESULTS/runs/<name>/
+(copied there by --copy-runs)
 (validation perplexity before the first step, on the same validation rows). --write puts the table between the
 markers of this folder's README.md and writes RESULTS/perplexity.png.
 """
@@ -12,9 +12,7 @@ markers of this folder's README.md and writes RESULTS/perplexity.png.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -82,17 +80,9 @@ def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--results", default=str(HERE / "results" / "cpu"))
-  ap.add_argument("--runs", action="append", default=[])
   ap.add_argument("--write", action="store_true")
   args = ap.parse_args(argv)
   results = Path(args.results)
-  for spec in args.runs:
-    for d in map(Path, sorted(glob.glob(spec))):
-      out = results / "runs" / d.name
-      out.mkdir(parents=True, exist_ok=True)
-      for f in ("config.json", "results.json", "metrics.jsonl", "samples.txt"):
-        if (d / f).exists():
-          shutil.copy(d / f, out / f)
   rs = rows(results)
   text = table(rs)
   if args.write:

@@ -6,9 +6,5 @@ set -euo pipefail
 PY=${PYTHON:-python}
 $PY -m launch.launchers experiments/meta_learning/sweep_cpu.py
 $PY -m launch.aggregate 'runs/meta_learning_cpu/family=text_*' --group-by=train.objective,total_steps \
-  --metric=test/icl_accuracy --out=experiments/meta_learning/results/cpu
+  --metric=test/icl_accuracy --out=experiments/meta_learning/results/cpu --copy-runs  # + results/cpu/runs/<run>/
 $PY -m experiments.meta_learning.table --write
-for d in runs/meta_learning_cpu/family=text_*; do  # each run's files beside the summary
-  mkdir -p "experiments/meta_learning/results/cpu/runs/$(basename "$d")"
-  cp "$d"/config.json "$d"/results.json "$d"/metrics.jsonl "experiments/meta_learning/results/cpu/runs/$(basename "$d")/"
-done

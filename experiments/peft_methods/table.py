@@ -23,7 +23,7 @@ from pathlib import Path
 
 from configs import quickstart
 from experiments import marked
-from launch.aggregate import place_labels
+from launch.aggregate import best_row, place_labels
 
 HERE = Path(__file__).parent
 
@@ -100,7 +100,7 @@ def method_rows(tune: dict, method: str = "") -> list[dict]:
 
 def chosen(tune: dict, method: str = "") -> dict:
   """The row with the highest validation accuracy: the learning rate validation chose."""
-  return max(method_rows(tune, method), key=lambda r: r["eval/accuracy_mean"])
+  return best_row(tune, "eval/accuracy", {"peft.method": method} if method else None)
 
 
 def lr_table(tune: dict, validation: str = "validation accuracy (256)", method: str = "") -> str:
