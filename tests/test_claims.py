@@ -237,8 +237,8 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
-  from experiments.peft_methods.table import (chosen, label, lr_table, method_rows, recipe_table, reference_table, table,
-                                              torch_rows)
+  from experiments.peft_methods.table import (chosen, label, lr_methods, lr_table, method_rows, recipe_table,
+                                              reference_table, table, torch_rows)
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
@@ -255,7 +255,7 @@ def test_peft_methods_table_is_the_committed_summary():
   assert len(seeds) == 18 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
-  assert marked.read(readme, "prefix_lr") == lr_table(tune_summary)
+  assert marked.read(readme, "reparam_prefix_lr") == lr_table(tune_summary)
   tune = tune_summary["rows"]
   assert [r["optimizer.lr"] for r in tune if any(k.startswith("test/") for k in r)] == [0.002]  # the table's row
   best = chosen(tune_summary)["optimizer.lr"]
@@ -265,13 +265,13 @@ def test_peft_methods_table_is_the_committed_summary():
   assert marked.read(readme, "recipe") == recipe_table(ref, hf, torch)
   assert marked.read(readme, "lora_recipe") == recipe_table(ref, None, torch, "lora (r=8, q,v)", "lora")
   assert set(torch) == {("full", "ours"), ("full", "hf"), ("lora", "ours")}
-  # full fine-tuning's and LoRA's rates on the whole validation split (none read test); a chosen rate that is not
-  # the table's has its own 3-seed row
+  # the learning rates checked on the whole validation split (none read test); a chosen rate that is not the
+  # table's has its own 3-seed row
   lr_summary = json.loads((results / "cpu_600_lr" / "summary.json").read_text())
-  for m in ("lora", "full"):
+  for m in lr_methods(lr_summary):
     assert marked.read(readme, f"{m}_lr") == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
     rows = method_rows(lr_summary, m)
-    assert len(rows) == 3 and not any(k.startswith("test/") for r in rows for k in r)
+    assert len(rows) >= 2 and not any(k.startswith("test/") for r in rows for k in r)
     assert seeds[label({**chosen(lr_summary, m), "peft.dora": False, "peft.rslora": False})] == 3
 
 

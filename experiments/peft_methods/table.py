@@ -1,12 +1,12 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
 aggregate of sweep_cpu.py, between the "table" markers); every method at the PyTorch reference's 600 steps from
 results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_600" markers), with reparameterised
-prefix tuning's learning rates on validation between the "prefix_lr" markers (results/cpu_600_prefix_lr/); between
+prefix tuning's learning rates on validation between the "reparam_prefix_lr" markers (results/cpu_600_prefix_lr/); between
 the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py), and
-between the "lora_recipe" markers LoRA's; between the "lora_lr" and "full_lr" markers, those two methods' learning
-rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
+between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lora, full, ia3, prompt, prefix), those methods'
+learning rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
 
   python -m experiments.peft_methods.table            # prints the tables
   python -m experiments.peft_methods.table --write    # results/{cpu,cpu_600}/accuracy_vs_params.png, and the tables
@@ -31,20 +31,22 @@ HERE = Path(__file__).parent
 @functools.cache
 def quickstart_lr(method: str) -> float:
   """The body learning rate configs/quickstart.py gives `method`: the table's, unless a row's optimizer.lr differs."""
+  method = {"compose": "mam"}.get(method, method)  # MAM is a composition of two methods; the quickstart names it
   return quickstart.get_config(f"method={method},baselines=False").optimizer.lr
 
 
 def label(row: dict) -> str:
-  """The method as the sweep names it (sweep.METHODS), from the run's PEFT keys; full fine-tuning and LoRA name
-  their learning rate where it is not the quickstart's (a rate validation chose)."""
+  """The method as the sweep names it (sweep.METHODS), from the run's PEFT keys, naming its learning rate where
+  that is not the quickstart's (a rate validation chose)."""
   m = row["peft.method"]
   lr = row.get("optimizer.lr", 0.0)
-  if m in ("full", "lora") and lr and lr != quickstart_lr(m):
-    return label({**row, "optimizer.lr": 0.0}).removesuffix(")") + f"{', ' if m == 'lora' else ' ('}lr {lr:g})"
+  if lr and lr != quickstart_lr(m) and not (m == "prefix" and row.get("peft.projection")):
+    name = label({**row, "optimizer.lr": 0.0})
+    return name[:-1] + f", lr {lr:g})" if name.endswith(")") else f"{name} (lr {lr:g})"
   if m == "adapter":
     return "parallel adapter" if row["peft.placement"] == "parallel" else f"{row['peft.config']} adapter"
   if m == "prefix":  # reparameterised: at more than one learning rate in the 600-step table
-    lr = f", lr {row['optimizer.lr']:g}" if "optimizer.lr" in row else ""
+    lr = f", lr {row['optimizer.lr']:g}" if row.get("optimizer.lr") else ""
     return f"prefix (reparameterised{lr})" if row["peft.projection"] else "prefix"
   if m == "lora":
     return "dora (r=8, q,v)" if row["peft.dora"] else "rslora (r=8, q,v)" if row["peft.rslora"] else "lora (r=8, q,v)"
@@ -91,6 +93,11 @@ def reference_table(summary: dict) -> str:
                    f"{mean_std(acc, r['test/accuracy_std'])} | {ref:.3f} | {acc - ref:+.4f} | "
                    f"{r['eval/accuracy_mean']:.4f} | {seed0_ms(r):.0f} |")
   return "\n".join(lines)
+
+
+def lr_methods(tune: dict) -> list[str]:
+  """The methods of a learning-rate check, in the order of its rows."""
+  return list(dict.fromkeys(r["peft.method"] for r in tune["rows"]))
 
 
 def method_rows(tune: dict, method: str = "") -> list[dict]:
@@ -182,23 +189,23 @@ def main() -> None:
   summary, ref = load("cpu"), load("cpu_600")
   text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
-  prefix_lr_text = lr_table(load("cpu_600_prefix_lr"))
+  reparam_prefix_lr_text = lr_table(load("cpu_600_prefix_lr"))
   torch = torch_rows(HERE / "results" / "torch")
   recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch)
   lora_recipe_text = recipe_table(ref, None, torch, "lora (r=8, q,v)", "lora")
   tune = load("cpu_600_lr")
-  lr_texts = {f"{m}_lr": lr_table(tune, "validation accuracy (all 1,407)", m) for m in ("lora", "full")}
+  lr_texts = {f"{m}_lr": lr_table(tune, "validation accuracy (all 1,407)", m) for m in lr_methods(tune)}
   if "--write" in sys.argv:
     title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png", title.format("100 steps, one seed"))
     plot(ref, HERE / "results" / "cpu_600" / "accuracy_vs_params.png", title.format("600 steps"))
-    for name, body in (("table", text), ("table_600", text_600), ("prefix_lr", prefix_lr_text),
+    for name, body in (("table", text), ("table_600", text_600), ("reparam_prefix_lr", reparam_prefix_lr_text),
                        ("reference", ref_text), ("recipe", recipe_text), ("lora_recipe", lora_recipe_text),
                        *lr_texts.items()):
       marked.write(HERE / "README.md", body, name)
     for name, body in (("table_600", text_600), ("reference", ref_text)):
       marked.write(HERE.parents[1] / "README.md", body, name)
-  for body in (text, text_600, prefix_lr_text, ref_text, recipe_text, lora_recipe_text, *lr_texts.values()):
+  for body in (text, text_600, reparam_prefix_lr_text, ref_text, recipe_text, lora_recipe_text, *lr_texts.values()):
     print(f"{body}\n")
 
 
