@@ -307,8 +307,10 @@ def test_hyperformer_table_is_the_committed_summary():
   assert {r["n_seeds"] for r in summary["rows"]} <= {1, 3}
   unseen = json.loads((ROOT / "experiments" / "hyperformer" / "results" / "cpu_unseen" / "summary.json").read_text())
   assert marked.read(readme, "unseen") == unseen_table(unseen)
-  for r in unseen["rows"]:  # seeds 0-2 of every row, each once (seed 0 from the earlier summary's per_run)
+  for r in unseen["rows"]:  # seeds 0-2 of every row, each once, all read from their run directories
     assert r["n_seeds"] == 3 and sorted(x["seed"] for x in r["per_run"]) == [0, 1, 2], r["peft.method"]
+  hosts = {x.get("host") for r in unseen["rows"] for x in r["per_run"]}
+  assert len(hosts) == 1 and None not in hosts  # one machine (the re-run of 2026-12-05)
 
 
 def test_quantized_base_figures_are_the_committed_json():
