@@ -19,6 +19,7 @@ _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
-  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']}" for s in (0, 1) for m in _paper.METHODS
+  lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
+  points = [f"{p},lr={lr[m]}" for s in (0, 1) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")

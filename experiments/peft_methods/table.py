@@ -1,12 +1,12 @@
 """The README tables of experiments/peft_methods: every method at 100 steps from results/cpu/summary.json (the
 aggregate of sweep_cpu.py, between the "table" markers); every method at the PyTorch reference's 600 steps from
 results/cpu_600/summary.json (the 600-step sweeps of run.sh, between the "table_600" markers), with reparameterised
-prefix tuning's learning rates on validation between the "reparam_prefix_lr" markers (results/cpu_600_prefix_lr/); between
-the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
+prefix tuning's learning rates on validation between the "reparam_prefix_lr" markers (results/cpu_600_prefix_lr/);
+between the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py), and
-between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lora, full, ia3, prompt, prefix), those methods'
-learning rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
+between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lora, full, ia3, prompt, prefix),
+those methods' learning rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
 
   python -m experiments.peft_methods.table            # prints the tables
   python -m experiments.peft_methods.table --write    # results/{cpu,cpu_600}/accuracy_vs_params.png, and the tables
