@@ -47,7 +47,7 @@ def label(row: dict) -> str:
     return "parallel adapter" if row["peft.placement"] == "parallel" else f"{row['peft.config']} adapter"
   if m == "prefix":  # reparameterised: at more than one learning rate in the 600-step table
     lr = f", lr {row['optimizer.lr']:g}" if row.get("optimizer.lr") else ""
-    return f"prefix (reparameterised{lr})" if row["peft.projection"] else "prefix"
+    return f"prefix (reparameterised{lr})" if row.get("peft.projection") else "prefix"
   if m == "lora":
     return "dora (r=8, q,v)" if row["peft.dora"] else "rslora (r=8, q,v)" if row["peft.rslora"] else "lora (r=8, q,v)"
   return {"compose": "mam (prefix + parallel adapter)", "head": "head-only", "layers": "layers (top 2)"}.get(m, m)
