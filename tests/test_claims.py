@@ -268,10 +268,15 @@ def test_peft_methods_table_is_the_committed_summary():
   # the learning rates checked on the whole validation split (none read test); a chosen rate that is not the
   # table's has its own 3-seed row
   lr_summary = json.loads((results / "cpu_600_lr" / "summary.json").read_text())
+  from launch.sweep import load_file
+  candidates = {m: sorted(lrs) for _, m, lrs in
+                load_file(ROOT / "experiments/peft_methods/sweep_cpu_600_lr.py", "_claims_600_lr").RATES}
+  assert lr_methods(lr_summary) and set(lr_methods(lr_summary)) == set(candidates)
   for m in lr_methods(lr_summary):
     assert marked.read(readme, f"{m}_lr") == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
-    rows = method_rows(lr_summary, m)
-    assert len(rows) >= 2 and not any(k.startswith("test/") for r in rows for k in r)
+    rows = method_rows(lr_summary, m)  # every candidate of the sweep, none reading test
+    assert sorted(r["optimizer.lr"] for r in rows) == candidates[m]
+    assert not any(k.startswith("test/") for r in rows for k in r)
     assert seeds[label({**chosen(lr_summary, m), "peft.dora": False, "peft.rslora": False})] == 3
 
 
