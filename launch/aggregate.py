@@ -59,7 +59,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from launch.sweep import FINISHED  # noqa: E402
 
 IGNORED_KEYS = ("seed", "wandb.", "distributed.", "logging.")
-RUN_RECORD = ("config.json", "results.json", "metrics.jsonl", "samples.txt", "classification_report.txt")
+RUN_RECORD = ("command.txt", "config.json", "results.json", "metrics.jsonl", "samples.txt",
+              "classification_report.txt")
 
 
 def _is_run(d: Path) -> bool:

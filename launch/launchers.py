@@ -6,8 +6,9 @@ W&B sweep.
 Every point gets its own run directory (ROOT/<point name>; ROOT is the sweep's `workdir`, or
 `--workdir-root`). Points whose run directory here already holds a completed results.json are skipped; any
 other point is (re)started with its usual command, which resumes an interrupted run from its checkpoints.
-`--points GLOB` (repeatable) keeps only the points whose run directory name matches, e.g. to re-run one seed of
-one row: `--points 'seed=1_method=lora*'`.
+A finished run that another command started (its command.txt, which lightft_jax.main writes) is not skipped:
+the launch stops and shows both commands. `--points GLOB` (repeatable) keeps only the points whose run
+directory name matches, e.g. to re-run one seed of one row: `--points 'seed=1_method=lora*'`.
 Files the backend needs (sbatch script, SkyPilot task YAMLs, W&B sweep YAML) are written to `--out`
 (default ROOT/_launch), then submitted:
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from launch.sweep import FINISHED, Point, expand, load_sweep, root, run_status
+from launch.sweep import FINISHED, Point, expand, load_sweep, root, run_args, run_status, started_by
 
 TARGETS = ("local", "tpu", "slurm", "skypilot", "wandb")
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,6 +162,18 @@ def wandb_sweep(sweep: dict, *, method: str = "grid", metric: str = "test/accura
   return yaml.safe_dump(doc, sort_keys=False)
 
 
+def check_unchanged(finished: list[Point]) -> None:
+  """Refuses to skip a finished run that another command started (the sweep's point changed since: skipping it
+  would report the old settings under the new point). Runs that recorded no command are skipped as before."""
+  changed = [(p, cmd) for p in finished
+             if (cmd := started_by(p.workdir)) is not None and run_args(cmd) != run_args(p.command)]
+  if changed:
+    lines = [f"  {p.workdir}\n    ran:   {shlex.join(run_args(cmd))}\n    point: {shlex.join(run_args(p.command))}"
+             for p, cmd in changed]
+    raise SystemExit(f"{len(changed)} finished run(s) were started by another command than the sweep's point; "
+                     "move each directory away to run the point again, or restore the sweep:\n" + "\n".join(lines))
+
+
 def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool]:
   """(folder for generated files, files to write {path: text}, commands, run the commands in parallel?)."""
   python = args.python or (sys.executable if args.target == "local" else "python")
@@ -174,6 +187,7 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
                        "\n".join(f"  {Path(p.workdir).name}" for p in points))
     points = chosen
   skipped = [p for p in points if run_status(p.workdir) in FINISHED]
+  check_unchanged(skipped)
   for p in skipped:
     print(f"# skipped (completed): {p.workdir}", file=sys.stderr)
   points = [p for p in points if p not in skipped]

@@ -97,6 +97,22 @@ def expand(sweep: dict, python: str = "python", workdir_root: str | None = None)
 
 
 FINISHED = ("completed", "early_stopped")  # results.json statuses of runs that reached their end
+COMMAND_FILE = "command.txt"  # lightft_jax.main writes it once, into the run directory it starts
+
+
+def run_args(command: str) -> list[str]:
+  """A `python -m lightft_jax.main ...` command's arguments that define the run: after the module name, without
+  `--workdir` (the directory is the run's identity already; roots differ between machines and launchers)."""
+  args = shlex.split(command)
+  if "lightft_jax.main" in args:
+    args = args[args.index("lightft_jax.main") + 1:]
+  return [a for a in args if not a.startswith("--workdir=")]
+
+
+def started_by(workdir: str | Path) -> str | None:
+  """The command that started the run in `workdir` (its COMMAND_FILE), or None for a run that did not record one."""
+  f = Path(workdir) / COMMAND_FILE
+  return f.read_text().strip() if f.is_file() else None
 
 
 def run_status(workdir: str | Path) -> str:

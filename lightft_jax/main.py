@@ -10,7 +10,9 @@ runs each baseline under DIR/baselines/NAME and writes a comparison table (DIR/c
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
+from pathlib import Path
 
 from absl import app, flags
 
@@ -45,7 +47,20 @@ def main(argv):
     config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
   except (KeyError, ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
+  record_command(_WORKDIR.value, sys.argv[1:])
   jobs.run_job(config, _WORKDIR.value)
+
+
+def record_command(workdir: str, args: list[str]) -> None:
+  """Writes WORKDIR/command.txt, the command that started the run, once: a resume keeps the first (the
+  launcher compares it with a sweep point before skipping that point's finished run)."""
+  path = Path(workdir) / "command.txt"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  try:
+    with path.open("x") as f:
+      f.write(shlex.join(["python", "-m", "lightft_jax.main", *args]) + "\n")
+  except FileExistsError:
+    pass
 
 
 def run():

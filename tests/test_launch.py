@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from launch import launchers, wandb_entry
-from launch.sweep import expand, load_sweep, run_status
+from launch.sweep import expand, load_sweep, run_args, run_status, started_by
 
 ROOT = Path(__file__).parent.parent
 SWEEP = {"config": "configs/quickstart.py", "workdir": "runs/s", "grid": {"peft.r": [4, 8], "optimizer.lr": [1e-3, 3e-3]},
@@ -143,6 +144,28 @@ def test_dry_run_prints_what_would_run_and_skips_completed_points(tmp_path, caps
   assert not Path(points[3].workdir).exists()  # nothing ran
 
 
+def test_a_finished_run_of_another_command_stops_the_launch(tmp_path, capsys):
+  sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
+  points = expand(load_sweep(sweep), python="py")
+  same, changed, unrecorded = (Path(p.workdir) for p in points[:3])
+  for d in (same, changed, unrecorded):
+    finished(d)
+  # the same point, started by another interpreter from another root: the same run
+  (same / "command.txt").write_text(points[0].command.replace("py -m", "/usr/bin/python3 -m")
+                                    .replace(str(tmp_path), "/elsewhere") + "\n")
+  (changed / "command.txt").write_text(points[1].command.replace("--config.optimizer.lr=", "--config.optimizer.lr=9") + "\n")
+  with pytest.raises(SystemExit) as e:
+    launchers.main([str(sweep), "--dry-run", "--python=py"])
+  msg = str(e.value)
+  assert msg.startswith("1 finished run(s)") and str(changed) in msg and str(same) not in msg
+  assert "--config.optimizer.lr=9" in msg and "move each directory away" in msg
+  shutil.rmtree(changed)  # moved away: the point runs again; the other two are skipped
+  assert launchers.main([str(sweep), "--dry-run", "--python=py"]) == 0
+  out, err = capsys.readouterr()
+  assert out.splitlines() == [p.command for p in points[1:2] + points[3:]]
+  assert f"skipped (completed): {same}" in err and f"skipped (completed): {unrecorded}" in err
+
+
 def test_points_glob_selects_points_by_run_directory_name(tmp_path, capsys):
   sweep = write_sweep(tmp_path / "s.py", {**SWEEP, "workdir": str(tmp_path / "runs")})
   points = expand(load_sweep(sweep), python="py")
@@ -205,6 +228,7 @@ def test_local_backend_runs_each_point_in_its_own_run_directory(local_sweep):
     res = json.loads(Path(p.workdir, "results.json").read_text())
     assert res["status"] == "completed" and res["step"] == 3
     assert json.loads(Path(p.workdir, "config.json").read_text())["seed"] == p.overrides["seed"]
+    assert run_args(started_by(p.workdir)) == run_args(p.command)  # command.txt: the point's own command
     digests.add(res["trainable_params_sha256"])
   assert len(digests) == 2  # different seeds, different trained parameters
   again = subprocess.run([sys.executable, "-m", "launch.launchers", str(sweep), "--target=local"], cwd=ROOT,
@@ -234,8 +258,8 @@ def test_aggregate_copies_each_run_record_beside_the_summary(local_sweep, tmp_pa
   assert "--copy-runs" in summary["command"]
   for run in summary["rows"][0]["runs"]:  # the summary's runs, each record byte-identical, no checkpoints
     copy = tmp_path / "runs" / Path(run).name
-    assert sorted(f.name for f in copy.iterdir()) == ["classification_report.txt", "config.json", "metrics.jsonl",
-                                                      "results.json"]
+    assert sorted(f.name for f in copy.iterdir()) == ["classification_report.txt", "command.txt", "config.json",
+                                                      "metrics.jsonl", "results.json"]
     for f in copy.iterdir():
       assert f.read_bytes() == (Path(run) / f.name).read_bytes()
 

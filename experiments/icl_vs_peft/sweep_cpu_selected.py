@@ -1,4 +1,4 @@
-"""icl_vs_peft, CPU-sized: LoRA and IA3 fine-tuned on the k examples of draws 0 and 1 (k = 4, 16, 32; draws
+"""icl_vs_peft, CPU-sized: LoRA and IA3 fine-tuned on the k examples of draws 0-4 (k = 4, 16, 32; draws
 outermost) at the learning rate validation chose: per method, the rate of the highest validation accuracy in
 results/cpu/tune/summary.json (the check at k=16, draw 0: sweep_cpu.py's rate and sweep_tune_cpu.py's; aggregate it
 first, as run.sh does), otherwise as sweep_cpu.py (20 steps, the first 200 test examples, validation accuracy on
@@ -15,11 +15,12 @@ from launch.sweep import load_file
 
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
+DRAWS = 5  # T-Few's number of draws (sweep_icl_cpu.py draws as many)
 
 
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
   lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
-  points = [f"{p},lr={lr[m]}" for s in (0, 1) for m in _paper.METHODS
+  points = [f"{p},lr={lr[m]}" for s in range(DRAWS) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")
