@@ -174,3 +174,23 @@ def test_packed_rows_score_as_padded_batches(preset):
   for a, b, g, h in zip(ll, ref_ll, greedy, ref_greedy):
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_array_equal(g, h)
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_packed_rows_after_a_shared_prefix_score_as_padded_batches(preset):
+  """Queries packed into rows after a shared prefix's cache (every segment sees the prefix slots, positions
+  continue after it) score as the padded batches after the same cache, and as packing without the cache."""
+  model = _tiny_lm(preset)
+  rng = np.random.default_rng(2)
+  prefix = list(rng.integers(3, 97, 19))
+  contexts = [prefix + list(rng.integers(3, 97, n)) for n in rng.integers(1, 30, 17)]
+  choices = [[[int(t)] for t in rng.integers(3, 97, c)] for c in rng.integers(1, 4, 17)]
+  assert common_prefix_length(contexts) >= 19
+  packed = score_choices(model, contexts, choices, token_budget=64, max_row_len=48, min_prefix=16, prefix_bucket=8)
+  batches = score_choices(model, contexts, choices, batch_size=4, pack=False, min_prefix=16, prefix_bucket=8)
+  no_cache = score_choices(model, contexts, choices, token_budget=64, max_row_len=64, min_prefix=10**6)
+  for ref in (batches, no_cache):
+    for a, b in zip(packed[0], ref[0]):
+      np.testing.assert_allclose(a, b, atol=1e-5)
+    for g, h in zip(packed[1], ref[1]):
+      np.testing.assert_array_equal(g, h)

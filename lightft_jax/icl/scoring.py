@@ -13,11 +13,11 @@ of log p(choice tokens | context). How it gets there cheaply:
 - **One-token answers.** When every choice is one token, the next-token distribution at each row's last
   token gives all scores: one forward pass, logits at one position per row. Longer choices continue from
   the batch's cache, repeated over the choices, in a second call (all choices of the batch at once).
-- **Packed rows (one-token answers, no shared prefix).** Zero-shot prompts are short and uneven, so
-  padding each batch to its longest prompt wastes much of the work. Instead the prompts are packed
-  end to end into rows of `row_len` tokens (best-fit decreasing, `pack_rows`); a segment mask keeps each
-  prompt to its own tokens and positions restart at 0 in every prompt, so each prompt sees exactly what
-  it sees alone. `row_len` is the candidate length with the fewest estimated FLOPs (dense layers per
+- **Packed rows (one-token answers).** Queries (after the shared prefix, if any) are short and uneven, so
+  padding each batch to its longest wastes much of the work. Instead they are packed end to end into rows
+  of `row_len` tokens (best-fit decreasing, `pack_rows`); a segment mask keeps each query to its own tokens
+  (and the shared prefix's cache slots, which every row starts from) and positions restart after the prefix
+  in every query, so each query sees exactly what it sees alone. `row_len` is the candidate length with the fewest estimated FLOPs (dense layers per
   token plus attention over the row, `_pick_row_len`). Rows go `token_budget // row_len` to a call
   (the remainder in power-of-two calls: no filler rows, few shapes), and the LM head runs only at each
   prompt's last token.
@@ -96,9 +96,11 @@ def _layer_flops_per_token(cfg) -> tuple[float, float]:
   return float(dense), float(4 * h * dh)
 
 
-def _pick_row_len(model, lengths: Sequence[int], ctx_bucket: int | None, max_row_len: int) -> int:
+def _pick_row_len(model, lengths: Sequence[int], ctx_bucket: int | None, max_row_len: int,
+                  prefix_slots: int = 0) -> int:
   """Row length for `pack_rows` with the fewest estimated FLOPs (dense layers on every slot, attention over
-  the row): candidates from the longest prompt's bucket up to `max_row_len` (and the model's positions)."""
+  the shared prefix's slots and the row): candidates from the longest prompt's bucket up to `max_row_len` (and
+  the model's positions)."""
   round_up = (lambda n: _round_up(n, ctx_bucket)) if ctx_bucket else bucket_length
   positions = _position_limit(model) or max(max_row_len, max(lengths))
   first = min(round_up(max(lengths)), positions)  # _check made sure every prompt fits the positions
@@ -107,7 +109,7 @@ def _pick_row_len(model, lengths: Sequence[int], ctx_bucket: int | None, max_row
   best, best_cost = first, None
   cand = first
   while cand <= limit:
-    cost = len(pack_rows(lengths, cand)) * cand * (dense + attn * cand)
+    cost = len(pack_rows(lengths, cand)) * cand * (dense + attn * (prefix_slots + cand))
     if best_cost is None or cost < best_cost:
       best, best_cost = cand, cost
     cand = round_up(cand + 1)
@@ -119,17 +121,21 @@ def _position_limit(model) -> int | None:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score_packed(graphdef, state, ids, segments, positions, last, cont_ids, cont_mask):
-  """Prompts packed end to end into rows, one-token answers.
+def _score_packed(graphdef, state, prefix, ids, segments, positions, last, cont_ids, cont_mask):
+  """Prompts (after an optional shared prefix, as in `_score_batch`) packed end to end into rows, one-token answers.
 
   ids/segments/positions [R,S]: token ids, the prompt each slot holds (1, 2, ... within a row; 0 for pad
-  slots) and its position within that prompt. last [Q]: flat index (row * S + slot) of each scored prompt's
-  last token (pads point anywhere). cont_ids/cont_mask [Q,C]: the one-token choices.
+  slots) and its position within that prompt (after the prefix). last [Q]: flat index (row * S + slot) of each
+  scored prompt's last token (pads point anywhere). cont_ids/cont_mask [Q,C]: the one-token choices.
   Returns (log-prob [Q,C], greedy [Q,C] bool).
   """
   model = nnx.merge(graphdef, state)
   r, s = ids.shape
-  h, _ = model.decode(ids, jnp.ones_like(ids), positions, segment_ids=segments)  # pads: a segment of their own
+  # pads: a segment of their own; every prompt sees the prefix's slots (the cache's, before its index)
+  cache, pre_mask = (None, jnp.zeros((r, 0), jnp.int32)) if prefix is None else _cache_after(model, prefix, r, s)
+  start = 0 if prefix is None else prefix[3]
+  h, _ = model.decode(ids, jnp.concatenate([pre_mask, jnp.ones_like(ids)], 1), start + positions, cache=cache,
+                      segment_ids=segments)
   h_last = jnp.take(h.reshape(r * s, -1), last, axis=0)  # [Q,D]
   logits = model.lm_logits(h_last).astype(jnp.float32)  # [Q,V]
   logp = jax.nn.log_softmax(logits, -1)
@@ -149,10 +155,10 @@ def _call_sizes(n_rows: int, rows_per_call: int) -> list[int]:
   return sizes
 
 
-def _score_packed_all(model, graphdef, state, contexts, choices, c_max, pad_id, ctx_bucket, token_budget,
+def _score_packed_all(model, graphdef, state, prefix, contexts, choices, c_max, pad_id, ctx_bucket, token_budget,
                       max_row_len):
   lengths = [len(c) for c in contexts]
-  row_len = _pick_row_len(model, lengths, ctx_bucket, max_row_len)
+  row_len = _pick_row_len(model, lengths, ctx_bucket, max_row_len, 0 if prefix is None else prefix[0].shape[2])
   rows = pack_rows(lengths, row_len)
   rows.sort(key=len, reverse=True)  # rows with many prompts together: fewer scored slots per call
   out_ll: list[np.ndarray | None] = [None] * len(contexts)
@@ -180,7 +186,7 @@ def _score_packed_all(model, graphdef, state, contexts, choices, c_max, pad_id, 
           cont_ids[q, c], cont_mask[q, c] = x[0], 1
         where.append((i, q))
         off += n
-    ll, greedy = _score_packed(graphdef, state, ids, seg, pos, last, cont_ids, cont_mask)
+    ll, greedy = _score_packed(graphdef, state, prefix, ids, seg, pos, last, cont_ids, cont_mask)
     ll, greedy = np.asarray(ll), np.asarray(greedy)
     for i, q in where:
       out_ll[i] = ll[q, :len(choices[i])]
@@ -194,6 +200,19 @@ def _prefill(graphdef, state, ids, mask):
   model = nnx.merge(graphdef, state)
   _, cache = model.decode(ids, mask, default_positions(mask), cache=_zeros_cache(model, 1, ids.shape[1]))
   return cache["k"], cache["v"]
+
+
+def _cache_after(model, prefix, b, slots):
+  """A cache for b rows whose first Pb slots hold the shared prefix (keys and values repeated over the rows) and
+  `slots` more are free, its index at Pb; and the prefix slots' mask [b,Pb]."""
+  pk, pv, pm, _ = prefix
+  pb = pk.shape[2]
+  cache = _zeros_cache(model, b, pb + slots)
+  rows = lambda x: jnp.broadcast_to(x, x.shape[:1] + (b,) + x.shape[2:])
+  cache["k"] = jax.lax.dynamic_update_slice_in_dim(cache["k"], rows(pk), 0, 2)
+  cache["v"] = jax.lax.dynamic_update_slice_in_dim(cache["v"], rows(pv), 0, 2)
+  cache["index"] = jnp.int32(pb)
+  return cache, jnp.broadcast_to(pm[None], (b, pb)).astype(jnp.int32)
 
 
 def _zeros_cache(model, b, slots):
@@ -221,17 +240,11 @@ def _score_batch(graphdef, one_token, state, prefix, ids, mask, cont_ids, cont_m
   if prefix is None and one_token:
     h, _ = model.decode(ids, mask, positions)
   else:
-    pb = 0 if prefix is None else prefix[0].shape[2]
     extra = 0 if one_token else lc
-    cache = _zeros_cache(model, b, pb + t + extra)
-    pre_mask = jnp.zeros((b, 0), jnp.int32)
-    if prefix is not None:
-      pk, pv, pm, _ = prefix
-      rows = lambda x: jnp.broadcast_to(x, x.shape[:1] + (b,) + x.shape[2:])
-      cache["k"] = jax.lax.dynamic_update_slice_in_dim(cache["k"], rows(pk), 0, 2)
-      cache["v"] = jax.lax.dynamic_update_slice_in_dim(cache["v"], rows(pv), 0, 2)
-      pre_mask = jnp.broadcast_to(pm[None], (b, pb)).astype(jnp.int32)
-    cache["index"] = jnp.int32(pb)
+    if prefix is None:
+      cache, pre_mask = _zeros_cache(model, b, t + extra), jnp.zeros((b, 0), jnp.int32)
+    else:
+      cache, pre_mask = _cache_after(model, prefix, b, t + extra)
     slots_mask = jnp.concatenate([pre_mask, mask, jnp.ones((b, extra), jnp.int32)], 1)
     h, cache = model.decode(ids, slots_mask, positions, cache=cache)
   h_last = jnp.take_along_axis(h, last[:, None, None], 1)[:, 0]  # [B,D]
@@ -291,9 +304,9 @@ def score_choices(model: Transformer, contexts: Sequence[Sequence[int]],
   batch_size: queries per forward pass. ctx_bucket: pad suffixes to a multiple of this instead of
   `bucket_length`'s graded buckets. min_prefix: the shortest common prefix that runs once into a shared
   cache (a larger value than any context turns the sharing off). prefix_bucket: the prefix cache is padded
-  to a multiple of this many slots. pack: one-token answers without a shared prefix go through packed rows
-  (module docstring) of up to `max_row_len` tokens (longer prompts: their own bucket), `token_budget`
-  slots per forward pass instead of `batch_size` prompts; pack=False keeps the padded batches.
+  to a multiple of this many slots. pack: one-token answers go through packed rows (module docstring) of up
+  to `max_row_len` tokens (longer queries: their own bucket), `token_budget` slots per forward pass instead of
+  `batch_size` queries; pack=False keeps the padded batches.
   Returns (loglik, greedy): N float arrays [C_i] and N bool arrays [C_i].
   """
   _check(model, contexts, choices)
@@ -316,10 +329,10 @@ def score_choices(model: Transformer, contexts: Sequence[Sequence[int]],
     prefix = (pk, pv, jnp.asarray(pm[0]), jnp.int32(p))
   else:
     p = 0
-    if one_token and pack:
-      return _score_packed_all(model, graphdef, state, contexts, choices, c_max, pad_id, ctx_bucket,
-                               token_budget, max_row_len)
   suffixes = [ctx[p:] for ctx in contexts]
+  if one_token and pack:
+    return _score_packed_all(model, graphdef, state, prefix, suffixes, choices, c_max, pad_id, ctx_bucket,
+                             token_budget, max_row_len)
 
   order = sorted(range(n), key=lambda i: len(suffixes[i]))
   out_ll: list[np.ndarray | None] = [None] * n

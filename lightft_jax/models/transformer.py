@@ -227,7 +227,8 @@ class Transformer(nnx.Module):
              cache=None, inputs_embeds=None, segment_ids=None, ctx: Ctx = None):
     """Runs the causal stack. With a cache, `attention_mask` covers all cache slots [B,Smax].
 
-    `segment_ids` [B,T] (packed sequences, no cache): a token attends only within its own segment.
+    `segment_ids` [B,T] (packed sequences): a token attends only within its own segment; with a cache, also to
+    every slot before the cache's index (a prefix that every packed sequence continues).
     """
     x_ref = input_ids if inputs_embeds is None else inputs_embeds
     b, t = x_ref.shape[:2]
@@ -248,9 +249,12 @@ class Transformer(nnx.Module):
       causal = causal & (k_pos[None, :] > q_pos[:, None] - self.cfg.sliding_window)
     mask = causal[None, None] & attention_mask.astype(bool)[:, None, None, :]
     if segment_ids is not None:
-      if cache is not None:
-        raise ValueError("segment_ids (packed sequences) cannot be combined with a KV cache")
-      mask = mask & (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
+      if cache is None:
+        same = segment_ids[:, :, None] == segment_ids[:, None, :]
+      else:  # slots not written by this call hold no segment (-1); those before it are the shared prefix
+        slot_seg = jax.lax.dynamic_update_slice(jnp.full((b, s), -1, segment_ids.dtype), segment_ids, (0, start))
+        same = (segment_ids[:, :, None] == slot_seg[:, None, :]) | (k_pos < start)[None, None, :]
+      mask = mask & same[:, None]
     if enc is not None:
       enc_mask = (jnp.ones(enc.shape[:2], bool) if enc_mask is None else enc_mask.astype(bool))[:, None, None, :]
     return self.decoder(x, mask=mask, positions=positions, q_pos=q_pos, k_pos=k_pos, cache=cache, enc=enc,
