@@ -252,7 +252,7 @@ def test_peft_methods_table_is_the_committed_summary():
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
   for r in ref["rows"]:  # each run counted once (runs can come from an earlier summary), and the mean is theirs
     assert_each_seed_once(r, label(r))
-  assert len(seeds) == 21 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  assert len(seeds) == 22 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
   assert marked.read(readme, "reparam_prefix_lr") == lr_table(tune_summary)
