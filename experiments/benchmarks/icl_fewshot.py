@@ -5,10 +5,11 @@ Same model (SmolLM2-135M-Instruct, the bundled GGUF dequantised to float32, on b
 as the tokenizer does: no BOS), same answers (" negative" / " positive", one token each), batch 8.
 
 - ours: `score_choices(model, contexts, [answers] * N, batch_size=8)`: the demonstrations shared by every
-  query run once into a KV cache, queries sorted by length into batches of 8 at bucketed lengths, one
-  forward pass and the next-token distribution at each row's last token. Without a shared prefix (k=0)
-  the prompts are packed end to end into rows instead (segment mask, `--token_budget` tokens per forward
-  pass, not 8 prompts), so no batch pads to its longest prompt and the LM head runs at last tokens only.
+  query run once into a KV cache; the queries (after it) are packed end to end into rows that start from that
+  cache (segment mask, `--token_budget` token slots per forward pass, not 8 prompts), so no batch pads to its
+  longest prompt; one forward pass and the next-token distribution at each query's last token (the LM head
+  runs there only). (Before 2026-12-05 the queries after a shared prefix went in length-sorted batches of 8 at
+  bucketed lengths; only k=0 was packed.)
 - transformers: the plain recipe: sort prompts by length, right pad each batch of 8 to its longest prompt,
   one forward pass, log-softmax of the logits at each row's last real token.
 - transformers + prefix cache (`--hf_prefix_cache`): the demonstrations run once into a `DynamicCache`, which
@@ -315,8 +316,8 @@ def write_markdown(meta: dict, rows: list[dict]) -> str:
           + " | speed-up vs transformers | max abs log-prob diff | acc ours / transformers |")
   lines = [f"`{meta['command']}`", "",
            f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
-           f"batch {meta['batch_size']} (ours without a shared prefix: packed rows, {meta.get('token_budget')} "
-           f"tokens per forward pass), median of {meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
+           f"batch {meta['batch_size']} (ours: packed rows, {meta.get('token_budget')} token slots per forward "
+           f"pass, after the shared prefix's cache where there is one), median of {meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
            f"{meta['warmup']} warm-up" + (f" (each side in its own processes, {meta['isolate']} rounds of "
                                           f"{meta['repeats']})" if meta.get("isolate") else "") + "; "
            + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# icl_vs_peft, CPU-sized: k-shot ICL (k = 0, 4, 16, 32; draws 0 and 1; calibrated and not) against LoRA and IA3
-# fine-tuned for 20 steps on the k examples of draws 0 and 1, SmolLM2-135M, the first 200 Rotten Tomatoes test
+# icl_vs_peft, CPU-sized: k-shot ICL (k = 0, 4, 16, 32; draws 0-4; calibrated and not) against LoRA and IA3
+# fine-tuned for 20 steps on the k examples of draws 0-4, SmolLM2-135M, the first 200 Rotten Tomatoes test
 # examples: first at a learning rate fixed beforehand, then the check on validation and every k again at the
 # rate it chose; the table, FLOPs and plot in results/cpu/.
 # Usage: bash experiments/icl_vs_peft/run.sh   (finished fine-tuning points are skipped, so it can run in parts)
