@@ -17,10 +17,10 @@ of log p(choice tokens | context). How it gets there cheaply:
   padding each batch to its longest wastes much of the work. Instead they are packed end to end into rows
   of `row_len` tokens (best-fit decreasing, `pack_rows`); a segment mask keeps each query to its own tokens
   (and the shared prefix's cache slots, which every row starts from) and positions restart after the prefix
-  in every query, so each query sees exactly what it sees alone. `row_len` is the candidate length with the fewest estimated FLOPs (dense layers per
-  token plus attention over the row, `_pick_row_len`). Rows go `token_budget // row_len` to a call
-  (the remainder in power-of-two calls: no filler rows, few shapes), and the LM head runs only at each
-  prompt's last token.
+  in every query, so each query sees exactly what it sees alone. `row_len` is the candidate length with the
+  fewest estimated FLOPs (dense layers per token plus attention over the prefix and the row, `_pick_row_len`).
+  Rows go `token_budget // row_len` to a call (the remainder in power-of-two calls: no filler rows, few
+  shapes), and the LM head runs only at each query's last token.
 
 Right padding under a KV cache: pad slots sit after a row's real tokens, so causality hides them from the
 real tokens of that row, and the slot mask hides them from the choice tokens that follow in the cache.
