@@ -56,10 +56,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from launch.sweep import FINISHED  # noqa: E402
+from launch.sweep import COMMAND_FILE, FINISHED  # noqa: E402
 
 IGNORED_KEYS = ("seed", "wandb.", "distributed.", "logging.")
-RUN_RECORD = ("command.txt", "config.json", "results.json", "metrics.jsonl", "samples.txt",
+RUN_RECORD = (COMMAND_FILE, "config.json", "results.json", "metrics.jsonl", "samples.txt",
               "classification_report.txt")
 
 

@@ -153,7 +153,8 @@ def test_a_finished_run_of_another_command_stops_the_launch(tmp_path, capsys):
   # the same point, started by another interpreter from another root: the same run
   (same / "command.txt").write_text(points[0].command.replace("py -m", "/usr/bin/python3 -m")
                                     .replace(str(tmp_path), "/elsewhere") + "\n")
-  (changed / "command.txt").write_text(points[1].command.replace("--config.optimizer.lr=", "--config.optimizer.lr=9") + "\n")
+  (changed / "command.txt").write_text(points[1].command.replace("--config.optimizer.lr=", "--config.optimizer.lr=9")
+                                       + "\n")
   with pytest.raises(SystemExit) as e:
     launchers.main([str(sweep), "--dry-run", "--python=py"])
   msg = str(e.value)

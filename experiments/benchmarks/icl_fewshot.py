@@ -317,7 +317,8 @@ def write_markdown(meta: dict, rows: list[dict]) -> str:
   lines = [f"`{meta['command']}`", "",
            f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
            f"batch {meta['batch_size']} (ours: packed rows, {meta.get('token_budget')} token slots per forward "
-           f"pass, after the shared prefix's cache where there is one), median of {meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
+           f"pass, after the shared prefix's cache where there is one), median of "
+           f"{meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
            f"{meta['warmup']} warm-up" + (f" (each side in its own processes, {meta['isolate']} rounds of "
                                           f"{meta['repeats']})" if meta.get("isolate") else "") + "; "
            + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())

@@ -11,6 +11,7 @@ T-Few's step count), every test example (1,203) and the whole validation split.
 
 KS = (4, 16, 32)
 METHODS = ("lora", "ia3")
+DRAWS = 5  # T-Few's number of demonstration / training-set draws (the CPU-sized sweeps draw as many)
 
 
 def icl_points(seeds: int, limit: int) -> list[str]:
@@ -29,4 +30,4 @@ def sweep(points: list[str], workdir: str) -> dict:
 
 
 def get_sweep():
-  return sweep(icl_points(5, 0) + peft_points(1000, range(5), 0, 0), "runs/icl_vs_peft")
+  return sweep(icl_points(DRAWS, 0) + peft_points(1000, range(DRAWS), 0, 0), "runs/icl_vs_peft")

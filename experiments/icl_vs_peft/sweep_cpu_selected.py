@@ -15,12 +15,11 @@ from launch.sweep import load_file
 
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
-DRAWS = 5  # T-Few's number of draws (sweep_icl_cpu.py draws as many)
 
 
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
   lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
-  points = [f"{p},lr={lr[m]}" for s in range(DRAWS) for m in _paper.METHODS
+  points = [f"{p},lr={lr[m]}" for s in range(_paper.DRAWS) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")

@@ -12,4 +12,4 @@ _paper = load_file(Path(__file__).with_name("sweep.py"), "_icl_vs_peft_sweep")
 
 
 def get_sweep():
-  return _paper.sweep(_paper.icl_points(5, 200), "runs/icl_vs_peft_cpu_icl")
+  return _paper.sweep(_paper.icl_points(_paper.DRAWS, 200), "runs/icl_vs_peft_cpu_icl")
