@@ -65,14 +65,16 @@ def build_prompts(tokenizer, pool, queries, k: int, seed: int = 0):
   return contexts, answers
 
 
-def _hf_batches(contexts, answers, batch_size, pad_id, skip=0):
+def _hf_batches(contexts, answers, batch_size, pad_id, skip=0, device=None):
   """The plain recipe's batches: prompts sorted by length, groups of batch_size, each prompt's tokens after the
-  first `skip` right-padded to the group's longest -> (rows, ids, mask) per batch; and a function that writes a
-  batch's log-probs of the (one-token) answers from the logits at each row's last real token into [N,C] out."""
+  first `skip` right-padded to the group's longest -> (rows, ids, mask) per batch, on `device` (the model's); and
+  a function that writes a batch's log-probs of the (one-token) answers from the logits at each row's last real
+  token into [N,C] out (on the host: on a GPU each batch's copy waits for its forward pass)."""
   import torch
   order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
   choice_ids = torch.tensor([a[0] for a in answers])
   out = torch.empty(len(contexts), len(answers), dtype=torch.float32)
+  dev = device or torch.device("cpu")
 
   def batches():
     for s in range(0, len(order), batch_size):
@@ -84,18 +86,18 @@ def _hf_batches(contexts, answers, batch_size, pad_id, skip=0):
       for r, x in enumerate(seqs):
         ids[r, :len(x)] = torch.tensor(x)
         mask[r, :len(x)] = 1
-      yield rows, ids, mask
+      yield rows, ids.to(dev), mask.to(dev)
 
   def put(rows, logits, mask):
-    last = logits[torch.arange(len(rows)), mask.sum(-1) - 1].float()
-    out[rows] = torch.log_softmax(last, -1)[:, choice_ids]
+    last = logits[torch.arange(len(rows), device=logits.device), mask.sum(-1) - 1].float()
+    out[rows] = torch.log_softmax(last, -1)[:, choice_ids.to(logits.device)].cpu()
   return batches(), put, out
 
 
 def hf_plain(hf, contexts, answers, batch_size, pad_id):
   """[N,C] log-probs: sort by length, right pad, one forward pass, next-token log-probs at the last token."""
   import torch
-  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id)
+  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id, device=hf.device)
   with torch.inference_mode():
     for rows, ids, mask in batches:
       put(rows, hf(input_ids=ids, attention_mask=mask).logits, mask)
@@ -111,14 +113,14 @@ def hf_prefix_cache(hf, contexts, answers, batch_size, pad_id):
   if p < 1:
     return hf_plain(hf, contexts, answers, batch_size, pad_id)
   with torch.inference_mode():
-    prefix_cache = hf(input_ids=torch.tensor([contexts[0][:p]]), use_cache=True).past_key_values
-  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id, skip=p)
+    prefix_cache = hf(input_ids=torch.tensor([contexts[0][:p]], device=hf.device), use_cache=True).past_key_values
+  batches, put, out = _hf_batches(contexts, answers, batch_size, pad_id, skip=p, device=hf.device)
   with torch.inference_mode():
     for rows, ids, suffix_mask in batches:
-      mask = torch.cat([torch.ones((len(rows), p), dtype=torch.long), suffix_mask], 1)
+      mask = torch.cat([torch.ones((len(rows), p), dtype=torch.long, device=hf.device), suffix_mask], 1)
       cache = copy.deepcopy(prefix_cache)
       cache.batch_repeat_interleave(len(rows))
-      positions = (p + torch.arange(ids.shape[1]))[None].expand(len(rows), ids.shape[1])
+      positions = (p + torch.arange(ids.shape[1], device=hf.device))[None].expand(len(rows), ids.shape[1])
       logits = hf(input_ids=ids, attention_mask=mask, past_key_values=cache, position_ids=positions,
                   use_cache=True).logits
       put(rows, logits, suffix_mask)
@@ -151,10 +153,73 @@ def parse_args(argv):
                  help="before timing, wait (up to --quiet_wait_s) until the 1-min load average is below this")
   p.add_argument("--quiet_wait_s", type=float, default=1200.0)
   p.add_argument("--scan_layers", type=int, default=1, help="our model scans over layers (1) or unrolls (0)")
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                 help="gpu: both sides on the first GPU (JAX's default backend, torch's cuda:0), nothing pinned")
+  p.add_argument("--tf32", action="store_true",
+                 help="gpu: float32 matmuls in TF32 on both sides (JAX's default there; torch's allow_tf32); "
+                      "without it both run full float32, as on the CPU")
+  p.add_argument("--model", choices=("gguf", "random"), default="gguf",
+                 help="random: SmolLM2-135M's shape with random weights (seed 0) on both sides, for a machine "
+                      "without the GGUF (the timings hold; accuracies are chance)")
+  p.add_argument("--prompts", default="", help="read the prompts' token ids from this file (--export_prompts)")
+  p.add_argument("--export_prompts", default="",
+                 help="write the prompts' token ids of --ks and --queries to this file and stop")
   p.add_argument("--xla_onednn", action="store_true",
                  help=f"ours: XLA:CPU's matmuls through oneDNN (XLA_FLAGS += {ONEDNN_FLAG}), the library "
                       "PyTorch's CPU matmuls use")
   return p.parse_args(argv)
+
+
+# SmolLM2-135M-Instruct's shape (the bundled GGUF's llama config; a test checks they agree), for --model=random
+SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
+                    rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=1,
+                    eos_token_id=2, pad_token_id=2)
+
+
+def prompt_sets(args) -> dict:
+  """{"pad_id", "ks": {k: {"contexts", "answers", "gold"}}}: the token ids every side scores, built from the
+  tokenizer and data (`build_prompts`), or read from `--prompts` (written by `--export_prompts`: a machine without
+  the GGUF's tokenizer or the dataset runs the same prompts)."""
+  if args.prompts:
+    sets = json.loads(Path(args.prompts).read_text())
+    return {"pad_id": sets["pad_id"], "ks": {int(k): v for k, v in sets["ks"].items()}}
+  from lightft_jax.models import assets
+  from lightft_jax.models.hf import load_tokenizer
+  tok = load_tokenizer(assets.smollm2_gguf())
+  pool, queries = load_examples(args.data, args.queries)
+  ks = {}
+  for k in [int(x) for x in args.ks.split(",")]:
+    contexts, answers = build_prompts(tok, pool, queries, k)
+    ks[k] = {"contexts": contexts, "answers": answers, "gold": [int(q["label"]) for q in queries]}
+  return {"pad_id": tok.pad_token_id, "ks": ks}
+
+
+def load_models(args, names: list[str]):
+  """(ours, transformers) as `names` need them, float32, transformers on `--device`: the bundled GGUF
+  dequantised, or (`--model=random`) SmolLM2-135M's shape with random weights (seed 0) shared through a
+  safetensors checkpoint, the same work for a machine without the GGUF."""
+  import tempfile
+  import torch
+  import transformers as T
+  from lightft_jax.models import assets
+  from lightft_jax.models.hf import from_pretrained
+  with tempfile.TemporaryDirectory() as tmp:
+    if args.model == "random":
+      torch.manual_seed(0)
+      T.LlamaForCausalLM(T.LlamaConfig(**SMOLLM2_135M)).save_pretrained(tmp, safe_serialization=True)
+      ours_src, hf_src = {"directory": tmp}, {"pretrained_model_name_or_path": tmp}
+    else:
+      path = assets.smollm2_gguf()
+      ours_src, hf_src = {"directory": path}, {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name}
+    ours = from_pretrained(**ours_src, task="lm", scan_layers=bool(args.scan_layers)) if "ours" in names else None
+    hf = None
+    if any(n.startswith("transformers") for n in names):
+      if args.cpu_threads > 0 and args.device == "cpu":
+        torch.set_num_threads(args.cpu_threads)
+      hf = T.AutoModelForCausalLM.from_pretrained(**hf_src, dtype=torch.float32).eval()
+      hf = hf.to("cuda" if args.device == "gpu" else "cpu")
+  return ours, hf
 
 
 def measure(args, names: list[str]) -> tuple[dict, dict]:
@@ -164,29 +229,18 @@ def measure(args, names: list[str]) -> tuple[dict, dict]:
   from experiments.benchmarks.measure import device_info
   from experiments.benchmarks.timing import time_alternating
   from lightft_jax.icl.scoring import common_prefix_length, score_choices
-  from lightft_jax.models import assets
-  from lightft_jax.models.hf import from_pretrained, load_tokenizer
-  path = assets.smollm2_gguf()
-  tok = load_tokenizer(path)
-  ours = from_pretrained(path, task="lm", scan_layers=bool(args.scan_layers)) if "ours" in names else None
-  hf = None
-  if any(n.startswith("transformers") for n in names):
-    import torch
-    import transformers as T
-    if args.cpu_threads > 0:
-      torch.set_num_threads(args.cpu_threads)
-    hf = T.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-  pool, queries = load_examples(args.data, args.queries)
+  sets = prompt_sets(args)
+  pad_id = sets["pad_id"]
+  ours, hf = load_models(args, names)
   out = {}
-  for k in [int(x) for x in args.ks.split(",")]:
-    contexts, answers = build_prompts(tok, pool, queries, k)
+  for k, prompts in sets["ks"].items():
+    contexts, answers = prompts["contexts"], prompts["answers"]
     results = {}
     every = {
         "ours": lambda ctxs: np.stack(score_choices(ours, ctxs, [answers] * len(ctxs), batch_size=args.batch_size,
-                                                    pad_id=tok.pad_token_id, token_budget=args.token_budget)[0]),
-        "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, tok.pad_token_id),
-        "transformers_prefix_cache": lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size,
-                                                                  tok.pad_token_id)}
+                                                    pad_id=pad_id, token_budget=args.token_budget)[0]),
+        "transformers": lambda ctxs: hf_plain(hf, ctxs, answers, args.batch_size, pad_id),
+        "transformers_prefix_cache": lambda ctxs: hf_prefix_cache(hf, ctxs, answers, args.batch_size, pad_id)}
     sides = {n: every[n] for n in names}
     fns = {name: (lambda name=name, fn=fn: results.__setitem__(name, fn(contexts))) for name, fn in sides.items()}
     print(f"k={k}: timing {list(fns)} on {len(contexts)} prompts", flush=True)
@@ -200,7 +254,7 @@ def measure(args, names: list[str]) -> tuple[dict, dict]:
     samples = time_alternating(fns, repeats=args.repeats, warmup=0, inner=1, gap_s=args.gap_s)
     out[k] = {"samples": samples, "scores": {n: np.asarray(v).tolist() for n, v in results.items()},
               "lens": [len(c) for c in contexts], "shared": common_prefix_length(contexts),
-              "gold": [int(q["label"]) for q in queries], "first_call_s": first_call_s}
+              "gold": prompts["gold"], "first_call_s": first_call_s}
   return out, device_info()
 
 
@@ -256,7 +310,15 @@ def main(argv=None) -> int:
   if args.xla_onednn:  # before jax starts its backend
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONEDNN_FLAG).strip()
   command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(argv)
-  if args.cpu_threads > 0:
+  if args.export_prompts:
+    Path(args.export_prompts).write_text(json.dumps(prompt_sets(args)))
+    return 0
+  if args.device == "gpu":
+    import jax
+    import torch
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if args.tf32 else "highest")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+  elif args.cpu_threads > 0:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.cpu_threads)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from experiments.benchmarks.run import pin_cpus
@@ -291,7 +353,8 @@ def main(argv=None) -> int:
           "quiet_wait_s": waited, "gap_s": args.gap_s, "isolate": args.isolate, "batch_size": args.batch_size,
           "token_budget": args.token_budget, "repeats": args.repeats,
           "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": assets.smollm2_gguf().name,
-          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "weights": args.model,
+          "matmul": "tf32" if args.tf32 else "float32", "prompts": args.prompts,
           "data": args.data or "tfds:rotten_tomatoes"}
   (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
   md = write_markdown(meta, rows)
@@ -315,8 +378,11 @@ def write_markdown(meta: dict, rows: list[dict]) -> str:
   head = ("| k | prompt tokens mean / max | shared prefix | " + " | ".join(f"{s} s/100 prompts" for s in sides)
           + " | speed-up vs transformers | max abs log-prob diff | acc ours / transformers |")
   lines = [f"`{meta['command']}`", "",
-           f"{meta['date']}, {meta['device'].get('device_kind')}, {meta['cpu_threads']} cores pinned, "
-           f"batch {meta['batch_size']} (ours: packed rows, {meta.get('token_budget')} token slots per forward "
+           f"{meta['date']}, {meta['device'].get('device_kind')}, "
+           + (f"{meta['cpu_threads']} cores pinned, " if meta["device"].get("platform") == "cpu" else
+              f"transformers on {meta['device'].get('torch_device')}, {meta.get('matmul', 'float32')} matmuls, ")
+           + ("random weights of SmolLM2-135M's shape, " if meta.get("weights") == "random" else "")
+           + f"batch {meta['batch_size']} (ours: packed rows, {meta.get('token_budget')} token slots per forward "
            f"pass, after the shared prefix's cache where there is one), median of "
            f"{meta['repeats'] * max(1, meta.get('isolate', 0))} samples after "
            f"{meta['warmup']} warm-up" + (f" (each side in its own processes, {meta['isolate']} rounds of "
