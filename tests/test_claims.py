@@ -237,8 +237,8 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
-  from experiments.peft_methods.table import (chosen, label, lr_methods, lr_table, method_rows, recipe_table,
-                                              reference_table, table, torch_rows)
+  from experiments.peft_methods.table import (chosen, label, lr_marker, lr_methods, lr_table, method_rows,
+                                              recipe_table, reference_table, table, torch_rows)
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
@@ -252,7 +252,7 @@ def test_peft_methods_table_is_the_committed_summary():
   seeds = {label(r): r["n_seeds"] for r in ref["rows"]}
   for r in ref["rows"]:  # each run counted once (runs can come from an earlier summary), and the mean is theirs
     assert_each_seed_once(r, label(r))
-  assert len(seeds) == 22 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
+  assert len(seeds) == 24 and seeds["full"] == seeds["head-only"] == seeds["lora (r=8, q,v)"] == 3
   # reparameterised prefix tuning: the learning rate validation chose (its candidates never read test), 3 seeds
   tune_summary = json.loads((results / "cpu_600_prefix_lr" / "summary.json").read_text())
   assert marked.read(readme, "reparam_prefix_lr") == lr_table(tune_summary)
@@ -269,15 +269,15 @@ def test_peft_methods_table_is_the_committed_summary():
   # table's has its own 3-seed row
   lr_summary = json.loads((results / "cpu_600_lr" / "summary.json").read_text())
   from launch.sweep import load_file
-  candidates = {m: sorted(lrs) for _, m, lrs in
+  candidates = {name: sorted(lrs) for name, _, lrs in
                 load_file(ROOT / "experiments/peft_methods/sweep_cpu_600_lr.py", "_claims_600_lr").RATES}
   assert lr_methods(lr_summary) and set(lr_methods(lr_summary)) == set(candidates)
   for m in lr_methods(lr_summary):
-    assert marked.read(readme, f"{m}_lr") == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
+    assert marked.read(readme, lr_marker(m)) == lr_table(lr_summary, "validation accuracy (all 1,407)", m)
     rows = method_rows(lr_summary, m)  # every candidate of the sweep, none reading test
     assert sorted(r["optimizer.lr"] for r in rows) == candidates[m]
     assert not any(k.startswith("test/") for r in rows for k in r)
-    assert seeds[label({**chosen(lr_summary, m), "peft.dora": False, "peft.rslora": False})] == 3
+    assert seeds[label(chosen(lr_summary, m))] == 3
 
 
 def assert_each_seed_once(row: dict, what) -> None:

@@ -1,13 +1,15 @@
 """peft_methods at 600 steps: the body learning rate of the two methods the PyTorch reference reports that fall short
-of it, of the three PEFT methods furthest behind (IA3, prompt and prefix tuning) and of BitFit and LayerNorm tuning,
-chosen on the whole validation split. The table runs full fine-tuning at 5e-5 (0.812 test accuracy against the
+of it, of the three PEFT methods furthest behind (IA3, prompt and prefix tuning), of BitFit and LayerNorm tuning, and
+of one method of each of three remaining families (top-2 layers, rsLoRA, the Houlsby adapter), chosen on the whole
+validation split. The table runs full fine-tuning at 5e-5 (0.812 test accuracy against the
 reference's 0.845) and LoRA r=8 on q,v at 2e-3 (0.796 against 0.808), the quickstart's rates, not tuned. Here each
 table rate and two others run with everything else as the table's point (seed 0, the fresh head at its own 1e-2),
 scored on every validation example (`task.eval_limit=0`: 1,407), the test split not read:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_lr.py
-  python -m launch.aggregate runs/peft_methods_cpu_600_lr --group-by=peft.method,optimizer.lr --metric=eval/accuracy \\
-      --out=experiments/peft_methods/results/cpu_600_lr
+  python -m launch.aggregate runs/peft_methods_cpu_600_lr \\
+      --group-by=peft.method,peft.config,peft.placement,peft.rslora,peft.dora,optimizer.lr --metric=eval/accuracy \\
+      --out=experiments/peft_methods/results/cpu_600_lr --copy-runs
 
 sweep_cpu_600_lr_selected.py then runs 3 seeds of each method whose chosen rate is not the table's.
 """
@@ -29,7 +31,16 @@ RATES = (("lora (r=8, q,v)", "lora", (5e-4, 2e-3, 5e-3)),
          ("prefix", "prefix", (2e-3, 1e-2)),
          # the two methods that train only biases or norm scales (few parameters, like IA3): 2e-3 and 1e-2
          ("bitfit", "bitfit", (2e-3, 1e-2)),
-         ("layernorm", "layernorm", (2e-3, 1e-2)))
+         ("layernorm", "layernorm", (2e-3, 1e-2)),
+         # one method of three families not checked above, the table's rate and one other: top-2 layers trains
+         # whole layers like full fine-tuning, whose check chose a higher rate (2e-4 over 5e-5); rsLoRA scales the
+         # update by alpha / sqrt(r), sqrt(8) times LoRA's alpha / r, so its 2e-3 is LoRA at about 5.7e-3, above
+         # the 2e-3 LoRA's check chose; the Houlsby adapter at AdapterHub's lower range (its default is 1e-4). The
+         # Pfeiffer and parallel adapters, DoRA (LoRA's parameterisation plus a magnitude) and MAM keep the table's
+         # rate unchecked.
+         ("layers (top 2)", "layers", (1e-4, 5e-4)),
+         ("rslora (r=8, q,v)", "lora", (5e-4, 2e-3)),
+         ("houlsby adapter", "adapter", (5e-4, 2e-3)))
 
 
 def get_sweep():

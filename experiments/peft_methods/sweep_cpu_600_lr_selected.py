@@ -19,7 +19,7 @@ _tune = load_file(HERE / "sweep_cpu_600_lr.py", "_peft_methods_600_lr")
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu_600_lr" / "summary.json").read_text())
   points = [_paper.point(label, lr) for label, method, _ in _tune.RATES
-            if (lr := chosen(tune, method)["optimizer.lr"]) != quickstart_lr(method)]
+            if (lr := chosen(tune, label)["optimizer.lr"]) != quickstart_lr(method)]
   if not points:
     raise SystemExit("validation chose every table rate: the table's runs are these")
   return {"config": _paper.config(), "workdir": "runs/peft_methods_cpu_600_lr_selected", "grid": {"seed": [0, 1, 2]},

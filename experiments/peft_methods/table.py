@@ -5,8 +5,9 @@ prefix tuning's learning rates on validation between the "reparam_prefix_lr" mar
 between the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py), and
-between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lora, full, ia3, prompt, prefix, bitfit,
-layernorm), those methods' learning rates on the whole validation split (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
+between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lr_marker: lora, full, ia3, prompt, prefix,
+bitfit, layernorm, layers, rslora, houlsby), those methods' learning rates on the whole validation split
+(results/cpu_600_lr/ from sweep_cpu_600_lr.py).
 
   python -m experiments.peft_methods.table            # prints the tables
   python -m experiments.peft_methods.table --write    # results/{cpu,cpu_600}/accuracy_vs_params.png, and the tables
@@ -95,25 +96,41 @@ def reference_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def lr_key(row: dict) -> str:
+  """The method a learning-rate check's row belongs to: its table label without the rate."""
+  return label({**row, "optimizer.lr": 0.0})
+
+
+def lr_marker(name: str) -> str:
+  """The README markers of a method's learning-rate table: "lora (r=8, q,v)" -> "lora_lr"."""
+  return f"{name.split()[0]}_lr"
+
+
 def lr_methods(tune: dict) -> list[str]:
-  """The methods of a learning-rate check, in the order of its rows."""
-  return list(dict.fromkeys(r["peft.method"] for r in tune["rows"]))
+  """The methods (table labels) of a learning-rate check, in the order of its rows."""
+  return list(dict.fromkeys(map(lr_key, tune["rows"])))
 
 
-def method_rows(tune: dict, method: str = "") -> list[dict]:
-  """The rows of a learning-rate check (results/cpu_600_*lr/summary.json); with `method`, only its rows."""
-  return [r for r in tune["rows"] if not method or r["peft.method"] == method]
+def method_rows(tune: dict, name: str = "") -> list[dict]:
+  """The rows of a learning-rate check (results/cpu_600_*lr/summary.json); with `name` (a table label), only its
+  rows."""
+  return [r for r in tune["rows"] if not name or lr_key(r) == name]
 
 
-def chosen(tune: dict, method: str = "") -> dict:
-  """The row with the highest validation accuracy: the learning rate validation chose."""
-  return best_row(tune, "eval/accuracy", {"peft.method": method} if method else None)
+def chosen(tune: dict, name: str = "") -> dict:
+  """The row with the highest validation accuracy (of `name`'s rows, where given): the rate validation chose."""
+  if not name:
+    return best_row(tune, "eval/accuracy")
+  rows = method_rows(tune, name)
+  if not rows:
+    raise SystemExit(f"no rows of {name!r} in this learning-rate check; it has {lr_methods(tune)}")
+  return max(rows, key=lambda r: r["eval/accuracy_mean"])
 
 
-def lr_table(tune: dict, validation: str = "validation accuracy (256)", method: str = "") -> str:
-  """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*lr/summary.json; with `method`,
-  only its rows), the chosen one marked."""
-  rows, best = method_rows(tune, method), chosen(tune, method)
+def lr_table(tune: dict, validation: str = "validation accuracy (256)", name: str = "") -> str:
+  """A method's learning rates at 600 steps, seed 0, on validation (results/cpu_600_*lr/summary.json; with `name`,
+  a table label, only its rows), the chosen one marked."""
+  rows, best = method_rows(tune, name), chosen(tune, name)
   lines = [f"| learning rate | {validation} | validation macro F1 | validation loss | test split read |",
            "|---:|---:|---:|---:|---|"]
   for r in sorted(rows, key=lambda r: r["optimizer.lr"]):
@@ -194,7 +211,7 @@ def main() -> None:
   recipe_text = recipe_table(ref, load("cpu_600_hf") if hf_path.exists() else None, torch)
   lora_recipe_text = recipe_table(ref, None, torch, "lora (r=8, q,v)", "lora")
   tune = load("cpu_600_lr")
-  lr_texts = {f"{m}_lr": lr_table(tune, "validation accuracy (all 1,407)", m) for m in lr_methods(tune)}
+  lr_texts = {lr_marker(m): lr_table(tune, "validation accuracy (all 1,407)", m) for m in lr_methods(tune)}
   if "--write" in sys.argv:
     title = "all-MiniLM-L6-v2, Rotten Tomatoes, batch 32, {}"
     plot(summary, HERE / "results" / "cpu" / "accuracy_vs_params.png", title.format("100 steps, one seed"))
