@@ -3,7 +3,7 @@ of it, of the three PEFT methods furthest behind (IA3, prompt and prefix tuning)
 of one method of each of three remaining families (top-2 layers, rsLoRA, the Houlsby adapter), chosen on the whole
 validation split. The table runs full fine-tuning at 5e-5 (0.812 test accuracy against the
 reference's 0.845) and LoRA r=8 on q,v at 2e-3 (0.796 against 0.808), the quickstart's rates, not tuned. Here each
-table rate and two others run with everything else as the table's point (seed 0, the fresh head at its own 1e-2),
+table rate and one or two others run with everything else as the table's point (seed 0, the fresh head at its own 1e-2),
 scored on every validation example (`task.eval_limit=0`: 1,407), the test split not read:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_600_lr.py
