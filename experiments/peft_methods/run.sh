@@ -26,8 +26,8 @@ ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu_600_prefix_lr \
   --out=experiments/peft_methods/results/cpu_600_prefix_lr
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_prefix_selected.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_rest_seeds.py
-# full fine-tuning's, LoRA's, IA3's, prompt and prefix tuning's, BitFit's, LayerNorm's, top-2 layers', rsLoRA's and the
-# Houlsby adapter's learning rates on the whole validation split (seed 0),
+# full fine-tuning's, LoRA's, IA3's, prompt and prefix tuning's, BitFit's, LayerNorm's, top-2 layers', rsLoRA's, the
+# Houlsby adapter's and MAM's learning rates on the whole validation split (seed 0),
 # then 3 seeds at each chosen rate that is not the table's (full fine-tuning: 2e-4; IA3, prompt, prefix, BitFit: 1e-2;
 # top-2 layers, rsLoRA: 5e-4)
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_600_lr.py
