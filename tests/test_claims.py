@@ -427,3 +427,22 @@ def test_every_run_of_a_summary_has_its_record_beside_it(path):
     assert run["config"]["seed"] == rec["seed"] and run["trainable_params"] == rec["trainable_params"]
     assert {k: v for k, v in rec.items() if k.startswith(("test/", "eval/"))} == \
         {k: v for k, v in run["metrics"].items() if k in rec}, name
+
+
+def test_icl_tables_rerun_on_the_packed_scorer_are_the_committed_ones():
+  """The ICL results re-run on the scorer that packs prompts into rows (2026-12-05, records committed beside the
+  tables they check): every metric equal, as the experiments' READMEs say."""
+  rt = ROOT / "experiments/icl_rotten_tomatoes/results"
+  for mode in ("labels_gold", "labels_random"):
+    old, new = (json.loads((rt / d / mode / "results.json").read_text()) for d in ("", "packed_recheck"))
+    assert {k: v for k, v in old.items() if k != "wall_time_s"} == {k: v for k, v in new.items() if k != "wall_time_s"}
+  assert (rt / "results.md").read_text() == (rt / "packed_recheck" / "results.md").read_text()
+  abl = ROOT / "experiments/ablations/results/cpu"
+  old, new = (json.loads((abl / d / "summary.json").read_text())["rows"]
+              for d in ("icl_corruption", "icl_corruption_packed_recheck"))
+  assert len(old) == 5 and [{**r, "run": None} for r in old] == [{**r, "run": None} for r in new]
+  hyper = ROOT / "experiments/hyperformer/results/cpu_unseen"
+  for s in (0, 1, 2):
+    old, new = (json.loads((hyper / d / f"seed={s}_seeds={s}" / "results.json").read_text())
+                for d in ("runs", "icl_packed_recheck"))
+    assert {k: v for k, v in old.items() if k != "wall_time_s"} == {k: v for k, v in new.items() if k != "wall_time_s"}
