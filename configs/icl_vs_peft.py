@@ -7,7 +7,7 @@ SmolLM2-135M on Rotten Tomatoes: experiments/icl_vs_peft.
   python -m lightft_jax.main --config=configs/icl_vs_peft.py:method=lora,k=16,seed=0 --workdir=runs/lora_k16_s0
 
 Both read the same prompt, encoded as the tokenizer encodes a prompt (no BOS for SmolLM2; `icl.add_bos="auto"`,
-`Tokenizer.encode_prompt`): "Review: {text}\\nAnswer:", then " negative" / " positive"
+`Tokenizer.encode_prompt`): "Review: {text}\\n{cue}:" (cue= below), then " negative" / " positive"
 (the first token of each, one token here) scored by the LM at the prompt's last token; fine-tuning trains that
 score with cross-entropy (`task.kind="verbalized"`, PET-style), so a fine-tuning run at step 0 is ICL with k=0.
 ICL draws its k demonstrations from the whole training split with `np.random.default_rng([seed, k])`;
@@ -23,7 +23,10 @@ Arguments:
   seeds=   icl: how many demonstration draws (seeds 0..seeds-1)
   seed=    fine-tuning: which draw of k examples (and the run's seed)
   steps=, lr= (0: the method's default below), batch= (0: min(k, 8)), limit= (test queries; 0: all), eval_every=,
-  eval_limit= (validation examples), at_start= (validation before the first step), model= (smollm2 | checkpoint dir | .gguf), calibrate= (icl)
+  eval_limit= (validation examples), at_start= (validation before the first step), model= (smollm2 | checkpoint dir
+  | .gguf), calibrate= (icl)
+  cue=     the word the prompt ends with before the answer ("Answer": "...\\nAnswer:"; task.answer_prefix)
+  split=   icl: the split the queries come from (test; validation to choose settings on)
 """
 
 from pathlib import Path
@@ -31,8 +34,7 @@ from pathlib import Path
 from lightft_jax import peft
 from lightft_jax.train import config_lib
 
-TEMPLATE = "Review: {text}"  # + formats.ANSWER_PREFIX ("\nAnswer:") for fine-tuning
-ICL_TEMPLATE = TEMPLATE + "\nAnswer:"  # the same prompt for ICL
+TEMPLATE = "Review: {text}"  # + "\n{cue}:" (task.answer_prefix for fine-tuning, the ICL template's end)
 METHOD_LR = {"lora": 3e-3, "ia3": 3e-2}  # fixed before the CPU runs; validation preferred 1e-3 / 1e-2 (README)
 
 
@@ -44,7 +46,8 @@ def icl_config(a):
   c = _sibling("icl_eval").get_config(f"task=rotten_tomatoes,k={a.ks},model={a.model},limit={a.limit},"
                                       f"seeds={a.seeds},calibrate={a.calibrate}")
   c.unlock()
-  c.prompt.input_template = ICL_TEMPLATE
+  c.prompt.input_template = f"{TEMPLATE}\n{a.cue}:"
+  c.task.test_split = a.split
   c.prompt.verbalizers = ("negative", "positive")
   c.icl.add_bos = "auto"  # as the fine-tuning formatter (data.formats.decoder_verbalized): the tokenizer's encoding
   return config_lib.finalize(c)
@@ -58,8 +61,9 @@ def peft_section(method: str) -> dict:
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, method="lora", k=16, ks="0+4+16+32", seeds=2, seed=0, steps=20, lr=0.0, batch=0, limit=200,
-                           eval_every=0, eval_limit=100, at_start=False, model="smollm2", calibrate=True)
+  a = config_lib.parse_arg(arg, method="lora", k=16, ks="0+4+16+32", seeds=2, seed=0, steps=20, lr=0.0, batch=0,
+                           limit=200, eval_every=0, eval_limit=100, at_start=False, model="smollm2", calibrate=True,
+                           cue="Answer", split="test")
   if a.method == "icl":
     return icl_config(a)
   k = a.k
@@ -73,6 +77,7 @@ def get_config(arg=None):
   c.task.name = "rotten_tomatoes"
   c.task.kind = "verbalized"
   c.task.template = TEMPLATE
+  c.task.answer_prefix = f"\n{a.cue}:"
   c.task.padding = "bucket"
   c.task.options = {"train_k": k, "train_k_seed": a.seed, **({"split_limits": {"test": a.limit}} if a.limit else {})}
   c.task.eval_limit = a.eval_limit

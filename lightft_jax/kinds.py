@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Union
 
 IGNORE_INDEX = -100  # label value of positions (tokens, words) that take no loss and no metric
+ANSWER_PREFIX = "\nAnswer:"  # what a decoder prompt ends with before the answer (Task.answer_prefix)
 
 Ref = Union[str, Callable[..., Any]]  # a callable, or "package.module:attribute" naming one
 

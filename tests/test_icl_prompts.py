@@ -1,5 +1,7 @@
 """Prompt building, demonstration selection / ablations and the choice-to-prediction rules (no model)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,11 +93,12 @@ def _smollm_tokenizers():
 PROMPTS = ["Review: a fine film\nSentiment:", "Review: x\nSentiment: positive\n\nReview: y\nSentiment:", "N/A"]
 
 
-def verbalized_prompt(tok, text: str) -> list[int]:
+def verbalized_prompt(tok, text: str, answer_prefix: str = "\nAnswer:") -> list[int]:
   """The prompt ids PET-style fine-tuning (`task.kind="verbalized"`) trains on for one example with `text`."""
   import types
   from lightft_jax.data.formats import decoder_verbalized
-  task = types.SimpleNamespace(source_text=lambda e: f"Review: {e['text']}", verbalizer=("negative", "positive"))
+  task = types.SimpleNamespace(source_text=lambda e: f"Review: {e['text']}", verbalizer=("negative", "positive"),
+                               answer_prefix=answer_prefix)
   batch = decoder_verbalized(task, [{"text": text, "label": 1}], tok, max_length=64, padding="longest")
   return batch["input_ids"][0][batch["attention_mask"][0] > 0].tolist()
 
@@ -111,9 +114,30 @@ def test_default_prompt_encoding_is_the_tokenizers_own_smollm2():
     assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text)
   assert enc.answer(" positive") == ref.encode(" positive", add_special_tokens=False)
   # fine-tuning's prompt is ICL's default encoding of the same text, so a model before training scores as k=0 ICL
-  from lightft_jax.data.formats import ANSWER_PREFIX
+  from lightft_jax.kinds import ANSWER_PREFIX
   assert verbalized_prompt(ours, "a fine film") == enc.context("Review: a fine film" + ANSWER_PREFIX)
   assert verbalized_prompt(ours, "a fine film")[0] != ours.bos_token_id
+
+
+def test_icl_vs_peft_fine_tuning_and_icl_read_one_prompt_for_each_cue():
+  """configs/icl_vs_peft.py's `cue=`: the fine-tuning task's prompt (template + task.answer_prefix) is the ICL
+  template's zero-shot prompt, token for token, on real SmolLM2 tokens."""
+  from lightft_jax import data
+  from lightft_jax.data.formats import decoder_verbalized
+  from lightft_jax.icl.fewshot import PromptEncoder
+  from lightft_jax.train.config_lib import config_module
+  from lightft_jax.train.workload import with_form
+  ours, _ = _smollm_tokenizers()
+  configs = config_module(Path(__file__).parents[1] / "configs" / "icl_vs_peft.py")
+  prompts = {}
+  for cue in ("Answer", "Sentiment"):
+    ft, icl = configs.get_config(f"method=ia3,cue={cue}"), configs.get_config(f"method=icl,cue={cue}")
+    task = with_form(data.get_task(ft.task.name), ft.task.kind, ft.task.template, ft.task.answer_prefix)
+    batch = decoder_verbalized(task, [{"text": "a fine film", "label": 1}], ours, max_length=64, padding="longest")
+    prompts[cue] = batch["input_ids"][0][batch["attention_mask"][0] > 0].tolist()
+    assert prompts[cue] == PromptEncoder(ours).context(icl.prompt.input_template.format(text="a fine film")), cue
+    assert ours.decode(prompts[cue]).endswith(f"\n{cue}:")
+  assert prompts["Answer"] != prompts["Sentiment"]
 
 
 def test_default_prompt_encoding_is_the_tokenizers_own_with_bos(tmp_path):
@@ -144,6 +168,6 @@ def test_default_prompt_encoding_is_the_tokenizers_own_with_bos(tmp_path):
       assert enc.context(text) == expected, (name, text)
       assert PromptEncoder(ours, add_bos=True).context(text) == expected  # never two BOS tokens
       assert PromptEncoder(ours, add_bos=False).context(text) == ref.encode(text, add_special_tokens=False)
-    from lightft_jax.data.formats import ANSWER_PREFIX
+    from lightft_jax.kinds import ANSWER_PREFIX
     prompt = verbalized_prompt(ours, "a fine film")  # fine-tuning's prompt: BOS once, no trailing EOS
     assert prompt == enc.context("Review: a fine film" + ANSWER_PREFIX) and prompt[0] == raw.token_to_id(bos)

@@ -1,14 +1,14 @@
 """PET-style prompt-based fine-tuning of a causal LM (`task.kind="verbalized"`): template + verbalizer, the class
 scores are the LM's logits of the verbalizer tokens at the prompt's last token."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from lightft_jax import data
-from lightft_jax.data.formats import ANSWER_PREFIX, decoder_verbalized, verbalizer_token_ids
+from lightft_jax.data.formats import decoder_verbalized, verbalizer_token_ids
+from lightft_jax.kinds import ANSWER_PREFIX
 from lightft_jax.models import Transformer, get_preset
 from lightft_jax.models.assets import minilm_dir
 from lightft_jax.models.hf import load_tokenizer

@@ -30,7 +30,6 @@ import numpy as np
 from lightft_jax.kinds import IGNORE_INDEX, get_kind
 
 PADDINGS = ("max_length", "longest", "bucket")
-ANSWER_PREFIX = "\nAnswer:"
 HOST = "host"  # key of the per-row host-side data (strings, offsets) in a formatted batch
 
 
@@ -147,7 +146,7 @@ def decoder_text_to_text(task, examples, tok, max_length, padding="max_length"):
   (the answer is kept whole)."""
   ids, labels = [], []
   for e in examples:
-    prompt = tok.encode(task.source_text(e) + ANSWER_PREFIX)
+    prompt = tok.encode(task.source_text(e) + task.answer_prefix)
     target = _target_ids(tok, " " + task.target_text(e))
     full = (prompt + target)[-(max_length + 1):]
     n_prompt = max(0, len(full) - len(target))
@@ -169,11 +168,11 @@ def verbalizer_token_ids(task, tok) -> list[int]:
 
 
 def decoder_verbalized(task, examples, tok, max_length, padding="max_length"):
-  """PET-style prompt for a causal LM: the template (task.source_text) + ANSWER_PREFIX encoded as the tokenizer
+  """PET-style prompt for a causal LM: the template (task.source_text) + task.answer_prefix encoded as the tokenizer
   itself encodes a prompt (`Tokenizer.encode_prompt`: BOS where its post-processor adds one, none for SmolLM2 or
   GPT-2; the ICL harness's default encoding, so a model before training scores as zero-shot ICL), left-cut to
   max_length; labels [B] class ids; choice_ids [B,C] the verbalizer's first tokens, read at each row's last token."""
-  ids = [tok.encode_prompt(task.source_text(e) + ANSWER_PREFIX)[-max_length:] for e in examples]
+  ids = [tok.encode_prompt(task.source_text(e) + task.answer_prefix)[-max_length:] for e in examples]
   length = pad_length(max(len(i) for i in ids), max_length, padding)
   choices = verbalizer_token_ids(task, tok)
   return {"input_ids": pad_rows(ids, length, tok.pad_token_id), "attention_mask": _mask(ids, length),

@@ -19,7 +19,7 @@ import numpy as np
 
 from lightft_jax import metrics as M
 from lightft_jax.data import sources
-from lightft_jax.kinds import IGNORE_INDEX, get_kind
+from lightft_jax.kinds import ANSWER_PREFIX, IGNORE_INDEX, get_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Task:
 
   encoder_inputs(example) -> (text,) or (text_a, text_b): what an encoder classifier reads (defaults to
   the text fields). template / verbalizer: the text-to-text form for decoders and T5-style models
-  (`template.format(**example)` -> source text, `verbalizer[label]` -> target text).
+  (`template.format(**example)` -> source text, `verbalizer[label]` -> target text); a decoder reads the answer
+  after source text + answer_prefix.
   """
   name: str
   kind: str
@@ -40,6 +41,7 @@ class Task:
   encoder_inputs_fn: Callable[[dict], tuple[str, ...]] | None = None
   template: str | None = None
   verbalizer: tuple[str, ...] | None = None
+  answer_prefix: str = ANSWER_PREFIX  # a decoder's prompt is source_text + this, then the answer
 
   def __post_init__(self):
     get_kind(self.kind)  # an unknown kind raises, listing the known ones

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from lightft_jax.kinds import ANSWER_PREFIX
+
 WANDB_MODES = ("offline", "online", "disabled")
 # Sections whose keys are not fixed by the config file: the chosen PEFT method's options, TransformerConfig
 # overrides and task options. New keys may be set there; their owners validate them.
@@ -250,6 +252,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.padding = "max_length"  # max_length | longest | bucket (data.make_loader)
   c.task.kind = ""  # "" = the task's own kind; "verbalized": a classification task as PET-style prompt + verbalizer
   c.task.template = ""  # "": the task's own prompt template; e.g. "Review: {text}" (str.format over the fields)
+  c.task.answer_prefix = ANSWER_PREFIX  # decoders: the prompt is the template + this, then the answer
   c.task.model_family = ""  # "" follows the model architecture (encoder / decoder / encoder_decoder)
   # Multi-task runs (lightft_jax.data.mixture; configs/multitask.py): several classification tasks in one run.
   c.task.mixture = ()  # task names or (name, {options}); () = the single task.name

@@ -79,14 +79,17 @@ def build_workload(config: ml_collections.ConfigDict) -> Workload:
 FORMS = {"classification": ("verbalized",)}  # kinds a task of a kind may be trained as (`task.kind`)
 
 
-def with_form(task, kind: str, template: str):
+def with_form(task, kind: str, template: str, answer_prefix: str | None = None):
   """`task` trained as another compatible kind (`task.kind`, e.g. "verbalized": PET-style prompt + verbalizer
-  for a classification task on a causal LM) and with a prompt `task.template` (str.format over its fields)."""
+  for a classification task on a causal LM), with a prompt `task.template` (str.format over its fields) and, for a
+  decoder, `task.answer_prefix` after it (None: the task's own)."""
   if kind and kind != task.kind:
     if kind not in FORMS.get(task.kind, ()):
       raise ValueError(f"task {task.name!r} of kind {task.kind!r} cannot be trained as task.kind={kind!r}; "
                        f"allowed: {list(FORMS.get(task.kind, ()))}")
     task = dataclasses.replace(task, kind=kind)
+  if answer_prefix is not None:
+    task = dataclasses.replace(task, answer_prefix=answer_prefix)
   return dataclasses.replace(task, template=template) if template else task
 
 
@@ -100,7 +103,7 @@ def supervised(config: ml_collections.ConfigDict) -> Workload:
   from lightft_jax.train.evaluate import evaluate
   from lightft_jax.train.samples import samples_hook
   task = data.get_task(config.task.name, **config.task.options.to_dict())
-  task = with_form(task, config.task.get("kind", ""), config.task.get("template", ""))
+  task = with_form(task, config.task.get("kind", ""), config.task.get("template", ""), config.task.get("answer_prefix"))
   model = build_model(config.model, task=get_kind(task.kind).head, num_labels=task.num_labels, seed=config.seed)
   peft.apply(model, config.peft)
   tokenizer = build_tokenizer(config.model)
