@@ -1,0 +1,27 @@
+"""icl_vs_peft, the fine-tuning side's prompt chosen on validation (CPU-sized): LoRA and IA3 at k=16, draw 0, 20
+steps, at the learning rates validation chose (results/cpu/tune/summary.json), once per answer cue of
+sweep_prompt_cpu.py; validation accuracy on the first 100 examples (128: whole batches of 32) at the end, the test
+split not read. Per method, the cue of the higher validation accuracy is chosen.
+
+  python -m launch.launchers experiments/icl_vs_peft/sweep_prompt_tune_cpu.py
+  python -m launch.aggregate 'runs/icl_vs_peft_prompt_tune_cpu/method=*' --group-by=peft.method,task.answer_prefix \\
+      --metric=eval/accuracy --out=experiments/icl_vs_peft/results/cpu/prompt_tune --copy-runs
+"""
+
+import json
+from pathlib import Path
+
+from launch.aggregate import best_row
+from launch.sweep import load_file
+
+HERE = Path(__file__).parent
+_paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
+_prompt = load_file(HERE / "sweep_prompt_cpu.py", "_icl_vs_peft_prompt")
+
+
+def get_sweep():
+  tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
+  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']},cue={cue}"
+            for m in _paper.METHODS for p in _paper.peft_points(20, (0,), 200, 100, methods=(m,)) if ",k=16," in p
+            for cue in _prompt.CUES]
+  return {**_paper.sweep(points, "runs/icl_vs_peft_prompt_tune_cpu"), "list": [{"task.test_split": ""}]}
