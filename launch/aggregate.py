@@ -216,7 +216,10 @@ def versions() -> dict[str, str]:
 
 
 def _fmt(v: Any) -> str:
-  return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+  """A markdown table cell: floats to 4 significant digits; newlines and pipes in strings escaped (one line)."""
+  if v is None:
+    return "-"
+  return f"{v:.4g}" if isinstance(v, float) else str(v).replace("\n", "\\n").replace("|", "\\|")
 
 
 def write_markdown(path: Path, summary: dict, group_by: list[str], metrics: list[str]) -> None:

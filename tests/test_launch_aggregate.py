@@ -64,6 +64,12 @@ def test_rows_mean_std_params_and_step_time(sweep_dir, tmp_path):
     assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_markdown_cells_stay_on_one_line():
+  """A group value with a newline or a pipe (e.g. task.answer_prefix "\\nAnswer:") keeps the table one row per line."""
+  assert aggregate._fmt("\nAnswer:") == "\\nAnswer:" and aggregate._fmt("a|b") == "a\\|b"
+  assert aggregate._fmt(None) == "-" and aggregate._fmt(0.123456) == "0.1235" and aggregate._fmt(3) == "3"
+
+
 def test_default_groups_are_the_varying_keys_without_seed(sweep_dir, tmp_path):
   summary = aggregate.aggregate([str(sweep_dir)], tmp_path)
   assert [(r["peft.method"], r["peft.r"], r["n_seeds"]) for r in summary["rows"]] == [("ia3", None, 2), ("lora", 4, 2)]

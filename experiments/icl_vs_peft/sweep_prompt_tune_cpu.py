@@ -1,7 +1,8 @@
 """icl_vs_peft, the fine-tuning side's prompt chosen on validation (CPU-sized): LoRA and IA3 at k=16, draw 0, 20
 steps, at the learning rates validation chose (results/cpu/tune/summary.json), once per answer cue of
 sweep_prompt_cpu.py; validation accuracy on the first 100 examples (128: whole batches of 32) at the end, the test
-split not read. Per method, the cue of the higher validation accuracy is chosen.
+split not read. Per method, the cue of the higher validation accuracy is chosen (`chosen_cues`, which
+sweep_cpu_selected.py reads).
 
   python -m launch.launchers experiments/icl_vs_peft/sweep_prompt_tune_cpu.py
   python -m launch.aggregate 'runs/icl_vs_peft_prompt_tune_cpu/method=*' --group-by=peft.method,task.answer_prefix \\
@@ -17,6 +18,13 @@ from launch.sweep import load_file
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 _prompt = load_file(HERE / "sweep_prompt_cpu.py", "_icl_vs_peft_prompt")
+
+
+def chosen_cues() -> dict[str, str]:
+  """{method: the cue of its highest validation accuracy in results/cpu/prompt_tune/summary.json}."""
+  summary = json.loads((HERE / "results" / "cpu" / "prompt_tune" / "summary.json").read_text())
+  prefix = {m: best_row(summary, "eval/accuracy", {"peft.method": m})["task.answer_prefix"] for m in _paper.METHODS}
+  return {m: p.strip().rstrip(":") for m, p in prefix.items()}
 
 
 def get_sweep():
