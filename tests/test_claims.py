@@ -379,10 +379,11 @@ def test_icl_vs_peft_table_is_the_committed_summary():
   from experiments.icl_vs_peft.table import table
   summary = json.loads((ROOT / "experiments/icl_vs_peft/results/cpu/summary.json").read_text())
   assert marked.read((ROOT / "experiments/icl_vs_peft/README.md").read_text()) == table(summary)
-  # the ICL run re-run on the packed scorer (icl_recheck, the same command) has every per-seed metric of the table's
+  # the first ICL run (the prompt fixed before validation) re-run on the packed scorer (icl_recheck, the same command)
+  # has every per-seed metric of the table's
   results = ROOT / "experiments/icl_vs_peft/results/cpu"
-  icl, recheck = (json.loads((results / d / "results.json").read_text()) for d in ("icl", "icl_recheck"))
-  assert json.loads((results / "icl" / "config.json").read_text()) == \
+  icl, recheck = (json.loads((results / d / "results.json").read_text()) for d in ("icl_prompt_fixed", "icl_recheck"))
+  assert json.loads((results / "icl_prompt_fixed" / "config.json").read_text()) == \
       json.loads((results / "icl_recheck" / "config.json").read_text())
   assert recheck["per_seed"] == icl["per_seed"] and len(icl["per_seed"]["32"]) == 5
 

@@ -2,9 +2,9 @@
 outermost) at the learning rate validation chose: per method, the rate of the highest validation accuracy in
 results/cpu/tune/summary.json (the check at k=16, draw 0: sweep_cpu.py's rate and sweep_tune_cpu.py's; aggregate it
 first, as run.sh does), otherwise as sweep_cpu.py (20 steps, the first 200 test examples, validation accuracy on
-its first 100 at the end), each method with the answer cue validation chose (sweep_prompt_tune_cpu.py's
-`chosen_cues`; "Answer", the config's default, before that check). These are the fine-tuned rows the README
-reports first.
+its first 100 at the end), each method with the config's default answer cue ("Answer") and, where
+sweep_prompt_tune_cpu.py's check chose another (`chosen_cues`), with that one too. The runs at the chosen rate and
+cue are the fine-tuned rows the README reports first.
 
   python -m launch.launchers experiments/icl_vs_peft/sweep_cpu_selected.py
 """
@@ -23,8 +23,8 @@ _prompt = load_file(HERE / "sweep_prompt_tune_cpu.py", "_icl_vs_peft_prompt_tune
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
   lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
-  cues = _prompt.chosen_cues()
-  cue = {m: "" if c == _prompt._prompt.CUES[0] else f",cue={c}" for m, c in cues.items()}
-  points = [f"{p},lr={lr[m]}{cue[m]}" for s in range(_paper.DRAWS) for m in _paper.METHODS
-            for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,))]
+  default, cues = _prompt._prompt.CUES[0], _prompt.chosen_cues()
+  suffixes = {m: [""] + ([f",cue={c}"] if c != default else []) for m, c in cues.items()}
+  points = [f"{p},lr={lr[m]}{suffix}" for s in range(_paper.DRAWS) for m in _paper.METHODS
+            for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,)) for suffix in suffixes[m]]
   return _paper.sweep(points, "runs/icl_vs_peft_cpu_selected")

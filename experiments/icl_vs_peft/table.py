@@ -1,11 +1,16 @@
 """icl_vs_peft: the combined table (ICL per k, calibrated and not, against LoRA / IA3 fine-tuned on the same k
-examples), inference FLOPs per example, and the plot, from committed JSON. The fine-tuned rows are those of
-RESULTS/peft/summary.json (the learning rate validation chose) and, below them, RESULTS/peft_fixed_lr/summary.json
-when present (the rate fixed before the validation check); the plot shows the former.
+examples), inference FLOPs per example, and the plot, from committed JSON. The ICL rows are RESULTS/icl/ (the prompt
+validation chose) and, below, RESULTS/icl_prompt_fixed/ when present (the prompt fixed before that check). The
+fine-tuned rows are those of RESULTS/peft/summary.json (the learning rate validation chose; each row's answer cue
+is its `task.answer_prefix`, "\nAnswer:" for runs from before that key), marked where the cue is not the one
+RESULTS/prompt_tune/summary.json chose, and, below them, RESULTS/peft_fixed_lr/summary.json when present (the rate
+fixed before the validation check); the plot shows the rows whose settings validation chose.
 
-  python -m experiments.icl_vs_peft.table --icl=runs/icl_vs_peft_cpu_icl/base --write
+  python -m experiments.icl_vs_peft.table --icl='runs/icl_vs_peft_cpu_icl/method=icl_ks=0+4+16+32_seeds=5_limit=200_cue=Sentiment' \
+      --icl_prompt_fixed='runs/icl_vs_peft_cpu_icl/method=icl_ks=0+4+16+32_seeds=5_limit=200' --write
 
---icl copies that ICL run's results.json / config.json into RESULTS/icl/ (a record of the run, committed; the
+--icl copies that ICL run's results.json / config.json into RESULTS/icl/ (--icl_prompt_fixed: RESULTS/icl_prompt_fixed/;
+a record of the run, committed; the
 fine-tuning runs' records are copied beside their summaries by `launch.aggregate --copy-runs`); the table is always
 read from RESULTS/icl/results.json and RESULTS/peft/summary.json (written by `python -m launch.aggregate`).
 --write writes RESULTS/summary.json, summary.md and accuracy_vs_flops.png and the table between the markers of
@@ -25,6 +30,7 @@ IA3's scaling add no matmul).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shlex
@@ -33,6 +39,7 @@ import sys
 from pathlib import Path
 
 from experiments import marked
+from lightft_jax.kinds import ANSWER_PREFIX
 
 HERE = Path(__file__).parent
 LABEL = {"icl": "ICL", "icl_calibrated": "ICL, calibrated", "lora": "LoRA (r=8, q,v)", "ia3": "IA3"}
@@ -82,20 +89,32 @@ def prompt_tokens(icl_config: dict, ks: list[int], seeds: list[int]) -> dict:
   return out
 
 
-def build(results_dir: Path) -> dict:
-  icl = json.loads((results_dir / "icl" / "results.json").read_text())
-  icl_config = json.loads((results_dir / "icl" / "config.json").read_text())
-  peft = json.loads((results_dir / "peft" / "summary.json").read_text())
-  fixed = results_dir / "peft_fixed_lr" / "summary.json"
-  fixed_rows = json.loads(fixed.read_text())["rows"] if fixed.exists() else []
-  from lightft_jax.train.build import ALIASES  # noqa: F401  (model= alias -> the bundled GGUF)
-  from lightft_jax.models import assets
-  model = icl_config["model"]["name"]
-  path = str(getattr(assets, ALIASES[model])()) if model in ALIASES else model
-  n = non_embedding_params(path)
+def cue(prefix: str) -> str:
+  """"\nAnswer:" -> "Answer:" (the prompt's last line, which the answer follows)."""
+  return prefix.rsplit("\n", 1)[-1]
+
+
+def with_prefix(icl_config: dict, prefix: str) -> dict:
+  """The ICL config with its template's last line (the cue) replaced by `prefix`."""
+  c = copy.deepcopy(icl_config)
+  c["prompt"]["input_template"] = c["prompt"]["input_template"].rsplit("\n", 1)[0] + prefix
+  return c
+
+
+def chosen_prefixes(results_dir: Path) -> dict[str, str]:
+  """{method: the answer prefix validation chose} from RESULTS/prompt_tune/summary.json ({} without one)."""
+  from launch.aggregate import best_row
+  path = results_dir / "prompt_tune" / "summary.json"
+  if not path.exists():
+    return {}
+  tune = json.loads(path.read_text())
+  return {m: best_row(tune, "eval/accuracy", {"peft.method": m})["task.answer_prefix"]
+          for m in dict.fromkeys(r["peft.method"] for r in tune["rows"])}
+
+
+def icl_rows(icl: dict, icl_config: dict, n: int, prompt_chosen: str) -> list[dict]:
   ks = sorted(int(k) for k in icl["per_k"])
-  seeds = list(icl["seeds"])
-  tokens = prompt_tokens(icl_config, ks, seeds)
+  tokens = prompt_tokens(icl_config, ks, list(icl["seeds"]))
   rows = []
   for k in ks:
     per_seed = icl["per_seed"][str(k)]
@@ -109,19 +128,47 @@ def build(results_dir: Path) -> dict:
       amortised = [t["prefix"] / q + t["suffix"] + e for t, e in zip(tk, extra)]
       rows.append({"method": name, "k": k, "n_seeds": len(draws), "test_accuracy_mean": mean,
                    "test_accuracy_std": std, "trainable_params": 0,
+                   "cue": cue(icl_config["prompt"]["input_template"]), "prompt_chosen": prompt_chosen,
                    "tokens_per_example": _mean_std(full)[0], "flops_per_example": 2 * n * _mean_std(full)[0],
                    "flops_per_example_amortised": 2 * n * _mean_std(amortised)[0]})
-  zero = tokens[0][seeds[0]]["prompt"]
+  return rows
+
+
+def build(results_dir: Path) -> dict:
+  icl = json.loads((results_dir / "icl" / "results.json").read_text())
+  icl_config = json.loads((results_dir / "icl" / "config.json").read_text())
+  peft = json.loads((results_dir / "peft" / "summary.json").read_text())
+  fixed = results_dir / "peft_fixed_lr" / "summary.json"
+  fixed_rows = json.loads(fixed.read_text())["rows"] if fixed.exists() else []
+  from lightft_jax.train.build import ALIASES  # noqa: F401  (model= alias -> the bundled GGUF)
+  from lightft_jax.models import assets
+  model = icl_config["model"]["name"]
+  path = str(getattr(assets, ALIASES[model])()) if model in ALIASES else model
+  n = non_embedding_params(path)
+  seeds = list(icl["seeds"])
+  rows = icl_rows(icl, icl_config, n, "validation")
+  fixed_icl = results_dir / "icl_prompt_fixed"
+  if fixed_icl.exists():
+    rows += icl_rows(json.loads((fixed_icl / "results.json").read_text()),
+                     json.loads((fixed_icl / "config.json").read_text()), n, "fixed")
+  zero: dict[str, float] = {}  # answer prefix -> tokens of the zero-shot prompt a fine-tuned model reads
+  chosen = chosen_prefixes(results_dir)
   for lr_chosen, peft_rows in (("validation", peft["rows"]), ("fixed", fixed_rows)):
     for r in peft_rows:
+      prefix = r.get("task.answer_prefix") or ANSWER_PREFIX  # runs from before the key read the default
+      if prefix not in zero:
+        zero[prefix] = prompt_tokens(with_prefix(icl_config, prefix), [0], seeds[:1])[0][seeds[0]]["prompt"]
+      z = zero[prefix]
       rows.append({"method": r["peft.method"], "k": r["task.options.train_k"], "n_seeds": r["n_seeds"],
-                   "lr": r["optimizer.lr"], "lr_chosen": lr_chosen,
+                   "lr": r["optimizer.lr"], "lr_chosen": lr_chosen, "cue": cue(prefix),
+                   "prompt_chosen": "validation" if chosen.get(r["peft.method"], prefix) == prefix else "fixed",
                    "test_accuracy_mean": r["test/accuracy_mean"], "test_accuracy_std": r["test/accuracy_std"],
                    "eval_accuracy_mean": r.get("eval/accuracy_mean"), "trainable_params": r["trainable_params"],
-                   "tokens_per_example": zero, "flops_per_example": 2 * n * zero,
-                   "flops_per_example_amortised": 2 * n * zero, "ms_per_step": r["ms_per_step"]})
+                   "tokens_per_example": z, "flops_per_example": 2 * n * z,
+                   "flops_per_example_amortised": 2 * n * z, "ms_per_step": r["ms_per_step"]})
   order = {"icl": 0, "icl_calibrated": 1, "lora": 2, "ia3": 3}
-  rows.sort(key=lambda r: (r.get("lr_chosen") == "fixed", order.get(r["method"], 9), r["k"]))
+  rows.sort(key=lambda r: (r.get("lr_chosen") == "fixed", r["prompt_chosen"] == "fixed", order.get(r["method"], 9),
+                           r["k"]))
   return {"rows": rows, "non_embedding_params": n, "model": path, "test_examples": icl["num_queries"],
           "test_split": icl["split"], "pool_size": icl["pool_size"], "icl_seeds": seeds,
           "flops_convention": "2 * non-embedding params * prompt tokens per example (see table.py)",
@@ -134,19 +181,20 @@ def _fmt_acc(r: dict) -> str:
 
 
 def label(r: dict) -> str:
-  """The method's name; a fine-tuned row adds its learning rate and, when it was fixed before the validation
-  check rather than chosen by it, says so."""
+  """The method's name; a fine-tuned row adds its learning rate; a setting fixed before its validation check rather
+  than chosen by it (the learning rate, the prompt's answer cue) is named."""
   name = LABEL.get(r["method"], r["method"])
-  if "lr" not in r:
-    return name
-  return f"{name}, lr {r['lr']:g}" + (" (fixed before validation)" if r["lr_chosen"] == "fixed" else "")
+  if "lr" in r:
+    name = f"{name}, lr {r['lr']:g}"
+  fixed = [s for s, key in (("lr", "lr_chosen"), ("prompt", "prompt_chosen")) if r.get(key) == "fixed"]
+  return name + (f" ({' and '.join(fixed)} fixed before validation)" if fixed else "")
 
 
 def table(summary: dict) -> str:
-  lines = ["| method | k | draws | test accuracy | prompt tokens / example | inference FLOPs / example "
-           "| amortised FLOPs / example | trainable params |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| method | answer cue | k | draws | test accuracy | prompt tokens / example | inference FLOPs / example "
+           "| amortised FLOPs / example | trainable params |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
   for r in summary["rows"]:
-    lines.append(f"| {label(r)} | {r['k']} | {r['n_seeds']} | {_fmt_acc(r)} | "
+    lines.append(f"| {label(r)} | `{r['cue']}` | {r['k']} | {r['n_seeds']} | {_fmt_acc(r)} | "
                  f"{r['tokens_per_example']:.1f} | {r['flops_per_example']:.3g} | "
                  f"{r['flops_per_example_amortised']:.3g} | {r['trainable_params']:,} |")
   return "\n".join(lines)
@@ -162,7 +210,8 @@ def plot(summary: dict, path: Path) -> None:
   styles = {"icl": ("tab:blue", "o", 1.0), "icl_calibrated": ("tab:cyan", "s", 1.0),
             "lora": ("tab:red", "^", 1.0), "ia3": ("tab:green", "v", 1.0)}
   for method, (color, marker, _) in styles.items():
-    rs = [r for r in summary["rows"] if r["method"] == method and r.get("lr_chosen") != "fixed"]
+    rs = [r for r in summary["rows"]
+          if r["method"] == method and "fixed" not in (r.get("lr_chosen"), r["prompt_chosen"])]
     if not rs:
       continue
     ft = method in ("lora", "ia3")
@@ -184,11 +233,11 @@ def plot(summary: dict, path: Path) -> None:
   plt.close(fig)
 
 
-def copy_icl_run(icl_dir: str, results_dir: Path) -> None:
-  (results_dir / "icl").mkdir(parents=True, exist_ok=True)
+def copy_icl_run(icl_dir: str, results_dir: Path, name: str = "icl") -> None:
+  (results_dir / name).mkdir(parents=True, exist_ok=True)
   for f in ("results.json", "config.json", "accuracy_vs_k.png"):
     if (Path(icl_dir) / f).exists():
-      shutil.copy(Path(icl_dir) / f, results_dir / "icl" / f)
+      shutil.copy(Path(icl_dir) / f, results_dir / name / f)
 
 
 def main(argv=None) -> None:
@@ -196,11 +245,15 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--results", default=str(HERE / "results" / "cpu"))
   ap.add_argument("--icl", default=None, help="the ICL run directory to copy into RESULTS/icl/")
+  ap.add_argument("--icl_prompt_fixed", default=None,
+                  help="the ICL run at the prompt fixed before validation, copied into RESULTS/icl_prompt_fixed/")
   ap.add_argument("--write", action="store_true")
   args = ap.parse_args(argv)
   results = Path(args.results)
   if args.icl:
     copy_icl_run(args.icl, results)
+  if args.icl_prompt_fixed:
+    copy_icl_run(args.icl_prompt_fixed, results, "icl_prompt_fixed")
   summary = build(results)
   summary["command"] = shlex.join(["python", "-m", "experiments.icl_vs_peft.table", *argv])
   text = table(summary)
