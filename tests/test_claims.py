@@ -388,6 +388,28 @@ def test_icl_vs_peft_table_is_the_committed_summary():
   assert recheck["per_seed"] == icl["per_seed"] and len(icl["per_seed"]["32"]) == 5
 
 
+def test_icl_vs_peft_prompt_was_chosen_on_validation():
+  """Each side's answer cue in the table is the one its check chose on validation (ICL: sweep_prompt_cpu.py's
+  records; fine-tuning: sweep_prompt_tune_cpu.py's summary), neither check read test, and the rows at a cue the check
+  did not choose are marked."""
+  from launch.sweep import load_file
+  here = ROOT / "experiments/icl_vs_peft"
+  icl_check = load_file(here / "sweep_prompt_cpu.py", "_claims_prompt")
+  ft_check = load_file(here / "sweep_prompt_tune_cpu.py", "_claims_prompt_tune")
+  for cue in icl_check.CUES:
+    record = json.loads((here / "results/cpu/prompt" / cue / "results.json").read_text())
+    assert record["split"] == "validation" and record["num_queries"] == 200 and len(record["per_seed"]["32"]) == 5
+  tune = json.loads((here / "results/cpu/prompt_tune/summary.json").read_text())
+  assert not any(k.startswith("test/") for r in tune["rows"] for run in r["per_run"] for k in run)
+  chosen = {"icl": icl_check.chosen_cue(), "icl_calibrated": icl_check.chosen_cue(), **ft_check.chosen_cues()}
+  summary = json.loads((here / "results/cpu/summary.json").read_text())
+  assert summary["test_split"] == "test"
+  for r in summary["rows"]:
+    assert (r["cue"] == chosen[r["method"]] + ":") == (r["prompt_chosen"] == "validation"), r
+  assert {r["method"] for r in summary["rows"] if r["prompt_chosen"] == "fixed"} == \
+      {m for m, c in chosen.items() if c != icl_check.CUES[0]}
+
+
 def test_lm_finetune_table_is_the_committed_summary():
   """The table reads the summary and each run's committed results.json (the perplexity before training), so every
   run the summary names must be committed under results/cpu/runs/."""

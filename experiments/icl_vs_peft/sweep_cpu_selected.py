@@ -23,7 +23,7 @@ _prompt = load_file(HERE / "sweep_prompt_tune_cpu.py", "_icl_vs_peft_prompt_tune
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
   lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
-  default, cues = _prompt._prompt.CUES[0], _prompt.chosen_cues()
+  default, cues = _prompt.CUES[0], _prompt.chosen_cues()
   suffixes = {m: [""] + ([f",cue={c}"] if c != default else []) for m, c in cues.items()}
   points = [f"{p},lr={lr[m]}{suffix}" for s in range(_paper.DRAWS) for m in _paper.METHODS
             for p in _paper.peft_points(20, (s,), 200, 100, methods=(m,)) for suffix in suffixes[m]]

@@ -18,6 +18,7 @@ from launch.sweep import load_file
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 _prompt = load_file(HERE / "sweep_prompt_cpu.py", "_icl_vs_peft_prompt")
+CUES = _prompt.CUES
 
 
 def chosen_cues() -> dict[str, str]:
@@ -31,5 +32,5 @@ def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
   points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']},cue={cue}"
             for m in _paper.METHODS for p in _paper.peft_points(20, (0,), 200, 100, methods=(m,)) if ",k=16," in p
-            for cue in _prompt.CUES]
+            for cue in CUES]
   return {**_paper.sweep(points, "runs/icl_vs_peft_prompt_tune_cpu"), "list": [{"task.test_split": ""}]}
