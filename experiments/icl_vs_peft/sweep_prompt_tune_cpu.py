@@ -12,6 +12,7 @@ sweep_cpu_selected.py reads).
 import json
 from pathlib import Path
 
+from experiments.icl_vs_peft.table import chosen_prefixes, cue
 from launch.aggregate import best_row
 from launch.sweep import load_file
 
@@ -23,14 +24,16 @@ CUES = _prompt.CUES
 
 def chosen_cues() -> dict[str, str]:
   """{method: the cue of its highest validation accuracy in results/cpu/prompt_tune/summary.json}."""
-  summary = json.loads((HERE / "results" / "cpu" / "prompt_tune" / "summary.json").read_text())
-  prefix = {m: best_row(summary, "eval/accuracy", {"peft.method": m})["task.answer_prefix"] for m in _paper.METHODS}
-  return {m: p.strip().rstrip(":") for m, p in prefix.items()}
+  prefixes = chosen_prefixes(HERE / "results" / "cpu")
+  if set(prefixes) != set(_paper.METHODS):
+    raise SystemExit(f"results/cpu/prompt_tune/summary.json has {sorted(prefixes)}, not every method of "
+                     f"{list(_paper.METHODS)}: aggregate the check first (this file's docstring)")
+  return {m: cue(p).rstrip(":") for m, p in prefixes.items()}
 
 
 def get_sweep():
   tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
-  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']},cue={cue}"
+  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']},cue={c}"
             for m in _paper.METHODS for p in _paper.peft_points(20, (0,), 200, 100, methods=(m,)) if ",k=16," in p
-            for cue in CUES]
+            for c in CUES]
   return {**_paper.sweep(points, "runs/icl_vs_peft_prompt_tune_cpu"), "list": [{"task.test_split": ""}]}

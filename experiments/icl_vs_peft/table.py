@@ -9,10 +9,10 @@ fixed before the validation check); the plot shows the rows whose settings valid
   python -m experiments.icl_vs_peft.table --icl='runs/icl_vs_peft_cpu_icl/method=icl_ks=0+4+16+32_seeds=5_limit=200_cue=Sentiment' \
       --icl_prompt_fixed='runs/icl_vs_peft_cpu_icl/method=icl_ks=0+4+16+32_seeds=5_limit=200' --write
 
---icl copies that ICL run's results.json / config.json into RESULTS/icl/ (--icl_prompt_fixed: RESULTS/icl_prompt_fixed/;
-a record of the run, committed; the
-fine-tuning runs' records are copied beside their summaries by `launch.aggregate --copy-runs`); the table is always
-read from RESULTS/icl/results.json and RESULTS/peft/summary.json (written by `python -m launch.aggregate`).
+--icl copies that ICL run's results.json / config.json into RESULTS/icl/, --icl_prompt_fixed into
+RESULTS/icl_prompt_fixed/ (records of the runs, committed; the fine-tuning runs' records are copied beside their
+summaries by `launch.aggregate --copy-runs`); the table is always read from those records and RESULTS/peft/summary.json
+(written by `python -m launch.aggregate`).
 --write writes RESULTS/summary.json, summary.md and accuracy_vs_flops.png and the table between the markers of
 this folder's README.md.
 
