@@ -1,6 +1,8 @@
 """icl_vs_peft, paper-sized (for an accelerator; not run here): k-shot ICL for k in 0, 4, 16, 32 over 5
 demonstration draws against LoRA and IA3 fine-tuned on the same k examples (5 draws, 1000 steps at batch 8,
-T-Few's step count), every test example (1,203) and the whole validation split.
+T-Few's step count), every test example (1,203) and the whole validation split. It runs the config's defaults for
+the learning rate and the answer cue (`Answer`); the CPU-sized checks of both on validation (README) are to be
+repeated at this size (sweep_tune_cpu.py, sweep_prompt_cpu.py, sweep_prompt_tune_cpu.py with its steps and limits).
 
   python -m launch.launchers experiments/icl_vs_peft/sweep.py --target=slurm --gpus-per-node=1 ...
   python -m launch.aggregate 'runs/icl_vs_peft/method=lora*' 'runs/icl_vs_peft/method=ia3*' \\
