@@ -408,6 +408,13 @@ def test_icl_vs_peft_prompt_was_chosen_on_validation():
     assert (r["cue"] == chosen[r["method"]] + ":") == (r["prompt_chosen"] == "validation"), r
   assert {r["method"] for r in summary["rows"] if r["prompt_chosen"] == "fixed"} == \
       {m for m, c in chosen.items() if c != icl_check.CUES[0]}
+  # IA3's rate, re-checked with the cue it chose (validation only), is the table's
+  from launch.aggregate import best_row
+  recheck = json.loads((here / "results/cpu/tune_cue/summary.json").read_text())
+  assert not any(k.startswith("test/") for r in recheck["rows"] for run in r["per_run"] for k in run)
+  assert {r["task.answer_prefix"] for r in recheck["rows"]} == {"\n" + chosen["ia3"] + ":"}
+  assert {r["lr"] for r in summary["rows"] if r["method"] == "ia3" and r["lr_chosen"] == "validation"} == \
+      {best_row(recheck, "eval/accuracy")["optimizer.lr"]}
 
 
 def test_lm_finetune_table_is_the_committed_summary():

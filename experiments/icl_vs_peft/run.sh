@@ -19,6 +19,9 @@ done
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_prompt_tune_cpu.py  # the fine-tuning side's cue on validation
 $PY -m launch.aggregate 'runs/icl_vs_peft_prompt_tune_cpu/method=*' --group-by=peft.method,task.answer_prefix \
   --metric=eval/accuracy --out=$R/prompt_tune --copy-runs
+$PY -m launch.launchers experiments/icl_vs_peft/sweep_tune_cue_cpu.py  # IA3's other rate with its chosen cue
+$PY -m launch.aggregate 'runs/icl_vs_peft_prompt_tune_cpu/method=ia3*cue=Sentiment' 'runs/icl_vs_peft_tune_cue_cpu/*' \
+  --group-by=peft.method,optimizer.lr,task.answer_prefix --metric=eval/accuracy --out=$R/tune_cue --copy-runs
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_icl_cpu.py    # ICL on test: the first cue and the chosen one
 $PY -m launch.launchers experiments/icl_vs_peft/sweep_cpu_selected.py  # every k at the chosen rate; first and chosen cue
 $PY -m launch.aggregate 'runs/icl_vs_peft_cpu_selected/method=*' \
