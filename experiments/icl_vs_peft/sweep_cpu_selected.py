@@ -9,20 +9,18 @@ cue are the fine-tuned rows the README reports first.
   python -m launch.launchers experiments/icl_vs_peft/sweep_cpu_selected.py
 """
 
-import json
 from pathlib import Path
 
-from launch.aggregate import best_row
 from launch.sweep import load_file
 
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
+_tune = load_file(HERE / "sweep_tune_cpu.py", "_icl_vs_peft_tune")
 _prompt = load_file(HERE / "sweep_prompt_tune_cpu.py", "_icl_vs_peft_prompt_tune")
 
 
 def get_sweep():
-  tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
-  lr = {m: best_row(tune, "eval/accuracy", {"peft.method": m})["optimizer.lr"] for m in _paper.METHODS}
+  lr = _tune.chosen_lrs()
   default, cues = _prompt.CUES[0], _prompt.chosen_cues()
   suffixes = {m: [""] + ([f",cue={c}"] if c != default else []) for m, c in cues.items()}
   points = [f"{p},lr={lr[m]}{suffix}" for s in range(_paper.DRAWS) for m in _paper.METHODS

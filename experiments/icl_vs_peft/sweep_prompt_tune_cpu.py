@@ -9,16 +9,15 @@ sweep_cpu_selected.py reads).
       --metric=eval/accuracy --out=experiments/icl_vs_peft/results/cpu/prompt_tune --copy-runs
 """
 
-import json
 from pathlib import Path
 
 from experiments.icl_vs_peft.table import chosen_prefixes, cue
-from launch.aggregate import best_row
 from launch.sweep import load_file
 
 HERE = Path(__file__).parent
 _paper = load_file(HERE / "sweep.py", "_icl_vs_peft_sweep")
 _prompt = load_file(HERE / "sweep_prompt_cpu.py", "_icl_vs_peft_prompt")
+_tune = load_file(HERE / "sweep_tune_cpu.py", "_icl_vs_peft_tune")
 CUES = _prompt.CUES
 
 
@@ -32,8 +31,7 @@ def chosen_cues() -> dict[str, str]:
 
 
 def get_sweep():
-  tune = json.loads((HERE / "results" / "cpu" / "tune" / "summary.json").read_text())
-  points = [f"{p},lr={best_row(tune, 'eval/accuracy', {'peft.method': m})['optimizer.lr']},cue={c}"
-            for m in _paper.METHODS for p in _paper.peft_points(20, (0,), 200, 100, methods=(m,)) if ",k=16," in p
-            for c in CUES]
+  lr = _tune.chosen_lrs()
+  points = [f"method={m},k=16,seed=0,steps=20,limit=200,eval_limit=100,lr={lr[m]},cue={c}"
+            for m in _paper.METHODS for c in CUES]
   return {**_paper.sweep(points, "runs/icl_vs_peft_prompt_tune_cpu"), "list": [{"task.test_split": ""}]}

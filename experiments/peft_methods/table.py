@@ -5,8 +5,8 @@ prefix tuning's learning rates on validation between the "reparam_prefix_lr" mar
 between the "reference" markers, the three methods the PyTorch reference reports beside its accuracy; between the "recipe"
 markers (this folder's README only), full fine-tuning with either recipe on either side
 (results/cpu_600_hf/summary.json from sweep_cpu_hf_recipe.py, results/torch/*.json from reference_torch.py), and
-between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (lr_marker: lora, full, ia3, prompt, prefix,
-bitfit, layernorm, layers, rslora, houlsby, mam), those methods' learning rates on the whole validation split
+between the "lora_recipe" markers LoRA's; between the "<method>_lr" markers (`lr_marker` of each method of
+sweep_cpu_600_lr.py's RATES: lora_lr, full_lr, ...), those methods' learning rates on the whole validation split
 (results/cpu_600_lr/ from sweep_cpu_600_lr.py).
 
   python -m experiments.peft_methods.table            # prints the tables
