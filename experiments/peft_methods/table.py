@@ -119,12 +119,10 @@ def method_rows(tune: dict, name: str = "") -> list[dict]:
 
 def chosen(tune: dict, name: str = "") -> dict:
   """The row with the highest validation accuracy (of `name`'s rows, where given): the rate validation chose."""
-  if not name:
-    return best_row(tune, "eval/accuracy")
   rows = method_rows(tune, name)
   if not rows:
     raise SystemExit(f"no rows of {name!r} in this learning-rate check; it has {lr_methods(tune)}")
-  return max(rows, key=lambda r: r["eval/accuracy_mean"])
+  return best_row({**tune, "rows": rows}, "eval/accuracy")
 
 
 def lr_table(tune: dict, validation: str = "validation accuracy (256)", name: str = "") -> str:
