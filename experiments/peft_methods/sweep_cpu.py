@@ -1,9 +1,7 @@
-"""peft_methods, CPU-sized: the methods of sweep.py at batch 32 and max length 64 but 100 steps and one seed
-(about an hour on 2 CPU cores). The committed results/cpu/ come from:
+"""peft_methods, CPU-sized: the methods of sweep.py at batch 32 and max length 64 but 100 steps, seed 0 (about an
+hour on 2 CPU cores); seeds 1 and 2 are sweep_cpu_seeds.py's. run.sh aggregates them into results/cpu/.
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu.py
-  python -m launch.aggregate runs/peft_methods_cpu --group-by=arg,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora \
-      --out=experiments/peft_methods/results/cpu
 """
 
 from pathlib import Path
