@@ -3,10 +3,10 @@
   python -m launch.aggregate 'runs/quickstart_sweep/*' --group-by=peft.method,peft.r --out=results/
 
 Inputs are run directories, globs, or folders holding run directories (a sweep root). Every run must have
-finished: a run without results.json, or whose status is not "completed" (or "early_stopped"), stops the aggregation with a list
-of such runs. Runs are grouped by dotted config keys read from each run's config.json (default: the keys
-whose values differ between the runs, except `seed`; a key only some runs have is null for the others); one
-row per group:
+finished: a run without results.json, or whose status is not "completed" (or "early_stopped"), stops the
+aggregation with a list of such runs. Runs are grouped by dotted config keys read from each run's config.json
+(default: the keys whose values differ between the runs, except `seed`; a key only some runs have is null for the
+others); one row per group:
 
   group keys..., n_seeds (runs in the group), <metric>_mean, <metric>_std (sample std, ddof=1; null for one
   run) for every number in results.json "test" and "eval" (test/accuracy, eval/loss, ...; not the example

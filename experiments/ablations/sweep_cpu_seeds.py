@@ -1,8 +1,9 @@
 """ablations, CPU-sized: seeds 1 and 2 of every point of sweep_cpu_{layers,adapter,prefix,lora}.py, and seeds 0, 1
 and 2 of the points those sweeps left to peft_methods' 100-step sweep (top 2 blocks, reduction factor 16, prefix 10
 tokens plain and reparameterised at lr 2e-3, LoRA r=8 on q,v; same config and budget), so that every row of the
-ablation tables is read over 3 seeds from this experiment's own runs (finished points are skipped). One family after another (layers, adapter,
-prefix, lora), each family's seed 0 points first, then seed 1, then seed 2; 100 steps as the seed-0 sweeps:
+ablation tables is read over 3 seeds from this experiment's own runs (finished points are skipped). One family
+after another (layers, adapter, prefix, lora), each family's seed 0 points first, then seed 1, then seed 2; 100
+steps as the seed-0 sweeps:
 
   python -m launch.launchers experiments/ablations/sweep_cpu_seeds.py
   python -m launch.aggregate experiments/ablations/results/cpu/lora/summary.json 'runs/ablations_cpu_seeds/*method=lora*' \

@@ -1,5 +1,6 @@
 """The README's error tables from results/<curve>/results.json (squared error / d at chosen numbers of
-in-context examples), with their title lines, between the `<!-- linear: ... -->` and `<!-- sparse_linear: ... -->` markers.
+in-context examples), with their title lines, between the `<!-- linear: ... -->` and `<!-- sparse_linear: ... -->`
+markers.
 
   python -m experiments.icl_regression.table [--results=DIR] --write
 """
