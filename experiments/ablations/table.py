@@ -1,7 +1,6 @@
 """The README tables of experiments/ablations from results/cpu/<family>/summary.json (launch.aggregate of each
-family's sweeps: test accuracy mean ± std over the seeds, the median of the runs' step times), with the matching
-row of the peft_methods CPU sweep (same config and budget, one seed, its own committed summary.json) marked
-"(peft_methods)" where this experiment has no runs of that setting, and one plot per family.
+family's sweeps: test accuracy mean ± std over the seeds, the median of the runs' step times; every setting from
+this experiment's own runs, including those peft_methods' 100-step table also has), and one plot per family.
 
   python -m experiments.ablations.table            # prints the tables
   python -m experiments.ablations.table --write    # ablations.png, and replaces each table between the markers
@@ -20,26 +19,8 @@ from experiments import marked
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "cpu"
-PEFT_METHODS = HERE.parent / "peft_methods" / "results" / "cpu" / "summary.json"
 FAMILIES = ("lora", "adapter", "prefix", "layers")
 TARGETS = {"qv": "q,v", "attn": "all attention", "all_linear": "all linear"}
-
-
-def _reference(family: str, rows: list[dict]) -> list[dict]:
-  """peft_methods rows that are points of this family's grid (same config, 100 steps, seed 0)."""
-  def pick(r):
-    m = r["peft.method"]
-    if family == "lora":
-      return m == "lora" and not r["peft.rslora"] and not r["peft.dora"]
-    if family == "adapter":
-      return m == "adapter" and r["peft.config"] == "houlsby" and r["peft.placement"] == "sequential"
-    if family == "prefix":
-      return m == "prefix"
-    return m == "layers"
-  # the peft_methods defaults of those rows: LoRA r=8, Houlsby reduction 16, prefix 10 tokens, top 2 layers
-  fill = {"lora": {"peft.r": 8}, "adapter": {"peft.reduction_factor": 16},
-          "prefix": {"peft.num_tokens": 10, "optimizer.lr": 2e-3}, "layers": {"peft.top_k": 2}}[family]
-  return [{**r, **fill, "source": "peft_methods"} for r in rows if pick(r)]
 
 
 def setting(family: str, r: dict) -> str:
@@ -64,12 +45,9 @@ def sort_key(family: str, r: dict):
 
 
 def rows_of(family: str) -> list[dict]:
-  """This family's summary rows, and the peft_methods rows of settings it has no runs of."""
-  path = RESULTS / family / "summary.json"
-  ours = [{**r, "source": "ablations"} for r in json.loads(path.read_text())["rows"]] if path.exists() else []
-  have = {setting(family, r) for r in ours}
-  ref = [r for r in _reference(family, json.loads(PEFT_METHODS.read_text())["rows"]) if setting(family, r) not in have]
-  return sorted(ours + ref, key=lambda r: sort_key(family, r))
+  """This family's summary rows, in the table's order."""
+  rows = json.loads((RESULTS / family / "summary.json").read_text())["rows"]
+  return sorted(rows, key=lambda r: sort_key(family, r))
 
 
 def ms_per_step(r: dict) -> float:
@@ -86,15 +64,14 @@ def table(family: str) -> str:
   lines = ["| setting | trainable params | seeds | test accuracy | test macro F1 | validation accuracy (256) | "
            "ms / step (median) |", "|---|---:|---:|---:|---:|---:|---:|"]
   for r in rows_of(family):
-    mark = " (peft_methods)" if r["source"] == "peft_methods" else ""
-    lines.append(f"| {setting(family, r)}{mark} | {r['trainable_params']:,} | {r['n_seeds']} | "
+    lines.append(f"| {setting(family, r)} | {r['trainable_params']:,} | {r['n_seeds']} | "
                  f"{_pm(r, 'test/accuracy')} | {_pm(r, 'test/macro_f1')} | {_pm(r, 'eval/accuracy')} | "
                  f"{ms_per_step(r):.0f} |")
   return "\n".join(lines)
 
 
 def plot(path: Path) -> None:
-  """Test accuracy against trainable parameters (log x), one panel per family, peft_methods points hollow."""
+  """Test accuracy against trainable parameters (log x), one panel per family."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -103,9 +80,8 @@ def plot(path: Path) -> None:
   for ax, family in zip(axes, FAMILIES):
     for r in rows[family]:
       x, y = r["trainable_params"], r["test/accuracy_mean"]
-      ours = r["source"] == "ablations"
       ax.errorbar(x, y, yerr=r.get("test/accuracy_std") or 0, fmt="none", ecolor="tab:blue", alpha=0.5)
-      ax.scatter(x, y, facecolors="tab:blue" if ours else "none", edgecolors="tab:blue")
+      ax.scatter(x, y, color="tab:blue")
       ax.annotate(setting(family, r).replace(", lr", "\nlr"), (x, y), textcoords="offset points", xytext=(3, 3),
                   fontsize=6)
     ax.set_xscale("log")
@@ -116,9 +92,7 @@ def plot(path: Path) -> None:
   every = [r for f in FAMILIES for r in rows[f]]
   seeds = sorted({r["n_seeds"] for r in every})
   fig.suptitle(f"all-MiniLM-L6-v2, Rotten Tomatoes, 100 steps, batch 32, mean ± std over "
-               f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s)"
-               + (" (hollow: peft_methods run)" if any(r["source"] == "peft_methods" for r in every) else ""),
-               fontsize=9)
+               f"{'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} seed(s)", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
