@@ -238,13 +238,17 @@ def test_readme_method_table_is_the_committed_parameter_counts():
 def test_peft_methods_table_is_the_committed_summary():
   from experiments import marked
   from experiments.peft_methods.table import (chosen, label, lr_marker, lr_methods, lr_table, method_rows,
-                                              recipe_table, reference_table, table, torch_rows)
+                                              recipe_table, reference_table, STEP_TIMES_100, table, torch_rows)
   results = ROOT / "experiments" / "peft_methods" / "results"
   readme = (ROOT / "experiments" / "peft_methods" / "README.md").read_text()
   project = (ROOT / "README.md").read_text()
   summary = json.loads((results / "cpu" / "summary.json").read_text())
-  assert marked.read(readme) == table(summary)
-  assert {r["n_seeds"] for r in summary["rows"]} == {1} and len(summary["rows"]) == 16
+  assert marked.read(readme) == table(summary, STEP_TIMES_100)
+  assert len(summary["rows"]) == 16
+  for r in summary["rows"]:  # seed 0 from the earlier one-seed summary (no seed recorded), seeds 1 and 2 from runs
+    assert_each_seed_once(r, label(r))
+    assert sorted(x["seed"] for x in r["per_run"] if x["seed"] is not None) == [1, 2], label(r)
+    assert [x["run"].split("/")[1] for x in r["per_run"] if x["seed"] is None] == ["peft_methods_cpu"], label(r)
   ref = json.loads((results / "cpu_600" / "summary.json").read_text())
   for text in (readme, project):
     assert marked.read(text, "table_600") == table(ref)

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # peft_methods, CPU-sized (experiments/peft_methods/sweep_cpu.py): every method on all-MiniLM-L6-v2 + Rotten
-# Tomatoes, batch 32, max length 64, 100 steps, seed 0; then the table and plots in results/cpu/; then LoRA, head-only
-# and full fine-tuning at the PyTorch reference's 600 steps, 3 seeds (sweep_cpu_reference.py + _seeds.py), and the
-# other methods at 600 steps (sweep_cpu_600_rest.py, seed 0; sweep_cpu_600_rest_seeds.py, seeds 1 and 2), with
-# reparameterised prefix tuning's learning rate chosen on validation (sweep_cpu_600_prefix_lr.py, then
-# sweep_cpu_600_prefix_selected.py: 3 seeds at that rate), all in results/cpu_600/; full fine-tuning with the
-# transformers Trainer's defaults on our side (sweep_cpu_hf_recipe.py, results/cpu_600_hf/) and with either recipe
-# on the PyTorch side, on the same batches (reference_torch.py, results/torch/); full fine-tuning's and LoRA's
-# learning rates on validation (sweep_cpu_600_lr.py, results/cpu_600_lr/; sweep_cpu_600_lr_selected.py) and LoRA
-# through peft on the same batches.
+# Tomatoes, batch 32, max length 64, 100 steps, seed 0, then seeds 1 and 2 (sweep_cpu_seeds.py); then the table and
+# plots in results/cpu/; then LoRA, head-only and full fine-tuning at the PyTorch reference's 600 steps, 3 seeds
+# (sweep_cpu_reference.py + _seeds.py), and the other methods at 600 steps (sweep_cpu_600_rest.py, seed 0;
+# sweep_cpu_600_rest_seeds.py, seeds 1 and 2), with reparameterised prefix tuning's learning rate chosen on
+# validation (sweep_cpu_600_prefix_lr.py, then sweep_cpu_600_prefix_selected.py: 3 seeds at that rate), all in
+# results/cpu_600/; full fine-tuning with the transformers Trainer's defaults on our side (sweep_cpu_hf_recipe.py,
+# results/cpu_600_hf/) and with either recipe on the PyTorch side, on the same batches (reference_torch.py,
+# results/torch/); each method's learning rate but head-only's on validation (sweep_cpu_600_lr.py,
+# results/cpu_600_lr/; sweep_cpu_600_lr_selected.py) and LoRA through peft on the same batches.
 # Usage: bash experiments/peft_methods/run.sh   (finished points are skipped, so it can run in parts)
 set -euo pipefail
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu.py
-${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu \
+${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_seeds.py
+# (the committed summary was made with experiments/peft_methods/results/cpu/summary.json in place of
+# runs/peft_methods_cpu: seed 0's run directories were gone, and its rows stand for them)
+${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu runs/peft_methods_cpu_seeds \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
   --out=experiments/peft_methods/results/cpu
 # the PyTorch reference's 600 steps: the three methods it reports (seeds 0, 1, 2), then the other 13 (seed 0),

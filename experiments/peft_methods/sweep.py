@@ -4,7 +4,8 @@ method on all-MiniLM-L6-v2 + Rotten Tomatoes, batch 32, max length 64, 600 steps
   python -m launch.launchers experiments/peft_methods/sweep.py --target=slurm --gpus-per-node=1 ...
   python -m launch.aggregate runs/peft_methods --group-by=arg --out=experiments/peft_methods/results/paper
 
-The CPU-sized sweep that ran here is sweep_cpu.py (same points, fewer steps, one seed).
+What ran here (2 CPU cores) is run.sh: these points at this budget, 3 seeds, in parts (sweep_cpu_reference*.py,
+sweep_cpu_600_rest*.py, ...), and at 100 steps (sweep_cpu.py, seed 0; sweep_cpu_seeds.py, seeds 1 and 2).
 """
 
 STEPS = 600
