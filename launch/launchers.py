@@ -7,7 +7,8 @@ Every point gets its own run directory (ROOT/<point name>; ROOT is the sweep's `
 `--workdir-root`). Points whose run directory here already holds a completed results.json are skipped; any
 other point is (re)started with its usual command, which resumes an interrupted run from its checkpoints.
 A finished run that another command started (its command.txt, which lightft_jax.main writes) is not skipped:
-the launch stops and shows both commands. `--points GLOB` (repeatable) keeps only the points whose run
+the launch stops and shows both commands; a finished run without command.txt (started before runs recorded it) is
+skipped unchecked, and the skip line says so. `--points GLOB` (repeatable) keeps only the points whose run
 directory name matches, e.g. to re-run one seed of one row: `--points 'seed=1_method=lora*'`.
 Files the backend needs (sbatch script, SkyPilot task YAMLs, W&B sweep YAML) are written to `--out`
 (default ROOT/_launch), then submitted:
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from launch.sweep import FINISHED, Point, expand, load_sweep, root, run_args, run_status, started_by
+from launch.sweep import COMMAND_FILE, FINISHED, Point, expand, load_sweep, root, run_args, run_status, started_by
 
 TARGETS = ("local", "tpu", "slurm", "skypilot", "wandb")
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,8 @@ def plan(args, sweep: dict) -> tuple[Path, dict[str, str], list[list[str]], bool
   skipped = [p for p in points if run_status(p.workdir) in FINISHED]
   check_unchanged(skipped)
   for p in skipped:
-    print(f"# skipped (completed): {p.workdir}", file=sys.stderr)
+    unchecked = "" if started_by(p.workdir) else f" ({COMMAND_FILE} missing: not checked against the point)"
+    print(f"# skipped (completed): {p.workdir}{unchecked}", file=sys.stderr)
   points = [p for p in points if p not in skipped]
   out = Path(args.out or f"{args.workdir_root or root(sweep)}/_launch")  # here, even when runs go to a bucket
   if not points and args.target != "wandb":
