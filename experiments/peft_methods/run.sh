@@ -13,11 +13,9 @@
 set -euo pipefail
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu.py
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_seeds.py
-# (the committed summary was made with experiments/peft_methods/results/cpu/summary.json in place of
-# runs/peft_methods_cpu: seed 0's run directories were gone, and its rows stand for them)
 ${PYTHON:-python} -m launch.aggregate runs/peft_methods_cpu runs/peft_methods_cpu_seeds \
   --group-by=peft.method,peft.config,peft.placement,peft.projection,peft.rslora,peft.dora,peft.targets \
-  --out=experiments/peft_methods/results/cpu
+  --out=experiments/peft_methods/results/cpu --copy-runs
 # the PyTorch reference's 600 steps: the three methods it reports (seeds 0, 1, 2), then the other 13 (seed 0),
 # reparameterised prefix tuning's learning rate on validation and 3 seeds at it, then seeds 1, 2 of the other 13
 ${PYTHON:-python} -m launch.launchers experiments/peft_methods/sweep_cpu_reference.py

@@ -1,6 +1,6 @@
 """peft_methods, CPU-sized: seeds 1 and 2 of sweep_cpu.py's methods (everything else as there: 100 steps, batch 32,
-max length 64), so that every row of the 100-step table is read over 3 seeds. Aggregated with sweep_cpu.py's seed-0
-runs by run.sh (where those run directories are gone, results/cpu/summary.json stands for them):
+max length 64), so that every row of the 100-step table is read over 3 seeds (51 minutes on 2 CPU cores).
+Aggregated with sweep_cpu.py's seed-0 runs by run.sh:
 
   python -m launch.launchers experiments/peft_methods/sweep_cpu_seeds.py
 """

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -62,28 +61,17 @@ def seed0_ms(row: dict) -> float:
   return next((x["ms_per_step"] for x in row.get("per_run", []) if x["seed"] == 0), row["ms_per_step"])
 
 
-def median_ms(row: dict) -> float:
-  """The median of the row's runs' ms / step (the 100-step table: its seed-0 runs ran on a loaded machine and
-  recorded no seed, so the median sets a loaded run aside without naming one)."""
-  return statistics.median(x["ms_per_step"] for x in row.get("per_run") or [row])
-
-
-STEP_TIMES = {"seed 0": seed0_ms, "median over seeds": median_ms}
-STEP_TIMES_100 = "median over seeds"  # the 100-step table's
-
-
-def table(summary: dict, ms: str = "seed 0") -> str:
-  """Every method of `summary`, most accurate first; mean ± std over seeds where a row has several; ms / step as
-  STEP_TIMES[ms] reads it."""
+def table(summary: dict) -> str:
+  """Every method of `summary`, most accurate first; mean ± std over seeds where a row has several."""
   rows = sorted(summary["rows"], key=lambda r: -r["test/accuracy_mean"])
   lines = ["| method | trainable params | seeds | test accuracy | test macro F1 | validation accuracy (256) | "
-           f"ms / step ({ms}) |",
+           "ms / step (seed 0) |",
            "|---|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     lines.append(f"| {label(r)} | {r['trainable_params']:,} | {r['n_seeds']} | "
                  f"{mean_std(r['test/accuracy_mean'], r['test/accuracy_std'])} | "
                  f"{mean_std(r['test/macro_f1_mean'], r['test/macro_f1_std'])} | {r['eval/accuracy_mean']:.4f} | "
-                 f"{STEP_TIMES[ms](r):.0f} |")
+                 f"{seed0_ms(r):.0f} |")
   return "\n".join(lines)
 
 
@@ -214,7 +202,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
 def main() -> None:
   load = lambda name: json.loads((HERE / "results" / name / "summary.json").read_text())
   summary, ref = load("cpu"), load("cpu_600")
-  text, text_600, ref_text = table(summary, STEP_TIMES_100), table(ref), reference_table(ref)
+  text, text_600, ref_text = table(summary), table(ref), reference_table(ref)
   hf_path = HERE / "results" / "cpu_600_hf" / "summary.json"
   reparam_prefix_lr_text = lr_table(load("cpu_600_prefix_lr"))
   torch = torch_rows(HERE / "results" / "torch")
