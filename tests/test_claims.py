@@ -312,7 +312,7 @@ def test_peft_methods_100_steps_repeat_the_runs_of_earlier_days():
   assert set(earlier) == set(rows) and all(r["n_seeds"] == 1 for r in earlier.values())
   changed = {k for k, r in earlier.items() if r["test/accuracy_mean"] != runs(rows[k])[0]["test/accuracy"]}
   mam = "mam (prefix + parallel adapter)"
-  assert changed == {mam}  # one test example fewer right:
+  assert changed == {mam}  # MAM: one test example fewer right
   assert earlier[mam]["test/accuracy_mean"] - runs(rows[mam])[0]["test/accuracy"] == pytest.approx(1 / 1203)
 
 
